@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+/**
+ * vaultik's entry point: finds the command, wires signals and maps errors to exit codes.
+ * Nothing here knows how a command works.
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { commands } from './commands/index.js';
+import type { CommandIO } from './command.js';
+import { VaultikError, ExitCode, errorMessage } from '../errors.js';
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function helpText(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return [
+    `vaultik ${version()} — encrypted, deduplicating backups with no secret on the source`,
+    '',
+    'usage: vaultik <command> [arguments]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'Run `vaultik <command> --help` for a command\'s arguments. Exit codes are listed in README.md.',
+  ].join('\n');
+}
+
+/** Runs vaultik with `argv` (without node and the script) and returns the exit code. */
+export async function main(argv: string[], io: CommandIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(helpText() + '\n');
+    return name === undefined ? ExitCode.USAGE : ExitCode.OK;
+  }
+  if (name === '--version' || name === '-V') {
+    io.stdout.write(version() + '\n');
+    return ExitCode.OK;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    io.stderr.write(`vaultik: unknown command '${name}'\n\n${helpText()}\n`);
+    return ExitCode.USAGE;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.stdout.write(`usage: ${command.usage}\n`);
+    return ExitCode.OK;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (err) {
+    if (err instanceof VaultikError) {
+      io.stderr.write(`vaultik ${name}: ${err.message}\n`);
+      return err.exitCode;
+    }
+    io.stderr.write(`vaultik ${name}: unexpected error: ${errorMessage(err)}\n`);
+    if (err instanceof Error && err.stack && io.env.VAULTIK_DEBUG) io.stderr.write(err.stack + '\n');
+    return ExitCode.FAILURE;
+  }
+}
+
+function isEntryPoint(): boolean {
+  // Runs as a program (bin link or `node dist/cli/main.js`), not when imported by tests.
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    interrupts++;
+    if (interrupts > 1) process.exit(ExitCode.INTERRUPTED);
+    controller.abort(new VaultikError(`interrupted by ${sig}`, ExitCode.INTERRUPTED));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const io: CommandIO = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    isTTY: Boolean(process.stderr.isTTY),
+    signal: controller.signal,
+  };
+  main(process.argv.slice(2), io).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`vaultik: ${errorMessage(err)}\n`);
+      process.exitCode = ExitCode.FAILURE;
+    },
+  );
+}
