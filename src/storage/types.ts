@@ -1,0 +1,95 @@
+/**
+ * The storage contract every backend implements (local directory, S3) and every wrapper
+ * (retry, concurrency limit, fault injection in tests) preserves.
+ *
+ * Keys are relative to the store's prefix and use '/' separators ("blobs/ab/cd/<hash>",
+ * "index/<snapshot>.db.zst.age"). Objects are immutable: callers never put the same key twice
+ * with different bytes. A put is atomic: afterwards the object exists whole, or not at all.
+ */
+import type { Readable } from 'node:stream';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** The store's own timestamp of the object (S3 LastModified, file mtime). */
+  lastModified: Date;
+}
+
+/** A body to upload: bytes in memory, or a re-openable stream of known size (retries reopen it). */
+export type PutBody = Buffer | { size: number; open: () => Readable };
+
+export interface PutOptions {
+  /** SHA-256 of the body, when the caller knows it (sent as an integrity checksum). */
+  sha256?: Buffer;
+  signal?: AbortSignal;
+}
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface Storage {
+  /** Human-readable location, for messages ("s3://bucket/prefix", "file:///srv/b/host1/"). */
+  readonly description: string;
+  /** Upload an object. The only verb a backup uses (write-only credentials suffice). */
+  put(key: string, body: PutBody, options?: PutOptions): Promise<void>;
+  /** Read a whole object or a byte range of it. @throws StorageError 'not-found' */
+  get(key: string, range?: ByteRange, options?: { signal?: AbortSignal }): Promise<Readable>;
+  /** Size and timestamp of an object. @throws StorageError 'not-found' */
+  stat(key: string): Promise<ObjectInfo>;
+  /** Every object whose key starts with `prefix`, in lexicographic key order, any number of keys. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Delete objects; keys that do not exist are not an error. */
+  delete(keys: string[]): Promise<void>;
+  /** Release connections and resources. */
+  close(): Promise<void>;
+}
+
+export type StorageErrorKind = 'not-found' | 'permission' | 'permanent' | 'transient';
+
+/** A classified storage failure. Only 'transient' errors are retried. */
+export class StorageError extends Error {
+  constructor(
+    message: string,
+    readonly kind: StorageErrorKind,
+    readonly key?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StorageError';
+  }
+}
+
+/** Where a store is: parsed from a config file's `local:`/`s3:` block or from `<bucket> <prefix>`. */
+export type StorageSpec = LocalStorageSpec | S3StorageSpec;
+
+export interface LocalStorageSpec {
+  type: 'local';
+  /** Absolute path of the store root. */
+  path: string;
+  /** Key prefix below the root, '' or ending in '/'. */
+  prefix: string;
+}
+
+export interface S3StorageSpec {
+  type: 's3';
+  bucket: string;
+  /** Key prefix, '' or ending in '/'. */
+  prefix: string;
+  /** Endpoint URL (MinIO, R2, ...); undefined means AWS. */
+  endpoint?: string;
+  region?: string;
+  /** Explicit credentials; undefined means the AWS SDK's default chain (env, profiles, ...). */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+  /** Path-style addressing (default true when an endpoint is set). */
+  forcePathStyle?: boolean;
+  objectLock?: { mode: 'governance' | 'compliance'; days: number };
+  /** Objects larger than this go up as multipart uploads. */
+  multipartThreshold?: number;
+  partSize?: number;
+  /** Parallel uploads/parts. */
+  concurrency?: number;
+}
