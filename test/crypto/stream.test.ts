@@ -26,9 +26,8 @@ async function run(t: NodeJS.ReadWriteStream, input: Buffer, piece: number): Pro
   const out: Buffer[] = [];
   let error: unknown = null;
   try {
-    await pipeline(Readable.from(chunks), t, async function* (src: AsyncIterable<Buffer>) {
-      for await (const c of src) out.push(c);
-      yield* [];
+    await pipeline(Readable.from(chunks), t, async (src: AsyncIterable<string | Buffer>) => {
+      for await (const c of src) out.push(Buffer.from(c));
     });
   } catch (err) {
     error = err;
