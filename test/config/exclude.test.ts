@@ -125,6 +125,13 @@ describe('compileExcludes', () => {
     expect(m.excludesPath('build/keep.txt', false)).toBe(true);
   });
 
+  it('"dir/*" + "!dir/file" keeps the directory and re-includes the file (docs/CONFIG.md)', () => {
+    const m = compileExcludes(['build/*', '!build/keep.txt']);
+    expect(m.matches('build', true)).toBe(false);
+    expect(m.matches('build/out.o', false)).toBe(true);
+    expect(m.excludesPath('build/keep.txt', false)).toBe(false);
+  });
+
   it('excludesPath checks every ancestor as a directory', () => {
     const m = compileExcludes(['cache/', '/var/tmp']);
     expect(m.excludesPath('a/cache/x/y.txt', false)).toBe(true);

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, excludeMatcherFor, loadConfig, parseConfig, type Config, type ParseConfigOptions } from '../../src/config/index.js';
@@ -360,6 +360,16 @@ describe('parseConfig: errors name the file, line and key', () => {
       'config.yaml:4: age_recipients_file: /cfg/k has a problem (listed with its name)',
       '/cfg/k: no recipients in the file',
     ]);
+  });
+});
+
+describe('docs/CONFIG.md', () => {
+  it('its example configs are valid', () => {
+    const doc = readFileSync(new URL('../../docs/CONFIG.md', import.meta.url), 'utf8');
+    const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    expect(blocks.length).toBeGreaterThanOrEqual(2);
+    for (const block of blocks) expect(() => parse(block)).not.toThrow();
+    expect(parse(blocks[0]!).storage).toMatchObject({ type: 's3', bucket: 'backups', prefix: 'host1/' });
   });
 });
 
