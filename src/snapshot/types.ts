@@ -44,3 +44,52 @@ export interface ChunkLocation {
   /** Length of the chunk plaintext. */
   plainLength: number;
 }
+
+/** A blob a snapshot references: its name (SHA-256 of the stored bytes, hex) and stored size. */
+export interface BlobRef {
+  hash: string;
+  size: number;
+}
+
+/** What the backup knows about a run, written into the snapshot row by SnapshotWriter.finish. */
+export interface SnapshotSummary {
+  /** The snapshot id (see id.ts); the host is taken from it. */
+  id: string;
+  startTime: Date;
+  endTime: Date;
+  /** vaultik's version (package.json). */
+  toolVersion: string;
+  /** Configured source directories, absolute. */
+  sourceDirs: string[];
+  /** Configured exclude patterns, as written. */
+  excludes: string[];
+  /** FastCDC average chunk size in bytes. */
+  chunkSize: number;
+  /** Configured blob size limit in bytes. */
+  blobSizeLimit: number;
+  /** zstd level of the chunk frames. */
+  compressionLevel: number;
+  /** Files skipped or changed while read (the run exits with WARNINGS when > 0). */
+  warnings?: number;
+}
+
+/** The snapshot row of a metadata DB: the summary plus what the DB itself counts. */
+export interface SnapshotInfo extends Required<SnapshotSummary> {
+  formatVersion: number;
+  host: string;
+  /** Chunker and compressor names, so the format is self-describing ('fastcdc', 'zstd'). */
+  chunker: string;
+  compression: string;
+  /** Entries of type 'file' (hard links counted per name). */
+  fileCount: number;
+  dirCount: number;
+  symlinkCount: number;
+  /** fifo, socket, chardev, blockdev, other. */
+  otherCount: number;
+  /** Sum of file sizes, each hard-link group counted once. */
+  totalSize: number;
+  chunkCount: number;
+  blobCount: number;
+  /** Sum of the referenced blobs' stored sizes. */
+  blobBytes: number;
+}

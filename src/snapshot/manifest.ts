@@ -1,0 +1,115 @@
+/**
+ * The keyless manifest: `<index_prefix><id>.manifest.json.zst`, a zstd-compressed JSON object
+ *
+ *     { "version": 1, "snapshot": "<id>", "host": "<host>", "time": "<ISO 8601 UTC>",
+ *       "blobs": [["<sha256 hex>", <size>], ...] }
+ *
+ * listing the blobs a snapshot references, sorted by hash, without duplicates. It lets `verify`
+ * (and anyone without the key) check that a snapshot's blobs exist and are intact, and lets
+ * prune cross-check the encrypted metadata. It deliberately holds no path, name or file size:
+ * only blob hashes and sizes, which are public anyway as object names and object sizes. `time`
+ * is the start time in the id, repeated for readability.
+ */
+import zstdBinding from 'zstd-napi/binding.js';
+import { compressFrame, decompressFrame } from '../compress/zstd.js';
+import { ExitCode, VaultikError } from '../errors.js';
+import { tryParseSnapshotId } from './id.js';
+import { isHexHash } from './sql.js';
+import type { BlobRef } from './types.js';
+
+export const MANIFEST_VERSION = 1;
+
+/** Manifests larger than this (decompressed) are refused: 1M blobs is ~80 MB of JSON. */
+const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;
+
+export interface Manifest {
+  version: number;
+  snapshot: string;
+  host: string;
+  time: Date;
+  /** Sorted by hash, unique. */
+  blobs: BlobRef[];
+}
+
+/**
+ * Serializes a manifest: JSON, one zstd frame. Blobs are sorted and deduplicated here.
+ * @throws VaultikError when the id is malformed or a blob hash or size is invalid (a bug).
+ */
+export function buildManifest(snapshotId: string, blobs: Iterable<BlobRef>): Buffer {
+  const parsed = tryParseSnapshotId(snapshotId);
+  if (!parsed) throw new VaultikError(`manifest: malformed snapshot id '${snapshotId}'`);
+  const byHash = new Map<string, number>();
+  for (const b of blobs) {
+    if (!isHexHash(b.hash) || !Number.isSafeInteger(b.size) || b.size <= 0) {
+      throw new VaultikError(`manifest: invalid blob ${JSON.stringify(b)}`);
+    }
+    const prev = byHash.get(b.hash);
+    if (prev !== undefined && prev !== b.size) throw new VaultikError(`manifest: blob ${b.hash} listed with two sizes`);
+    byHash.set(b.hash, b.size);
+  }
+  const sorted = [...byHash].sort(([a], [b]) => (a < b ? -1 : 1));
+  const json = JSON.stringify({
+    version: MANIFEST_VERSION,
+    snapshot: snapshotId,
+    host: parsed.host,
+    time: parsed.time.toISOString(),
+    blobs: sorted,
+  });
+  return compressFrame(Buffer.from(json, 'utf8'), 19);
+}
+
+function bad(what: string, label: string): VaultikError {
+  return new VaultikError(`manifest ${label}: ${what}`, ExitCode.DATA);
+}
+
+/**
+ * Parses and strictly validates a manifest: exactly the keys above, version 1, a well-formed
+ * id whose host and time match `host` and `time`, blobs as [lowercase hex SHA-256, positive
+ * integer size] pairs, strictly sorted by hash. `expectedId`, when given, must match.
+ * @throws VaultikError (DATA) naming the first problem.
+ */
+export function parseManifest(data: Buffer, expectedId?: string): Manifest {
+  const label = expectedId ?? '(unnamed)';
+  let json: string;
+  try {
+    // Check the declared size before decompressing: a keyless object is anyone's input, and a
+    // tiny frame can claim gigabytes.
+    const declared = zstdBinding.getFrameContentSize(data);
+    if (declared === null || declared > MAX_MANIFEST_BYTES) throw bad('missing or excessive content size', label);
+    const plain = decompressFrame(data, declared);
+    json = new TextDecoder('utf-8', { fatal: true }).decode(plain);
+  } catch (err) {
+    if (err instanceof VaultikError && err.message.startsWith('manifest')) throw err;
+    throw new VaultikError(`manifest ${label}: not a zstd-compressed UTF-8 document: ${(err as Error).message}`, ExitCode.DATA, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch (err) {
+    throw new VaultikError(`manifest ${label}: invalid JSON: ${(err as Error).message}`, ExitCode.DATA, { cause: err });
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw bad('not a JSON object', label);
+  const o = doc as Record<string, unknown>;
+  const keys = Object.keys(o).sort().join(',');
+  if (keys !== 'blobs,host,snapshot,time,version') throw bad(`unexpected keys (${keys}), expected blobs, host, snapshot, time, version`, label);
+  if (o.version !== MANIFEST_VERSION) throw bad(`unsupported version ${JSON.stringify(o.version)}`, label);
+  if (typeof o.snapshot !== 'string') throw bad('"snapshot" is not a string', label);
+  const parsed = tryParseSnapshotId(o.snapshot);
+  if (!parsed) throw bad(`malformed snapshot id ${JSON.stringify(o.snapshot)}`, label);
+  if (expectedId !== undefined && o.snapshot !== expectedId) throw bad(`describes snapshot '${o.snapshot}'`, label);
+  if (o.host !== parsed.host) throw bad(`"host" ${JSON.stringify(o.host)} does not match the snapshot id`, label);
+  if (o.time !== parsed.time.toISOString()) throw bad(`"time" ${JSON.stringify(o.time)} does not match the snapshot id`, label);
+  if (!Array.isArray(o.blobs)) throw bad('"blobs" is not an array', label);
+  const blobs: BlobRef[] = [];
+  let prev = '';
+  for (const [i, b] of (o.blobs as unknown[]).entries()) {
+    if (!Array.isArray(b) || b.length !== 2) throw bad(`blobs[${i}] is not a [hash, size] pair`, label);
+    const [hash, size] = b as [unknown, unknown];
+    if (!isHexHash(hash)) throw bad(`blobs[${i}] hash is not a lowercase hex SHA-256`, label);
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw bad(`blobs[${i}] size is not a positive integer`, label);
+    if (hash <= prev) throw bad(`blobs[${i}] is out of order or duplicated`, label);
+    prev = hash;
+    blobs.push({ hash, size });
+  }
+  return { version: MANIFEST_VERSION, snapshot: o.snapshot, host: parsed.host, time: parsed.time, blobs };
+}

@@ -1,0 +1,54 @@
+/**
+ * Queries shared by the snapshot writer and reader (internal to src/snapshot).
+ */
+import type Database from 'better-sqlite3';
+
+export type DB = Database.Database;
+
+export interface Counts {
+  fileCount: number;
+  dirCount: number;
+  symlinkCount: number;
+  otherCount: number;
+  totalSize: number;
+  chunkCount: number;
+  blobCount: number;
+  blobBytes: number;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** True for a lowercase 64-digit hex SHA-256. */
+export function isHexHash(s: unknown): s is string {
+  return typeof s === 'string' && HEX64.test(s);
+}
+
+/**
+ * What the DB's own rows add up to. The writer stores it in the snapshot row; the reader checks
+ * the stored row against it. Hard-link followers add to fileCount but not to totalSize.
+ */
+export function computeCounts(db: DB): Counts {
+  const byType = db.prepare('SELECT type, COUNT(*) AS n FROM entries GROUP BY type').all() as { type: string; n: number }[];
+  const count = (t: string): number => byType.find((r) => r.type === t)?.n ?? 0;
+  const other = byType.filter((r) => !['file', 'dir', 'symlink'].includes(r.type)).reduce((a, r) => a + r.n, 0);
+  const totalSize = (
+    db
+      .prepare(
+        `SELECT COALESCE(SUM(size), 0) AS s FROM entries e WHERE type = 'file'
+           AND (link_group IS NULL OR path = (SELECT MIN(path) FROM entries g WHERE g.link_group = e.link_group))`,
+      )
+      .get() as { s: number }
+  ).s;
+  const chunkCount = (db.prepare('SELECT COUNT(*) AS n FROM chunks').get() as { n: number }).n;
+  const blobs = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS s FROM blobs').get() as { n: number; s: number };
+  return {
+    fileCount: count('file'),
+    dirCount: count('dir'),
+    symlinkCount: count('symlink'),
+    otherCount: other,
+    totalSize,
+    chunkCount,
+    blobCount: blobs.n,
+    blobBytes: blobs.s,
+  };
+}
