@@ -3,48 +3,96 @@
  * checksum in the frame header, so `zstd -d` can check each chunk on its own and frames can be
  * concatenated freely (a blob's plaintext is a run of frames).
  *
- * zstd-napi is synchronous: callers on a hot path run these in worker threads.
+ * zstd-napi is synchronous: callers on a hot path run these in worker threads (pool.ts, which
+ * builds its compressors from FRAME_PARAMETERS so both paths write identical frames).
  */
-import { Compressor, Decompressor } from 'zstd-napi';
+import { Compressor, type CompressParameters } from 'zstd-napi';
+import zstd from 'zstd-napi/binding.js';
 import { VaultikError, ExitCode } from '../errors.js';
 
 export const DEFAULT_COMPRESSION_LEVEL = 3;
 
+/**
+ * Largest frame content we decompress unless the caller raises it: the largest chunk the
+ * chunker may produce (1 GiB). A corrupt or hostile 20-byte frame can declare any size, and
+ * decompression allocates the declared size up front.
+ */
+export const MAX_FRAME_CONTENT = 1 << 30;
+
+/** Frame parameters every vaultik frame uses (besides the level). */
+export const FRAME_PARAMETERS: Readonly<CompressParameters> = Object.freeze({
+  contentSizeFlag: true,
+  checksumFlag: true,
+  // No dictionary ever; keep the header minimal and independent of any dictionary state.
+  dictIDFlag: false,
+});
+
+/**
+ * Checks a compression level.
+ * @throws RangeError unless `level` is an integer in zstd's range (negative "fast" levels to 22).
+ */
+export function checkCompressionLevel(level: number): number {
+  if (!Number.isInteger(level) || level < zstd.minCLevel() || level > zstd.maxCLevel()) {
+    throw new RangeError(`compression level must be an integer in ${zstd.minCLevel()}..${zstd.maxCLevel()}, got ${level}`);
+  }
+  return level;
+}
+
 const compressors = new Map<number, Compressor>();
-let decompressor: Decompressor | undefined;
+let dctx: InstanceType<typeof zstd.DCtx> | undefined;
 
 function compressorFor(level: number): Compressor {
   let c = compressors.get(level);
   if (!c) {
+    checkCompressionLevel(level);
     c = new Compressor();
-    c.setParameters({ compressionLevel: level, contentSizeFlag: true, checksumFlag: true });
+    c.setParameters({ ...FRAME_PARAMETERS, compressionLevel: level });
     compressors.set(level, c);
   }
   return c;
 }
 
-/** Compress `plain` into exactly one zstd frame (content size and checksum flags set). */
+/**
+ * Compress `plain` into exactly one zstd frame (content size and checksum flags set).
+ * The result may be a view into a larger allocation (zstd-napi trims only wasteful buffers).
+ * @throws RangeError for a bad level.
+ */
 export function compressFrame(plain: Uint8Array, level: number = DEFAULT_COMPRESSION_LEVEL): Buffer {
   return compressorFor(level).compress(plain);
 }
 
 /**
- * Decompress one zstd frame. `expectedSize`, when given, must equal the decompressed length.
- * @throws VaultikError (DATA) when the frame is corrupt or has the wrong size.
+ * Decompress exactly one zstd frame, verifying its content checksum when it has one (ours all
+ * do). The frame must declare its content size (ours all do), which must equal `expectedSize`
+ * when given and never exceed `maxSize`; this is checked before allocating.
+ * @throws VaultikError (DATA) when the input is not exactly one valid frame (truncated, trailing
+ *   bytes, bad checksum, corrupt data) or has the wrong or an excessive size.
  */
-export function decompressFrame(frame: Uint8Array, expectedSize?: number): Buffer {
-  decompressor ??= new Decompressor();
-  let out: Buffer;
+export function decompressFrame(frame: Uint8Array, expectedSize?: number, maxSize: number = MAX_FRAME_CONTENT): Buffer {
+  const fail = (what: string, cause?: unknown): VaultikError =>
+    new VaultikError(`corrupt zstd frame: ${what}`, ExitCode.DATA, cause === undefined ? undefined : { cause });
+  let declared: number | null;
+  let frameLength: number;
   try {
-    out = decompressor.decompress(frame);
+    declared = zstd.getFrameContentSize(frame);
+    frameLength = zstd.findFrameCompressedSize(frame);
   } catch (err) {
-    throw new VaultikError(`corrupt zstd frame: ${(err as Error).message}`, ExitCode.DATA, { cause: err });
+    throw fail((err as Error).message, err);
   }
-  if (expectedSize !== undefined && out.length !== expectedSize) {
-    throw new VaultikError(
-      `zstd frame decompressed to ${out.length} bytes, expected ${expectedSize}`,
-      ExitCode.DATA,
-    );
+  if (frameLength !== frame.length) throw fail(`${frame.length - frameLength} bytes after the end of the frame`);
+  if (declared === null) throw fail('no content size in the frame header');
+  if (expectedSize !== undefined && declared !== expectedSize) {
+    throw new VaultikError(`zstd frame holds ${declared} bytes, expected ${expectedSize}`, ExitCode.DATA);
   }
+  if (declared > maxSize) throw fail(`declares ${declared} bytes, more than the ${maxSize} allowed`);
+  const out = Buffer.allocUnsafe(declared);
+  dctx ??= new zstd.DCtx();
+  let n: number;
+  try {
+    n = dctx.decompress(out, frame);
+  } catch (err) {
+    throw fail((err as Error).message, err);
+  }
+  if (n !== declared) throw fail(`decompressed to ${n} bytes, header says ${declared}`);
   return out;
 }

@@ -1,0 +1,386 @@
+/**
+ * A worker-thread pool that turns chunks into (SHA-256 id, zstd frame) so hashing and
+ * compression use every core while the main thread reads, chunks, encrypts and uploads.
+ *
+ * Contracts:
+ * - Results are exactly what src/compress/zstd.ts would produce on the main thread: the workers
+ *   build their compressors from the same FRAME_PARAMETERS and level.
+ * - Memory is bounded: at most `size * IN_FLIGHT_PER_WORKER` chunks are inside workers and at
+ *   most `maxQueued` wait for one; a call beyond that waits (before taking a copy of its chunk)
+ *   until there is room. Callers that await each call, or use processOrdered(), therefore hold a
+ *   bounded number of chunks. (A caller that fires unbounded calls without awaiting keeps its own
+ *   chunks alive; that is the caller's memory, not the pool's.)
+ * - A task fails (its promise rejects with a VaultikError) when the worker reports an error or
+ *   dies; a dead worker is replaced, so the pool keeps working. After close() every pending and
+ *   later call rejects.
+ *
+ * Why the worker body is an eval'd string: tests run the TypeScript sources under vitest, while
+ * production runs the compiled dist/*.js; a `new Worker(new URL('./worker.js', import.meta.url))`
+ * file only exists in one of the two. The body below is plain CommonJS, needs only node:crypto
+ * and zstd-napi (whose absolute path we resolve here and pass in), and works from both.
+ *
+ * Data moves by transfer, not copy, where that is safe: frames come back as transferred
+ * ArrayBuffers (allocated by the worker for this one result); an input chunk is transferred only
+ * when the caller allows it and the Buffer owns its whole ArrayBuffer (never a view into a read
+ * buffer or Node's shared 8 KiB pool slab); otherwise exactly its bytes are copied once.
+ *
+ * Hash placement (measured with `npm run bench:format`, see bench/README.md): SHA-256 with the
+ * CPU's SHA extensions runs at ~2 GB/s, five times faster than zstd level 3, so hashing is cheap
+ * wherever it runs. The default path (process) hashes and compresses in one round trip. A caller
+ * that expects many duplicate chunks (an edited VM image, say) can instead hash first — hash()
+ * here, or node:crypto on the main thread — and send only new chunks to compress().
+ */
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { ExitCode, VaultikError, errorMessage } from '../errors.js';
+import { DEFAULT_COMPRESSION_LEVEL, FRAME_PARAMETERS, checkCompressionLevel } from './zstd.js';
+
+/** A chunk's id (SHA-256 of the plaintext) and its zstd frame. */
+export interface ChunkResult {
+  /** SHA-256 of the plaintext, 32 bytes. */
+  readonly id: Buffer;
+  /** One zstd frame (content size and checksum set) holding the plaintext. */
+  readonly frame: Buffer;
+  readonly plainLength: number;
+}
+
+/** A chunk's id only. */
+export interface HashResult {
+  readonly id: Buffer;
+  readonly plainLength: number;
+}
+
+export interface ChunkPoolOptions {
+  /** Worker threads; default os.availableParallelism(). */
+  readonly size?: number;
+  /** zstd level for every frame; default 3. */
+  readonly level?: number;
+  /** Chunks allowed to wait for a worker beyond those in workers; default `size`. */
+  readonly maxQueued?: number;
+  /** Passed to each Worker (e.g. to cap its heap). */
+  readonly resourceLimits?: ResourceLimits;
+}
+
+export interface SubmitOptions {
+  /**
+   * Hand the chunk's memory to the worker instead of copying it. Only honoured when the Buffer
+   * spans its whole ArrayBuffer; the caller's Buffer is then detached (length 0) on return.
+   */
+  readonly transfer?: boolean;
+}
+
+/** Tasks a worker may hold at once: one running, one queued, so it never idles between tasks. */
+export const IN_FLIGHT_PER_WORKER = 2;
+
+const OP_HASH = 1;
+const OP_COMPRESS = 2;
+
+/** Worker body (CommonJS, evaluated). Messages: {seq, op, level, buf, len}. */
+const WORKER_SOURCE = String.raw`
+'use strict';
+const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { Compressor } = require(workerData.zstdPath);
+const compressors = new Map();
+function compressorFor(level) {
+  let c = compressors.get(level);
+  if (!c) {
+    c = new Compressor();
+    c.setParameters(Object.assign({}, workerData.frameParameters, { compressionLevel: level }));
+    compressors.set(level, c);
+  }
+  return c;
+}
+// Buffers under 4 KiB may be slices of Node's shared pool slab: never transfer those.
+function own(b) {
+  if (b.length >= 4096) return b;
+  const copy = new Uint8Array(b.length);
+  copy.set(b);
+  return copy;
+}
+parentPort.on('message', (m) => {
+  const reply = { seq: m.seq };
+  const transfer = [];
+  try {
+    const data = new Uint8Array(m.buf, 0, m.len);
+    if (m.op & ${OP_HASH}) {
+      const id = own(createHash('sha256').update(data).digest());
+      reply.id = id.buffer;
+      reply.idOff = id.byteOffset;
+      transfer.push(id.buffer);
+    }
+    if (m.op & ${OP_COMPRESS}) {
+      const frame = own(compressorFor(m.level).compress(data));
+      reply.frame = frame.buffer;
+      reply.frameOff = frame.byteOffset;
+      reply.frameLen = frame.byteLength;
+      transfer.push(frame.buffer);
+    }
+  } catch (err) {
+    reply.error = String(err && err.stack || err);
+  }
+  parentPort.postMessage(reply, transfer);
+});
+`;
+
+interface Reply {
+  seq: number;
+  id?: ArrayBuffer;
+  idOff?: number;
+  frame?: ArrayBuffer;
+  frameOff?: number;
+  frameLen?: number;
+  error?: string;
+}
+
+interface Task {
+  readonly seq: number;
+  readonly op: number;
+  readonly buf: ArrayBuffer;
+  readonly len: number;
+  readonly resolve: (r: Reply) => void;
+  readonly reject: (e: Error) => void;
+}
+
+interface Slot {
+  readonly worker: Worker;
+  readonly inflight: Map<number, Task>;
+  dead: boolean;
+}
+
+let zstdPath: string | undefined;
+
+/** A chunk's bytes as an ArrayBuffer the pool may hand to a worker (see SubmitOptions). */
+function detachable(chunk: Uint8Array, transfer: boolean): ArrayBuffer {
+  const ab = chunk.buffer;
+  if (
+    transfer &&
+    ab instanceof ArrayBuffer &&
+    chunk.byteOffset === 0 &&
+    chunk.byteLength === ab.byteLength &&
+    chunk.byteLength >= 4096 // never the shared pool slab (it only holds allocations < 4 KiB)
+  ) {
+    return ab;
+  }
+  const copy = new Uint8Array(chunk.byteLength);
+  copy.set(chunk);
+  return copy.buffer;
+}
+
+/** Worker-thread pool for chunk hashing and compression. See the file comment for contracts. */
+export class ChunkPool {
+  /** Number of worker threads. */
+  readonly size: number;
+  /** zstd level of every frame. */
+  readonly level: number;
+  /** Chunks that may wait for a worker. */
+  readonly maxQueued: number;
+  private readonly resourceLimits: ResourceLimits | undefined;
+  private readonly slots: Slot[] = [];
+  private readonly queue: Task[] = [];
+  private readonly spaceWaiters: (() => void)[] = [];
+  private seq = 0;
+  private closed = false;
+  private deathsInARow = 0;
+  private broken: VaultikError | undefined;
+
+  /**
+   * Starts the workers.
+   * @throws RangeError for a size < 1, a bad level or a negative maxQueued.
+   */
+  constructor(opts: ChunkPoolOptions = {}) {
+    this.size = opts.size ?? availableParallelism();
+    if (!Number.isInteger(this.size) || this.size < 1) throw new RangeError(`pool size must be >= 1, got ${this.size}`);
+    this.level = checkCompressionLevel(opts.level ?? DEFAULT_COMPRESSION_LEVEL);
+    this.maxQueued = opts.maxQueued ?? this.size;
+    if (!Number.isInteger(this.maxQueued) || this.maxQueued < 0) throw new RangeError(`maxQueued must be >= 0, got ${this.maxQueued}`);
+    this.resourceLimits = opts.resourceLimits;
+    zstdPath ??= createRequire(import.meta.url).resolve('zstd-napi');
+    for (let i = 0; i < this.size; i++) this.slots.push(this.spawn());
+  }
+
+  /** Chunks the pool holds at most (in workers plus queued): the natural pipeline depth. */
+  get capacity(): number {
+    return this.size * IN_FLIGHT_PER_WORKER + this.maxQueued;
+  }
+
+  /**
+   * SHA-256 and zstd frame of a chunk.
+   * @throws VaultikError when the pool is closed or the worker fails.
+   */
+  async process(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<ChunkResult> {
+    const r = await this.submit(chunk, OP_HASH | OP_COMPRESS, opts);
+    return { id: idOf(r), frame: frameOf(r), plainLength: r.len };
+  }
+
+  /**
+   * SHA-256 only (to look a chunk up before deciding to compress it).
+   * @throws VaultikError when the pool is closed or the worker fails.
+   */
+  async hash(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<HashResult> {
+    const r = await this.submit(chunk, OP_HASH, opts);
+    return { id: idOf(r), plainLength: r.len };
+  }
+
+  /**
+   * zstd frame only (the caller already has the id).
+   * @throws VaultikError when the pool is closed or the worker fails.
+   */
+  async compress(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<Buffer> {
+    return frameOf(await this.submit(chunk, OP_COMPRESS, opts));
+  }
+
+  /**
+   * process() over a stream of chunks, up to `capacity` at a time, yielding results in input
+   * order. Stops at (and rethrows) the first failure; breaking out early is fine.
+   * @throws VaultikError as process(); whatever `chunks` throws.
+   */
+  async *processOrdered(
+    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    opts: SubmitOptions = {},
+  ): AsyncGenerator<ChunkResult, void, undefined> {
+    const window: Promise<ChunkResult>[] = [];
+    const add = (c: Uint8Array): void => {
+      const p = this.process(c, opts);
+      // Rejections surface when the caller reaches that result; do not report them early.
+      p.catch(() => undefined);
+      window.push(p);
+    };
+    for await (const c of chunks) {
+      add(c);
+      if (window.length >= this.capacity) yield await window.shift()!;
+    }
+    while (window.length > 0) yield await window.shift()!;
+  }
+
+  /**
+   * Terminates the workers. Pending and later calls reject. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const err = (): VaultikError => new VaultikError('chunk pool closed', ExitCode.FAILURE);
+    for (const t of this.queue.splice(0)) t.reject(err());
+    for (const w of this.spaceWaiters.splice(0)) w();
+    const slots = this.slots.splice(0);
+    for (const s of slots) {
+      s.dead = true;
+      for (const t of s.inflight.values()) t.reject(err());
+      s.inflight.clear();
+    }
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+
+  private async submit(chunk: Uint8Array, op: number, opts: SubmitOptions): Promise<Reply & { len: number }> {
+    if (!(chunk instanceof Uint8Array)) throw new TypeError('chunk must be a Buffer or Uint8Array');
+    // Wait for room; newcomers queue behind earlier waiters so nobody starves.
+    let first = true;
+    while (!this.closed && this.broken === undefined && ((first && this.spaceWaiters.length > 0) || !this.hasRoom())) {
+      first = false;
+      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    }
+    if (this.closed) throw new VaultikError('chunk pool closed', ExitCode.FAILURE);
+    if (this.broken !== undefined) throw this.broken;
+    const len = chunk.byteLength;
+    const buf = detachable(chunk, opts.transfer === true);
+    const reply = await new Promise<Reply>((resolve, reject) => {
+      this.queue.push({ seq: ++this.seq, op, buf, len, resolve, reject });
+      this.dispatch();
+    });
+    return { ...reply, len };
+  }
+
+  private freeSlots(): number {
+    let n = 0;
+    for (const s of this.slots) if (!s.dead) n += IN_FLIGHT_PER_WORKER - s.inflight.size;
+    return n;
+  }
+
+  /** dispatch() keeps the queue empty while a worker has a free place, so this is exact. */
+  private hasRoom(): boolean {
+    return this.queue.length < this.maxQueued || (this.queue.length === 0 && this.freeSlots() > 0);
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      let best: Slot | undefined;
+      for (const s of this.slots) {
+        if (!s.dead && s.inflight.size < IN_FLIGHT_PER_WORKER && (!best || s.inflight.size < best.inflight.size)) best = s;
+      }
+      if (!best) break;
+      const t = this.queue.shift()!;
+      if (best.inflight.size === 0) best.worker.ref();
+      best.inflight.set(t.seq, t);
+      best.worker.postMessage({ seq: t.seq, op: t.op, level: this.level, buf: t.buf, len: t.len }, [t.buf]);
+    }
+    // Wake one waiter per place that opened up; each re-checks hasRoom() itself.
+    let room = this.maxQueued - this.queue.length + (this.queue.length === 0 ? this.freeSlots() : 0);
+    while (room-- > 0 && this.spaceWaiters.length > 0) this.spaceWaiters.shift()!();
+  }
+
+  /** Gives up after this many worker deaths with no successful task in between. */
+  private static readonly MAX_DEATHS_IN_A_ROW = 3;
+
+  /** Rejects everything queued and every later call: workers keep dying. */
+  private breakPool(err: VaultikError): void {
+    this.broken = err;
+    for (const t of this.queue.splice(0)) t.reject(err);
+    for (const w of this.spaceWaiters.splice(0)) w();
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { zstdPath, frameParameters: { ...FRAME_PARAMETERS } },
+      ...(this.resourceLimits ? { resourceLimits: this.resourceLimits } : {}),
+    });
+    const slot: Slot = { worker, inflight: new Map(), dead: false };
+    worker.on('message', (r: Reply) => {
+      const t = slot.inflight.get(r.seq);
+      if (!t) return;
+      slot.inflight.delete(r.seq);
+      if (slot.inflight.size === 0) worker.unref();
+      this.deathsInARow = 0;
+      if (r.error !== undefined) t.reject(new VaultikError(`chunk worker failed: ${r.error}`, ExitCode.FAILURE));
+      else t.resolve(r);
+      this.dispatch();
+    });
+    const die = (why: string, cause?: unknown): void => {
+      if (slot.dead) return;
+      slot.dead = true;
+      const err = new VaultikError(`chunk worker died: ${why}`, ExitCode.FAILURE, cause === undefined ? undefined : { cause });
+      for (const t of slot.inflight.values()) t.reject(err);
+      slot.inflight.clear();
+      void worker.terminate();
+      if (this.closed || this.broken !== undefined) return;
+      // Replace the worker, unless they die on arrival (e.g. zstd-napi cannot load): then the
+      // pool reports that error instead of respawning forever.
+      if (++this.deathsInARow >= ChunkPool.MAX_DEATHS_IN_A_ROW) {
+        this.breakPool(err);
+        return;
+      }
+      const i = this.slots.indexOf(slot);
+      if (i >= 0) this.slots[i] = this.spawn();
+      this.dispatch();
+    };
+    worker.on('error', (err) => die(errorMessage(err), err));
+    worker.on('messageerror', (err) => die(errorMessage(err), err));
+    worker.on('exit', (code) => die(`exited with code ${code}`));
+    // An idle pool must not keep the process alive; a busy one must (dispatch refs a worker that
+    // gets work, the message handler unrefs it when it has none). After the listeners: attaching
+    // them refs the worker's port again.
+    worker.unref();
+    return slot;
+  }
+}
+
+function idOf(r: Reply): Buffer {
+  if (!r.id) throw new VaultikError('chunk worker sent no id', ExitCode.FAILURE);
+  return Buffer.from(r.id, r.idOff ?? 0, 32);
+}
+
+function frameOf(r: Reply): Buffer {
+  if (!r.frame) throw new VaultikError('chunk worker sent no frame', ExitCode.FAILURE);
+  return Buffer.from(r.frame, r.frameOff ?? 0, r.frameLen ?? r.frame.byteLength);
+}

@@ -1,0 +1,165 @@
+/**
+ * The chunk pool: results identical to the main-thread functions, transfer rules, ordering,
+ * bounded memory, and failure handling (a dying worker rejects its tasks and is replaced).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ChunkPool, IN_FLIGHT_PER_WORKER, type ChunkResult } from '../../src/compress/pool.js';
+import { compressFrame, decompressFrame } from '../../src/compress/zstd.js';
+import { ExitCode, VaultikError } from '../../src/errors.js';
+
+const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
+
+function text(size: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = 97 + ((x >>> 16) % 13); // letters from a small alphabet: compressible
+  }
+  return b;
+}
+
+const pools: ChunkPool[] = [];
+function pool(...args: ConstructorParameters<typeof ChunkPool>): ChunkPool {
+  const p = new ChunkPool(...args);
+  pools.push(p);
+  return p;
+}
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.close()));
+});
+
+describe('ChunkPool', () => {
+  it('returns the SHA-256 id and the very frame compressFrame() makes', async () => {
+    const p = pool({ size: 2 });
+    const chunks = [Buffer.alloc(0), Buffer.from([7]), text(4095, 1), text(4096, 2), randomBytes(300_000), text(2 << 20, 3)];
+    const results = await Promise.all(chunks.map((c) => p.process(c)));
+    results.forEach((r, i) => {
+      const c = chunks[i]!;
+      expect(r.plainLength).toBe(c.length);
+      expect(r.id.equals(sha256(c))).toBe(true);
+      expect(r.frame.equals(compressFrame(c, 3))).toBe(true);
+      expect(decompressFrame(r.frame, c.length).equals(c)).toBe(true);
+    });
+  });
+
+  it('hash() and compress() do one half each; the level is the pool\'s', async () => {
+    const p = pool({ size: 1, level: 9 });
+    const c = text(100_000, 4);
+    const h = await p.hash(c);
+    expect(h).toEqual({ id: sha256(c), plainLength: c.length });
+    expect((await p.compress(c)).equals(compressFrame(c, 9))).toBe(true);
+    expect(() => new ChunkPool({ level: 99 })).toThrow(RangeError);
+    expect(() => new ChunkPool({ size: 0 })).toThrow(RangeError);
+  });
+
+  it('transfers only Buffers that own their memory, and only when asked', async () => {
+    const p = pool({ size: 1 });
+    const owned = Buffer.allocUnsafeSlow(100_000).fill(1);
+    await p.process(owned);
+    expect(owned.length).toBe(100_000); // copied: not asked to transfer
+    const r = await p.process(owned, { transfer: true });
+    expect(owned.length).toBe(0); // handed over
+    expect(r.plainLength).toBe(100_000);
+    expect(r.id.equals(sha256(Buffer.alloc(100_000, 1)))).toBe(true);
+
+    const read = Buffer.allocUnsafeSlow(200_000).fill(2);
+    const view = read.subarray(1000, 101_000);
+    await p.process(view, { transfer: true });
+    expect(view.length).toBe(100_000); // a view into someone's read buffer is never detached
+    expect(read.length).toBe(200_000);
+
+    const small = Buffer.from('tiny'); // from Node's shared pool slab
+    const neighbour = Buffer.from('neighbour');
+    await p.process(small, { transfer: true });
+    expect(small.toString()).toBe('tiny');
+    expect(neighbour.toString()).toBe('neighbour');
+  });
+
+  it('processOrdered keeps input order and a bounded window', async () => {
+    const p = pool({ size: 2, maxQueued: 1 });
+    let pulled = 0;
+    let yielded = 0;
+    const inputs: Buffer[] = [];
+    function* source(): Generator<Buffer> {
+      for (let i = 0; i < 120; i++) {
+        // Mixed sizes so later chunks often finish before earlier ones.
+        const c = i % 3 === 0 ? text(400_000, i + 10) : randomBytes(1 + (i % 7) * 1000);
+        inputs.push(c);
+        pulled++;
+        expect(pulled - yielded).toBeLessThanOrEqual(p.capacity + 1);
+        yield c;
+      }
+    }
+    const out: ChunkResult[] = [];
+    for await (const r of p.processOrdered(source())) {
+      out.push(r);
+      yielded++;
+    }
+    expect(out.map((r) => r.id.toString('hex'))).toEqual(inputs.map((c) => sha256(c).toString('hex')));
+    expect(p.capacity).toBe(2 * IN_FLIGHT_PER_WORKER + 1);
+  });
+
+  it('callers that do not await wait for room before the pool takes their chunk', async () => {
+    const p = pool({ size: 1, maxQueued: 2 });
+    const internals = p as unknown as { queue: unknown[]; slots: { inflight: Map<number, unknown> }[] };
+    let maxHeld = 0;
+    const calls: Promise<ChunkResult>[] = [];
+    for (let i = 0; i < 30; i++) calls.push(p.process(text(200_000, i)));
+    const timer = setInterval(() => {
+      const held = internals.queue.length + internals.slots.reduce((s, x) => s + x.inflight.size, 0);
+      maxHeld = Math.max(maxHeld, held);
+    }, 0);
+    const results = await Promise.all(calls);
+    clearInterval(timer);
+    expect(results).toHaveLength(30);
+    expect(maxHeld).toBeGreaterThan(0);
+    expect(maxHeld).toBeLessThanOrEqual(p.capacity);
+  });
+
+  it('a worker that dies rejects its tasks and is replaced', async () => {
+    const p = pool({ size: 1 });
+    const internals = p as unknown as { slots: { worker: { terminate(): Promise<number> } }[] };
+    const pending = p.process(text(8 << 20, 5));
+    await internals.slots[0]!.worker.terminate();
+    const err = await pending.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(VaultikError);
+    expect((err as VaultikError).exitCode).toBe(ExitCode.FAILURE);
+    expect(String((err as Error).message)).toMatch(/worker died/);
+    const c = text(1000, 6);
+    expect((await p.process(c)).id.equals(sha256(c))).toBe(true);
+  });
+
+  it('workers that die on arrival fail the calls instead of respawning forever', async () => {
+    // A 1 MB heap is too little for a worker to even start (ERR_WORKER_OUT_OF_MEMORY).
+    const p = pool({ size: 1, resourceLimits: { maxOldGenerationSizeMb: 1, maxYoungGenerationSizeMb: 1 } });
+    await expect(p.process(Buffer.from('x'))).rejects.toBeInstanceOf(VaultikError);
+    await expect(p.process(Buffer.from('y'))).rejects.toBeInstanceOf(VaultikError);
+  });
+
+  it('holds the event loop open only while busy', async () => {
+    const ports = (): number => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+    const before = ports();
+    const p = pool({ size: 2 });
+    expect(ports()).toBe(before);
+    const busy = p.process(text(1 << 20, 11));
+    expect(ports()).toBeGreaterThan(before);
+    await busy;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(ports()).toBe(before);
+  });
+
+  it('close() rejects what is pending and every later call', async () => {
+    const p = pool({ size: 1 });
+    const pending = [p.process(text(4 << 20, 7)), p.process(text(4 << 20, 8)), p.process(text(10, 9))];
+    const settled = Promise.allSettled(pending);
+    await p.close();
+    for (const r of await settled) expect(r.status).toBe('rejected');
+    await expect(p.process(Buffer.from('late'))).rejects.toThrow(/closed/);
+    await p.close(); // idempotent
+  });
+});
