@@ -1,0 +1,435 @@
+/**
+ * The source walker: turns the configured source directories into a stream of snapshot entries.
+ *
+ * Contract (what backup, the snapshot writer and the restorer may rely on):
+ *
+ * - **Order.** Entries are yielded in ascending byte order of their snapshot path, exactly as
+ *   SQLite orders a BLOB column (memcmp, shorter prefix first) and as `Buffer.compare` does.
+ *   So "first in path order" means the same thing to the walker, the snapshot DB and the
+ *   restorer (it decides which path of a hard-link group carries the content). This is *not* a
+ *   naive depth-first order: because '-' (0x2d) and '.' (0x2e) sort before '/' (0x2f), the
+ *   siblings "a-b" and "a.b" — and their whole subtrees — come after "a" but before "a/x". The
+ *   walker achieves this without collecting the tree: within one directory, names are sorted by
+ *   bytes and a subdirectory's contents are emitted at the position of "name/" (see
+ *   `inPathOrder`). A directory is always yielded before anything inside it.
+ * - **Paths.** Entry paths follow src/snapshot/types.ts: the source's absolute path without its
+ *   leading '/', then '/'-separated raw name bytes. Names are never decoded except for the
+ *   exclude predicate (lossy UTF-8, `buffer.toString('utf8')`).
+ * - **Ancestors.** The parent directories of each source dir are yielded too (source
+ *   "/home/u/data" → "home", "home/u", then "home/u/data" and its contents), like restic, so a
+ *   restore can recreate them with their owner, mode and mtime. Ancestors shared by several
+ *   sources are yielded once. Source "/" itself has no entry (the snapshot root has no path).
+ * - **Symlinks.** The source dir paths given by the user are resolved like a shell would (a
+ *   source that is a symlink to a directory is walked, and recorded as a directory under the
+ *   given path; so are its ancestors). Nothing inside a source is ever followed: symlinks are
+ *   entries with their target bytes. A directory is read through a descriptor opened with
+ *   O_NOFOLLOW and checked against the lstat that classified it, so a directory swapped for a
+ *   symlink mid-walk is reported, not descended into. (Residual race, as in restic and borg:
+ *   children are lstat'ed by path, so a parent swapped between readdir and a child's lstat can
+ *   make that lstat resolve through the swap; `openSourceFile`'s identity check cannot catch it
+ *   because it compares with that same lstat.)
+ * - **Special files.** FIFOs, sockets and devices are recorded (mode, owner, rdev) and never
+ *   opened.
+ * - **Hard links.** Regular files with nlink > 1 get `entry.linkGroup` (same (dev, ino) → same
+ *   group, numbered from 1 in walk order). The first path yielded carries the content; later
+ *   ones have `hardLinkTo` set to the first one's path. Only regular files are grouped.
+ * - **Errors.** Nothing about a single entry throws: an unreadable directory, an entry that
+ *   vanished between readdir and lstat, a missing source dir, a failed readlink are reported via
+ *   `onWarning` and skipped; the walk continues. A directory that cannot be read is still
+ *   yielded (it exists), only its contents are missing.
+ * - **Overlapping sources.** Listing the same directory twice is harmless (deduplicated). A
+ *   source inside another source is rejected up front: which exclude rules apply (they are
+ *   relative to each source dir) would be ambiguous.
+ * - **Memory.** Bounded by the directory fan-out along the current path (the sorted names of
+ *   each directory being walked), plus one record per multiply-linked inode whose other links
+ *   have not all been seen yet; never by the total number of files.
+ */
+import { lstat, open, readdir, readlink, stat } from 'node:fs/promises';
+import { constants, existsSync, type BigIntStats } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import type { Entry, EntryType } from '../snapshot/types.js';
+import { UsageError, errorMessage } from '../errors.js';
+import { displayPath, joinAbsPath, joinEntryPath } from './paths.js';
+
+/** The parts of a file's stat that backup and the local state cache use. */
+export interface FileStat {
+  /** Size in bytes (0 for anything but regular files and symlinks). */
+  size: number;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
+  /** Full st_mode, including the file type bits. */
+  mode: number;
+  nlink: number;
+}
+
+export interface WalkedEntry {
+  /** The snapshot entry (path per src/snapshot/types.ts). */
+  entry: Entry;
+  /** Absolute path on this machine, built from the source path as given (not realpath'ed). */
+  absPath: Buffer;
+  stat: FileStat;
+  /**
+   * Set on the second and later paths of a hard-link group: the snapshot path of the group's
+   * first entry, which carries the content. Undefined for the first path and for unlinked files.
+   */
+  hardLinkTo?: Buffer;
+}
+
+export type WalkOperation = 'stat' | 'lstat' | 'readdir' | 'readlink';
+
+export interface WalkWarning {
+  /** The path on this machine the warning is about. */
+  absPath: Buffer;
+  /** The system call that failed. */
+  op: WalkOperation;
+  /** errno code when there is one ('EACCES', 'ENOENT', ...); 'ECHANGED' for a swapped directory. */
+  code?: string;
+  /** Human-readable, with the path rendered by `displayPath`. */
+  message: string;
+}
+
+export interface WalkOptions {
+  /**
+   * Returns true for entries to leave out. `relPath` is relative to the source dir it lies in,
+   * '/'-separated, names decoded with `buffer.toString('utf8')`; `isDir` is true for
+   * directories (not for symlinks to them). The backup engine passes the compiled exclude
+   * matcher's `matches` (src/config/exclude.ts). An excluded directory is not descended into.
+   * Never called for the source dirs themselves or their ancestors.
+   */
+  exclude?: (relPath: string, isDir: boolean) => boolean;
+  /** Do not descend into directories on another device than their source dir (mount points are still recorded). */
+  oneFileSystem?: boolean;
+  /** Checked before each entry; the walk throws the signal's reason once it is aborted. */
+  signal?: AbortSignal;
+  /** Receives every per-entry problem; the entry is skipped and the walk goes on. */
+  onWarning: (warning: WalkWarning) => void;
+}
+
+/** How many lstat calls of one directory may be in flight ahead of the entry being yielded. */
+const LSTAT_LOOKAHEAD = 64;
+
+const S_IFMT = constants.S_IFMT;
+const HAVE_PROC_FD = existsSync('/proc/self/fd');
+
+/** Maps st_mode's type bits to the snapshot entry type. */
+export function entryTypeOf(mode: number): EntryType {
+  switch (mode & S_IFMT) {
+    case constants.S_IFREG:
+      return 'file';
+    case constants.S_IFDIR:
+      return 'dir';
+    case constants.S_IFLNK:
+      return 'symlink';
+    case constants.S_IFIFO:
+      return 'fifo';
+    case constants.S_IFSOCK:
+      return 'socket';
+    case constants.S_IFCHR:
+      return 'chardev';
+    case constants.S_IFBLK:
+      return 'blockdev';
+    default:
+      return 'other';
+  }
+}
+
+/** The compact stat record kept for an entry. */
+export function fileStatOf(st: BigIntStats): FileStat {
+  return {
+    size: Number(st.size),
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+    ino: st.ino,
+    dev: st.dev,
+    mode: Number(st.mode),
+    nlink: Number(st.nlink),
+  };
+}
+
+/**
+ * Walks the source directories, yielding every entry in snapshot path order (see the module
+ * comment for the full contract).
+ * @throws UsageError when one source dir lies inside another.
+ * @throws the signal's reason (an AbortError by default) once `options.signal` is aborted.
+ */
+export async function* walk(sourceDirs: string[], options: WalkOptions): AsyncGenerator<WalkedEntry> {
+  const root = buildSourceTree(sourceDirs);
+  const walker = new Walker(options);
+  if (root.source !== undefined) {
+    // Source "/": the root directory has no entry of its own, only contents.
+    const st = await walker.statFollowing(root.abs);
+    if (st && st.isDirectory()) yield* walker.walkDir(root.abs, root.rel, '', st, st.dev, false);
+    return;
+  }
+  yield* walker.walkVirtual(root);
+}
+
+/** A node of the tree formed by the source dirs and their ancestors. */
+interface SourceNode {
+  name: Buffer;
+  abs: Buffer;
+  rel: Buffer;
+  children: Map<string, SourceNode>;
+  /** The source dir as configured, when this node is one. */
+  source?: string;
+}
+
+function buildSourceTree(sourceDirs: string[]): SourceNode {
+  const root: SourceNode = { name: Buffer.alloc(0), abs: Buffer.from('/'), rel: Buffer.alloc(0), children: new Map() };
+  for (const dir of sourceDirs) {
+    const resolved = resolvePath(dir);
+    const parts = resolved.split('/').filter((p) => p.length > 0);
+    let node = root;
+    for (const part of parts) {
+      if (node.source !== undefined) throw overlap(dir, node.source);
+      const name = Buffer.from(part, 'utf8');
+      let child = node.children.get(part);
+      if (!child) {
+        child = { name, abs: joinAbsPath(node.abs, name), rel: joinEntryPath(node.rel, name), children: new Map() };
+        node.children.set(part, child);
+      }
+      node = child;
+    }
+    if (node.source !== undefined) continue; // the same directory listed twice
+    const inner = firstSource(node);
+    if (inner !== undefined) throw overlap(inner, dir);
+    node.source = dir;
+  }
+  return root;
+}
+
+function firstSource(node: SourceNode): string | undefined {
+  for (const child of node.children.values()) {
+    const found = child.source ?? firstSource(child);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function overlap(inner: string, outer: string): UsageError {
+  return new UsageError(
+    `source directories overlap: '${inner}' is inside '${outer}'; list only '${outer}' (and use exclude to leave parts of it out)`,
+  );
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: NodeJS.ErrnoException };
+
+function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error: error as NodeJS.ErrnoException }),
+  );
+}
+
+/** What visiting one name of a directory produced. */
+interface Visit {
+  self?: WalkedEntry;
+  /** Walks the name's contents; run when the walk reaches the position of "name/". */
+  descend?: () => AsyncGenerator<WalkedEntry>;
+}
+
+/**
+ * Yields the entries of one directory level in memcmp order of their full paths, given the
+ * level's names sorted by bytes. Each name's own entry belongs at "prefix/name", its contents
+ * at "prefix/name/…". Any name sorting between "name" and "name/" extends "name" with a byte
+ * below '/', so its subtree must come before the subtree of "name": pending descents form a
+ * stack whose top is always the smallest, and a descent runs as soon as the next name sorts
+ * after its "name/" key.
+ */
+async function* inPathOrder(
+  names: Buffer[],
+  visit: (name: Buffer, index: number) => Promise<Visit | undefined>,
+): AsyncGenerator<WalkedEntry> {
+  const pending: { key: Buffer; run: () => AsyncGenerator<WalkedEntry> }[] = [];
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    while (pending.length > 0 && Buffer.compare(pending[pending.length - 1]!.key, name) < 0) {
+      yield* pending.pop()!.run();
+    }
+    const v = await visit(name, i);
+    if (v?.self) yield v.self;
+    if (v?.descend) pending.push({ key: Buffer.concat([name, Buffer.from('/')]), run: v.descend });
+  }
+  while (pending.length > 0) yield* pending.pop()!.run();
+}
+
+class Walker {
+  private nextLinkGroup = 1;
+  /** (dev:ino) of multiply-linked files seen, until all their links have been seen. */
+  private readonly links = new Map<string, { group: number; first: Buffer; remaining: number }>();
+
+  constructor(private readonly options: WalkOptions) {}
+
+  private warn(absPath: Buffer, op: WalkOperation, err: NodeJS.ErrnoException, what: string): void {
+    const warning: WalkWarning = { absPath, op, message: `${what} ${displayPath(absPath)}: ${errorMessage(err)}` };
+    if (err.code !== undefined) warning.code = err.code;
+    this.options.onWarning(warning);
+  }
+
+  /** stat() following symlinks, for source dirs and their ancestors; warns and returns undefined on failure. */
+  async statFollowing(abs: Buffer): Promise<BigIntStats | undefined> {
+    try {
+      return await stat(abs, { bigint: true });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.warn(abs, 'stat', e, e.code === 'ENOENT' ? 'source path does not exist:' : 'cannot stat source path');
+      return undefined;
+    }
+  }
+
+  /** The source dirs' ancestors: yielded as directories, in path order, then the sources under them. */
+  async *walkVirtual(node: SourceNode): AsyncGenerator<WalkedEntry> {
+    const children = [...node.children.values()].sort((a, b) => Buffer.compare(a.name, b.name));
+    yield* inPathOrder(
+      children.map((c) => c.name),
+      async (_name, i) => {
+        this.options.signal?.throwIfAborted();
+        const child = children[i]!;
+        const st = await this.statFollowing(child.abs);
+        if (!st) return undefined;
+        if (child.source === undefined) {
+          if (!st.isDirectory()) {
+            const err = Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+            this.warn(child.abs, 'stat', err, 'cannot walk source path through');
+            return undefined;
+          }
+          return { self: this.makeEntry(child.abs, child.rel, st), descend: () => this.walkVirtual(child) };
+        }
+        const self = await this.describe(child.abs, child.rel, st);
+        if (!self || !st.isDirectory()) return self ? { self } : undefined;
+        return { self, descend: () => this.walkDir(child.abs, child.rel, '', st, st.dev, true) };
+      },
+    );
+  }
+
+  /**
+   * Walks a directory's contents. `srcRel` is the directory's path relative to its source dir
+   * (for the exclude predicate), `rootDev` the source dir's device, `followFinal` true only for
+   * a source dir itself (given by the user, so it may be a symlink).
+   */
+  async *walkDir(
+    abs: Buffer,
+    rel: Buffer,
+    srcRel: string,
+    dirStat: BigIntStats,
+    rootDev: bigint,
+    followFinal: boolean,
+  ): AsyncGenerator<WalkedEntry> {
+    let names: Buffer[];
+    try {
+      names = await readDirectory(abs, dirStat, followFinal);
+    } catch (err) {
+      this.warn(abs, 'readdir', err as NodeJS.ErrnoException, 'cannot read directory');
+      return;
+    }
+    names.sort(Buffer.compare);
+    const lookahead = new Lookahead(names.length, (i) => settle(lstat(joinAbsPath(abs, names[i]!), { bigint: true })));
+    const { exclude, oneFileSystem, signal } = this.options;
+    yield* inPathOrder(names, async (name, i) => {
+      signal?.throwIfAborted();
+      const childAbs = joinAbsPath(abs, name);
+      const result = await lookahead.take(i);
+      if (!result.ok) {
+        const vanished = result.error.code === 'ENOENT';
+        this.warn(childAbs, 'lstat', result.error, vanished ? 'file vanished during the walk:' : 'cannot stat');
+        return undefined;
+      }
+      const st = result.value;
+      const isDir = st.isDirectory();
+      const childSrcRel = srcRel === '' ? name.toString('utf8') : `${srcRel}/${name.toString('utf8')}`;
+      if (exclude?.(childSrcRel, isDir)) return undefined;
+      const childRel = joinEntryPath(rel, name);
+      const self = await this.describe(childAbs, childRel, st);
+      if (!self) return undefined;
+      if (!isDir || (oneFileSystem === true && st.dev !== rootDev)) return { self };
+      return { self, descend: () => this.walkDir(childAbs, childRel, childSrcRel, st, rootDev, false) };
+    });
+  }
+
+  /** The entry for a stat result, with symlink target and hard-link group; undefined (warned) when readlink fails. */
+  private async describe(abs: Buffer, rel: Buffer, st: BigIntStats): Promise<WalkedEntry | undefined> {
+    const walked = this.makeEntry(abs, rel, st);
+    const { entry } = walked;
+    if (entry.type === 'symlink') {
+      try {
+        entry.target = await readlink(abs, { encoding: 'buffer' });
+      } catch (err) {
+        this.warn(abs, 'readlink', err as NodeJS.ErrnoException, 'cannot read symlink');
+        return undefined;
+      }
+    } else if (entry.type === 'file' && walked.stat.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      const seen = this.links.get(key);
+      if (seen) {
+        entry.linkGroup = seen.group;
+        walked.hardLinkTo = seen.first;
+        if (--seen.remaining <= 0) this.links.delete(key);
+      } else {
+        entry.linkGroup = this.nextLinkGroup++;
+        this.links.set(key, { group: entry.linkGroup, first: rel, remaining: walked.stat.nlink - 1 });
+      }
+    }
+    return walked;
+  }
+
+  private makeEntry(abs: Buffer, rel: Buffer, st: BigIntStats): WalkedEntry {
+    const fileStat = fileStatOf(st);
+    const type = entryTypeOf(fileStat.mode);
+    const entry: Entry = {
+      path: rel,
+      type,
+      mode: fileStat.mode & 0o7777,
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      mtimeNs: st.mtimeNs,
+      size: type === 'file' ? fileStat.size : 0,
+    };
+    if (type === 'chardev' || type === 'blockdev') entry.rdev = Number(st.rdev);
+    return { entry, absPath: abs, stat: fileStat };
+  }
+}
+
+/**
+ * Lists a directory's names. Reads through a descriptor opened with O_DIRECTORY (and
+ * O_NOFOLLOW unless `followFinal`) whose (dev, ino) must match `expected`, so the names listed
+ * are those of the directory that was classified, not of whatever replaced it since.
+ * @throws the fs error, or an Error with code 'ECHANGED' when the directory was replaced.
+ */
+async function readDirectory(abs: Buffer, expected: BigIntStats, followFinal: boolean): Promise<Buffer[]> {
+  if (!HAVE_PROC_FD) return readdir(abs, { encoding: 'buffer' });
+  const flags = constants.O_RDONLY | constants.O_DIRECTORY | (followFinal ? 0 : constants.O_NOFOLLOW);
+  const handle = await open(abs, flags);
+  try {
+    const st = await handle.stat({ bigint: true });
+    if (st.dev !== expected.dev || st.ino !== expected.ino) {
+      throw Object.assign(new Error('directory was replaced during the walk'), { code: 'ECHANGED' });
+    }
+    return await readdir(`/proc/self/fd/${handle.fd}`, { encoding: 'buffer' });
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Starts up to LSTAT_LOOKAHEAD calls ahead of the one being taken, so lstat latency overlaps. */
+class Lookahead<T> {
+  private readonly started = new Map<number, Promise<T>>();
+  private next = 0;
+
+  constructor(
+    private readonly count: number,
+    private readonly start: (index: number) => Promise<T>,
+  ) {}
+
+  /** The result for `index`; indexes must be taken in increasing order. */
+  take(index: number): Promise<T> {
+    while (this.next < this.count && this.next <= index + LSTAT_LOOKAHEAD) {
+      this.started.set(this.next, this.start(this.next));
+      this.next++;
+    }
+    const promise = this.started.get(index)!;
+    this.started.delete(index);
+    return promise;
+  }
+}
