@@ -232,13 +232,16 @@ export class AgeDecryptor {
     if (this.state === 'done') throw new Error('AgeDecryptor.update after final');
     let input = cipher;
     if (this.state === 'header') {
-      // A copy: the caller may reuse its buffer once update() returns.
-      this.headerBuf = Buffer.concat([this.headerBuf, input]);
-      const end = findHeaderEnd(this.headerBuf.subarray(0, MAX_HEADER_SIZE));
-      if (end === -1) return;
-      const header = parseHeader(this.headerBuf);
+      const buf = this.headerBuf.length === 0 ? input : Buffer.concat([this.headerBuf, input]);
+      const end = findHeaderEnd(buf.subarray(0, MAX_HEADER_SIZE));
+      if (end === -1) {
+        // Keep a copy: the caller may reuse its buffer once update() returns.
+        this.headerBuf = buf === input ? Buffer.from(input) : buf;
+        return;
+      }
+      const header = parseHeader(buf);
       this.fileKey = unwrapFileKey(header, this.identities);
-      input = this.headerBuf.subarray(end);
+      input = buf.subarray(end);
       this.headerBuf = Buffer.alloc(0);
       this.state = 'nonce';
     }
