@@ -1,6 +1,7 @@
 /** Every CLI command, in the order `vaultik --help` lists them. */
 import type { Command } from '../command.js';
 import { notImplemented } from './notImplemented.js';
+import { keygenCommand } from './keygen.js';
 
 export const commands: Command[] = [
   notImplemented('backup', 'back up the source dirs of a config file', 'vaultik backup <config.yaml> [--cron | --daemon] [--json]'),
@@ -11,5 +12,5 @@ export const commands: Command[] = [
   notImplemented('prune', 'delete blobs that no snapshot references', 'vaultik prune <bucket> <prefix> [--dry-run] [--grace 24h]'),
   notImplemented('forget', 'remove snapshots by a retention policy', 'vaultik forget <bucket> <prefix> [--keep-last N] ...'),
   notImplemented('verify', 'check blob integrity (no key needed; --deep with the key)', 'vaultik verify <bucket> <prefix> [--deep] [--sample 10%]'),
-  notImplemented('keygen', 'generate an age key pair', 'vaultik keygen [-o FILE]'),
+  keygenCommand,
 ];
