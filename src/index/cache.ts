@@ -1,0 +1,426 @@
+/**
+ * The local state cache (`index_path`): what the source machine remembers between backups so it
+ * never needs to read, list or delete remote objects (DESIGN.md promise 3).
+ *
+ * Contracts:
+ * - Only blobs whose upload completed are recorded (recordBlob is called after the put
+ *   succeeded), so the cache never claims a blob the store lacks because of this machine.
+ * - Dedup (findChunk) sees only chunks in blobs referenced by this source's latest completed
+ *   snapshot (the base) or uploaded in the current run. Prune may delete every blob no existing
+ *   snapshot references once it is older than its grace period, so an older blob may be gone.
+ *   Exception, to resume an interrupted run: beginRun adopts blobs that an unfinished earlier
+ *   run uploaded less than `resumeWindowMs` ago (default 6 h). That is safe while
+ *   resumeWindowMs + the backup's duration stays below prune's grace period (default 24 h),
+ *   the same bound that protects any blob uploaded early in a long run.
+ * - A cache for another store or key is useless and dangerous (deduping against blobs that are
+ *   not there, or that the new key cannot decrypt): open() compares the store identity and
+ *   starts empty on a mismatch. So it does for an unknown schema version or an unreadable file.
+ * - Crash safety: WAL with synchronous=NORMAL; a crash (even power loss) loses at most the
+ *   last uncommitted batch and leaves a consistent DB. Every state it can be left in is
+ *   correct for the next run: file rows whose chunks no longer resolve are simply re-read.
+ *   Worst case: some data is uploaded again.
+ * - Memory is bounded: point lookups and batched writes, never a whole table in memory.
+ *
+ * It holds file names and stat data of the source, like the metadata DB being built; it stays
+ * on the source machine (the directory is created mode 0700).
+ *
+ * Not thread-safe and single-writer: hold the lock (lock.ts) for the duration of a backup.
+ */
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync, type BigIntStats } from 'node:fs';
+import { dirname } from 'node:path';
+import { ExitCode, VaultikError } from '../errors.js';
+import type { ChunkLocation } from '../snapshot/types.js';
+import { CACHE_DDL, CACHE_SCHEMA_VERSION, CACHE_TABLES } from './schema.js';
+
+/** The stat fields that decide whether a file changed. */
+export interface FileStat {
+  size: number;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
+  /** Full st_mode, file type bits included (a file replaced by a FIFO is a change). */
+  mode: number;
+}
+
+export interface CachedFile extends FileStat {
+  /** Chunk ids of the content, in order. */
+  chunks: Buffer[];
+  /** The run that last recorded this file. */
+  run: string;
+}
+
+export interface StateCacheOptions {
+  /** Commit after this many recorded files (default 2,000)... */
+  batchSize?: number;
+  /** ...or once the open batch is this old (default 2,000 ms), whichever comes first. */
+  batchMs?: number;
+  /** Blobs of an unfinished run younger than this are reused by the next run (default 6 h; 0 = never). */
+  resumeWindowMs?: number;
+  /** Clock (ms since the epoch); injectable for tests. */
+  now?: () => number;
+}
+
+/** The fields of `fs.lstat(path, { bigint: true })` the cache compares. */
+export function fileStatOf(s: BigIntStats): FileStat {
+  return { size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, ino: s.ino, dev: s.dev, mode: Number(s.mode) };
+}
+
+/**
+ * The identity a cache is bound to: where the store is (its description, e.g.
+ * "s3://bucket/prefix/", and the index prefix) and which keys the data is encrypted to (a
+ * fingerprint of the sorted recipients, not the keys themselves).
+ */
+export function storeIdentity(store: { description: string; indexPrefix?: string; recipients: readonly string[] }): string {
+  const fp = createHash('sha256')
+    .update([...store.recipients].sort().join('\n'))
+    .digest('hex')
+    .slice(0, 32);
+  return JSON.stringify({ store: store.description, indexPrefix: store.indexPrefix ?? '', recipients: fp });
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function hashBytes(hex: string): Buffer {
+  if (!HEX64.test(hex)) throw new VaultikError(`state cache: not a lowercase hex SHA-256: '${hex}'`);
+  return Buffer.from(hex, 'hex');
+}
+
+/** Inode and device numbers are unsigned 64-bit; SQLite integers are signed. */
+const toI64 = (n: bigint): bigint => BigInt.asIntN(64, n);
+const fromI64 = (n: bigint): bigint => BigInt.asUintN(64, n);
+
+function sameStat(a: FileStat, b: FileStat): boolean {
+  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev && a.mode === b.mode;
+}
+
+function removeDbFiles(path: string): void {
+  for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) rmSync(p, { force: true });
+}
+
+type Row = Record<string, unknown>;
+
+function rowToLocation(r: Row): ChunkLocation {
+  return {
+    id: r.id as Buffer,
+    blob: (r.blob as Buffer).toString('hex'),
+    offset: Number(r.offset),
+    length: Number(r.length),
+    plainLength: Number(r.plain_length),
+  };
+}
+
+export class StateCache {
+  private db: Database.Database;
+  private run: string | undefined;
+  private pending = 0;
+  private batchStart = 0;
+  private readonly batchSize: number;
+  private readonly batchMs: number;
+  private readonly resumeWindowMs: number;
+  private readonly now: () => number;
+  private readonly stmts: {
+    getFile: Database.Statement;
+    putFile: Database.Statement;
+    findChunk: Database.Statement;
+    putBlob: Database.Statement;
+    putChunk: Database.Statement;
+  };
+  private base: string | undefined;
+
+  /**
+   * Why the cache was emptied on open (another store or key, an unknown schema version, an
+   * unreadable file), or undefined when it was reused as is. Worth a notice: the next backup
+   * uploads everything again.
+   */
+  readonly resetReason: string | undefined;
+
+  private constructor(db: Database.Database, resetReason: string | undefined, options: StateCacheOptions) {
+    this.db = db;
+    this.resetReason = resetReason;
+    this.batchSize = options.batchSize ?? 2000;
+    this.batchMs = options.batchMs ?? 2000;
+    this.resumeWindowMs = options.resumeWindowMs ?? 6 * 3600 * 1000;
+    this.now = options.now ?? Date.now;
+    this.base = this.getMeta('base_snapshot');
+    this.stmts = {
+      getFile: db.prepare('SELECT size, mtime_ns, ctime_ns, inode, device, mode, chunks, run FROM files WHERE path = ?').safeIntegers(true),
+      putFile: db.prepare(
+        `INSERT INTO files (path, size, mtime_ns, ctime_ns, inode, device, mode, chunks, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
+           inode = excluded.inode, device = excluded.device, mode = excluded.mode, chunks = excluded.chunks, run = excluded.run`,
+      ),
+      // The dedup restriction lives in this one query: a location counts only if its blob was
+      // uploaded (or adopted) by the current run, or the base snapshot references it.
+      findChunk: db.prepare(
+        `SELECT c.id AS id, c.blob AS blob, c.offset AS offset, c.length AS length, c.plain_length AS plain_length
+         FROM chunks c JOIN blobs b ON b.hash = c.blob
+         WHERE c.id = ? AND (b.run = ? OR EXISTS (SELECT 1 FROM snapshot_blobs sb WHERE sb.snapshot = ? AND sb.blob = c.blob))
+         LIMIT 1`,
+      ),
+      putBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, uploaded_at, run) VALUES (?, ?, ?, ?)'),
+      putChunk: db.prepare('INSERT OR IGNORE INTO chunks (id, blob, offset, length, plain_length) VALUES (?, ?, ?, ?, ?)'),
+    };
+  }
+
+  /**
+   * Opens (creating it and its directory if needed) the cache at `path`, bound to
+   * `identity` (see storeIdentity). An unreadable file, an unknown schema version or another
+   * identity empties it (see resetReason) instead of failing: losing the cache costs a full
+   * re-upload, never correctness.
+   * @throws VaultikError when the directory or file cannot be created or opened at all.
+   */
+  static open(path: string, identity: string, options: StateCacheOptions = {}): StateCache {
+    try {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new VaultikError(`cannot create the state cache directory for ${path}: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
+    }
+    let reset: string | undefined;
+    let db: Database.Database;
+    try {
+      db = openAndCheck(path);
+    } catch (err) {
+      if (!isCorruption(err)) {
+        throw new VaultikError(`cannot open the state cache ${path}: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
+      }
+      reset = `the cache file was unreadable (${(err as Error).message}); it was recreated`;
+      removeDbFiles(path);
+      db = openAndCheck(path);
+    }
+    try {
+      const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name);
+      const version = tables.includes('meta')
+        ? (db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined)?.value
+        : undefined;
+      if (version !== String(CACHE_SCHEMA_VERSION)) {
+        if (tables.length > 0) reset ??= `the cache has schema version ${version ?? 'unknown'}, this vaultik uses ${CACHE_SCHEMA_VERSION}`;
+        db.transaction(() => {
+          for (const t of tables) db.exec(`DROP TABLE IF EXISTS "${t.replace(/"/g, '""')}"`);
+          for (const ddl of CACHE_DDL) db.exec(ddl);
+          db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('store_identity', ?)").run(String(CACHE_SCHEMA_VERSION), identity);
+        })();
+      } else {
+        const stored = (db.prepare("SELECT value FROM meta WHERE key = 'store_identity'").get() as { value: string } | undefined)?.value;
+        if (stored !== identity) {
+          reset ??= 'the cache belonged to a different store or encryption key';
+          db.transaction(() => {
+            for (const t of CACHE_TABLES) if (t !== 'meta') db.exec(`DELETE FROM ${t}`);
+            db.exec("DELETE FROM meta WHERE key NOT IN ('schema_version')");
+            db.prepare("INSERT INTO meta (key, value) VALUES ('store_identity', ?)").run(identity);
+          })();
+        }
+      }
+      return new StateCache(db, reset, options);
+    } catch (err) {
+      db.close();
+      throw new VaultikError(`cannot initialize the state cache ${path}: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
+    }
+  }
+
+  private getMeta(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  private requireRun(): string {
+    if (this.run === undefined) throw new VaultikError('state cache: no run in progress (call beginRun first)');
+    return this.run;
+  }
+
+  /** Opens a write batch if none is open; commits it when it is full or old enough. */
+  private wrote(rows: number): void {
+    if (!this.db.inTransaction) {
+      this.db.exec('BEGIN');
+      this.batchStart = this.now();
+    }
+    this.pending += rows;
+    if (this.pending >= this.batchSize || this.now() - this.batchStart >= this.batchMs) this.flush();
+  }
+
+  /** Commits the open batch, if any. */
+  flush(): void {
+    if (this.db.inTransaction) this.db.exec('COMMIT');
+    this.pending = 0;
+  }
+
+  /** The base snapshot (latest completed), if any. */
+  baseSnapshot(): string | undefined {
+    return this.base;
+  }
+
+  /** The cached record of `path`, or undefined. */
+  lookupFile(path: Buffer): CachedFile | undefined {
+    const r = this.stmts.getFile.get(path) as Row | undefined;
+    if (!r) return undefined;
+    const blob = r.chunks as Buffer;
+    const chunks: Buffer[] = [];
+    for (let i = 0; i + 32 <= blob.length; i += 32) chunks.push(Buffer.from(blob.subarray(i, i + 32)));
+    return {
+      size: Number(r.size),
+      mtimeNs: r.mtime_ns as bigint,
+      ctimeNs: r.ctime_ns as bigint,
+      ino: fromI64(r.inode as bigint),
+      dev: fromI64(r.device as bigint),
+      mode: Number(r.mode),
+      chunks,
+      run: r.run as string,
+    };
+  }
+
+  /** True when `path` is cached with exactly this size, mtime, ctime, inode, device and mode. */
+  isUnchanged(path: Buffer, stat: FileStat): boolean {
+    const cached = this.lookupFile(path);
+    return cached !== undefined && sameStat(cached, stat);
+  }
+
+  /**
+   * For an unchanged file, the locations of its chunks, usable for dedup in this run; undefined
+   * when the file changed or any chunk is no longer usable (then read the file again).
+   * @throws VaultikError when no run is in progress.
+   */
+  unchangedChunks(path: Buffer, stat: FileStat): ChunkLocation[] | undefined {
+    const cached = this.lookupFile(path);
+    if (!cached || !sameStat(cached, stat)) return undefined;
+    const locs: ChunkLocation[] = [];
+    for (const id of cached.chunks) {
+      const loc = this.findChunk(id);
+      if (!loc) return undefined;
+      locs.push(loc);
+    }
+    return locs;
+  }
+
+  /**
+   * Starts a run. Cleans up what the dedup rule can no longer use (blobs neither in the base
+   * snapshot nor young enough to adopt, and their chunks) and adopts the blobs of an
+   * interrupted run uploaded within resumeWindowMs.
+   * @returns how many blobs were adopted.
+   * @throws VaultikError when a run is already in progress.
+   */
+  beginRun(runId: string): { adoptedBlobs: number } {
+    if (this.run !== undefined) throw new VaultikError(`state cache: run ${this.run} is still in progress`);
+    if (runId === '') throw new VaultikError('state cache: empty run id');
+    this.flush();
+    const since = this.resumeWindowMs > 0 ? this.now() - this.resumeWindowMs : Number.POSITIVE_INFINITY;
+    const adopted = this.db.transaction(() => {
+      const notBase = "hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = COALESCE((SELECT value FROM meta WHERE key = 'base_snapshot'), ''))";
+      const n = this.db.prepare(`UPDATE blobs SET run = ? WHERE ${notBase} AND uploaded_at >= ?`).run(runId, since).changes;
+      this.db.prepare(`DELETE FROM blobs WHERE run != ? AND ${notBase}`).run(runId);
+      this.db.exec('DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = chunks.blob)');
+      return n;
+    })();
+    this.run = runId;
+    return { adoptedBlobs: adopted };
+  }
+
+  /**
+   * Where chunk `id` can be reused from in this run, or undefined (then upload it). Only
+   * locations in the base snapshot's blobs or in blobs of this run count (see the top).
+   * @throws VaultikError when no run is in progress.
+   */
+  findChunk(id: Buffer): ChunkLocation | undefined {
+    const run = this.requireRun();
+    const r = this.stmts.findChunk.get(id, run, this.base ?? '') as Row | undefined;
+    return r ? rowToLocation(r) : undefined;
+  }
+
+  /**
+   * Records a blob and the chunks it holds, in one transaction, committed before returning.
+   * Call it only after the blob's upload succeeded: from then on findChunk offers its chunks.
+   * @throws VaultikError when no run is in progress or an argument is malformed.
+   */
+  recordBlob(hash: string, size: number, chunks: readonly ChunkLocation[]): void {
+    const run = this.requireRun();
+    const h = hashBytes(hash);
+    if (!Number.isSafeInteger(size) || size <= 0) throw new VaultikError(`state cache: invalid blob size ${size}`);
+    for (const c of chunks) {
+      if (c.blob !== hash) throw new VaultikError(`state cache: chunk ${c.id.toString('hex')} is in blob ${c.blob}, not ${hash}`);
+      if (c.id.length !== 32) throw new VaultikError('state cache: chunk id must be 32 bytes');
+    }
+    // Part of the open batch, then committed at once: the blob is durable as soon as possible.
+    if (!this.db.inTransaction) this.db.exec('BEGIN');
+    try {
+      this.stmts.putBlob.run(h, size, this.now(), run);
+      for (const c of chunks) this.stmts.putChunk.run(c.id, h, c.offset, c.length, c.plainLength);
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      this.pending = 0;
+      throw err;
+    }
+    this.flush();
+  }
+
+  /**
+   * Records the backed-up version of a file: its stat and chunk ids. Call it for every file
+   * the snapshot will contain, unchanged ones included (completeSnapshot forgets files that were
+   * not recorded in the run). Batched: committed with the next batch.
+   * @throws VaultikError when no run is in progress or a chunk id is not 32 bytes.
+   */
+  recordFile(path: Buffer, stat: FileStat, chunkIds: readonly Buffer[]): void {
+    const run = this.requireRun();
+    for (const id of chunkIds) if (id.length !== 32) throw new VaultikError('state cache: chunk id must be 32 bytes');
+    this.wrote(1);
+    this.stmts.putFile.run(path, stat.size, stat.mtimeNs, stat.ctimeNs, toI64(stat.ino), toI64(stat.dev), stat.mode, Buffer.concat(chunkIds), run);
+  }
+
+  /**
+   * Marks the run's snapshot as completed: call it only after its metadata object was
+   * uploaded. `blobs` (hex hashes) are every blob the snapshot references; they become the
+   * dedup base. Drops what is no longer usable: other snapshots' blob sets, blobs outside the
+   * new base, their chunks, and files not recorded in this run. Ends the run.
+   * @throws VaultikError when no run is in progress.
+   */
+  completeSnapshot(snapshotId: string, blobs: Iterable<string>): void {
+    const run = this.requireRun();
+    this.flush();
+    this.db.transaction(() => {
+      this.db.prepare('INSERT OR REPLACE INTO snapshots (id, completed_at, run) VALUES (?, ?, ?)').run(snapshotId, this.now(), run);
+      this.db.prepare('DELETE FROM snapshot_blobs WHERE snapshot != ?').run(snapshotId);
+      const put = this.db.prepare('INSERT OR IGNORE INTO snapshot_blobs (snapshot, blob) VALUES (?, ?)');
+      for (const b of blobs) put.run(snapshotId, hashBytes(b));
+      this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('base_snapshot', ?)").run(snapshotId);
+      this.db.prepare('DELETE FROM blobs WHERE hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)').run(snapshotId);
+      this.db.exec('DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = chunks.blob)');
+      this.db.prepare('DELETE FROM files WHERE run != ?').run(run);
+    })();
+    this.base = snapshotId;
+    this.run = undefined;
+  }
+
+  /**
+   * Ends the run without a snapshot (interrupted, failed). Everything recorded stays: the
+   * run's blobs are adopted by a run that begins within resumeWindowMs.
+   */
+  abortRun(): void {
+    this.flush();
+    this.run = undefined;
+  }
+
+  /** Commits pending writes and closes. Idempotent. */
+  close(): void {
+    if (!this.db.open) return;
+    this.flush();
+    this.db.close();
+  }
+}
+
+function openAndCheck(path: string): Database.Database {
+  const db = new Database(path, { timeout: 5000 });
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    // A quick read of the schema surfaces "file is not a database" now, not mid-backup.
+    db.prepare('SELECT COUNT(*) FROM sqlite_master').get();
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || code === 'SQLITE_CANTOPEN_DIRTYWAL';
+}

@@ -1,0 +1,55 @@
+/**
+ * The local state cache schema (see cache.ts for the semantics). A cache with another
+ * CACHE_SCHEMA_VERSION is dropped and rebuilt: it is only a cache.
+ */
+
+export const CACHE_SCHEMA_VERSION = 1;
+
+export const CACHE_DDL: readonly string[] = [
+  // schema_version, store_identity, base_snapshot.
+  'CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID',
+  // Per path, the stat tuple and chunk list (n × 32-byte ids, in order) of the last version
+  // backed up, and the run that last recorded it.
+  `CREATE TABLE files (
+  path BLOB PRIMARY KEY NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  ctime_ns INTEGER NOT NULL,
+  inode INTEGER NOT NULL,
+  device INTEGER NOT NULL,
+  mode INTEGER NOT NULL,
+  chunks BLOB NOT NULL,
+  run TEXT NOT NULL
+) WITHOUT ROWID`,
+  // Blobs whose upload completed; `run` is the run that uploaded (or adopted) it.
+  `CREATE TABLE blobs (
+  hash BLOB PRIMARY KEY NOT NULL,
+  size INTEGER NOT NULL,
+  uploaded_at INTEGER NOT NULL,
+  run TEXT NOT NULL
+) WITHOUT ROWID`,
+  // Chunk locations; a chunk may live in more than one blob.
+  `CREATE TABLE chunks (
+  id BLOB NOT NULL,
+  blob BLOB NOT NULL,
+  offset INTEGER NOT NULL,
+  length INTEGER NOT NULL,
+  plain_length INTEGER NOT NULL,
+  PRIMARY KEY (id, blob)
+) WITHOUT ROWID`,
+  'CREATE INDEX chunks_by_blob ON chunks (blob)',
+  // Completed snapshots of this source.
+  `CREATE TABLE snapshots (
+  id TEXT PRIMARY KEY NOT NULL,
+  completed_at INTEGER NOT NULL,
+  run TEXT NOT NULL
+) WITHOUT ROWID`,
+  // The blobs the base (latest completed) snapshot references: the dedup base.
+  `CREATE TABLE snapshot_blobs (
+  snapshot TEXT NOT NULL,
+  blob BLOB NOT NULL,
+  PRIMARY KEY (snapshot, blob)
+) WITHOUT ROWID`,
+];
+
+export const CACHE_TABLES = ['meta', 'files', 'blobs', 'chunks', 'snapshots', 'snapshot_blobs'] as const;

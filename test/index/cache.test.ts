@@ -1,0 +1,248 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { copyFileSync, existsSync, lstatSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { makeTempDir } from '../helpers/tmp.js';
+import { StateCache, fileStatOf, storeIdentity, type FileStat } from '../../src/index/index.js';
+import type { ChunkLocation } from '../../src/snapshot/types.js';
+
+let tmp: { dir: string; cleanup: () => void };
+let path: string;
+beforeEach(() => {
+  tmp = makeTempDir('vaultik-cache-');
+  path = join(tmp.dir, 'state', 'index.sqlite');
+});
+afterEach(() => tmp.cleanup());
+
+const ID = storeIdentity({ description: 's3://bucket/prefix/', indexPrefix: 'index/', recipients: ['age1b', 'age1a'] });
+const sha = (s: string): Buffer => createHash('sha256').update(s).digest();
+const blobHash = (s: string): string => sha(`blob:${s}`).toString('hex');
+const loc = (chunk: string, blob: string, offset = 0): ChunkLocation => ({ id: sha(chunk), blob: blobHash(blob), offset, length: 50, plainLength: 100 });
+const stat = (over: Partial<FileStat> = {}): FileStat => ({
+  size: 100,
+  mtimeNs: 1_700_000_000_000_000_001n,
+  ctimeNs: 1_700_000_000_000_000_002n,
+  ino: 12345n,
+  dev: 2049n,
+  mode: 0o100644,
+  ...over,
+});
+const P = (s: string): Buffer => Buffer.from(s);
+
+describe('StateCache', () => {
+  it('creates its directory, uses WAL, and records files byte-exactly', () => {
+    const c = StateCache.open(path, ID);
+    expect(c.resetReason).toBeUndefined();
+    expect(statSync(join(tmp.dir, 'state')).mode & 0o777).toBe(0o700);
+    c.beginRun('r1');
+    const name = Buffer.from([0x61, 0xff, 0x2f, 0x80]);
+    const big: FileStat = stat({ ino: 0xffff_ffff_ffff_fff0n, dev: 1n << 63n, mtimeNs: -5n });
+    c.recordFile(name, big, [sha('a'), sha('b')]);
+    expect(c.lookupFile(name)).toEqual({ ...big, chunks: [sha('a'), sha('b')], run: 'r1' });
+    expect(c.lookupFile(P('a\xff/\x80'))).toBeUndefined();
+    c.close();
+    const db = new Database(path, { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    db.close();
+    const again = StateCache.open(path, ID);
+    expect(again.lookupFile(name)?.ino).toBe(0xffff_ffff_ffff_fff0n);
+    again.close();
+  });
+
+  it('detects a change in each stat field', () => {
+    const c = StateCache.open(path, ID);
+    c.beginRun('r1');
+    c.recordFile(P('f'), stat(), [sha('x')]);
+    expect(c.isUnchanged(P('f'), stat())).toBe(true);
+    const changes: Partial<FileStat>[] = [{ size: 101 }, { mtimeNs: 1_700_000_000_000_000_000n }, { ctimeNs: 1n }, { ino: 12346n }, { dev: 2050n }, { mode: 0o100600 }, { mode: 0o010644 }];
+    for (const ch of changes) expect(c.isUnchanged(P('f'), stat(ch)), JSON.stringify(ch, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).toBe(false);
+    expect(c.isUnchanged(P('g'), stat())).toBe(false);
+    // fileStatOf takes what fs.lstat({ bigint: true }) returns.
+    const file = join(tmp.dir, 'real');
+    writeFileSync(file, 'hello');
+    const s = fileStatOf(lstatSync(file, { bigint: true }));
+    expect(s.size).toBe(5);
+    expect(s.mode & 0o170000).toBe(0o100000);
+    c.close();
+  });
+
+  it('dedups only against the latest completed snapshot and the current run', () => {
+    const c = StateCache.open(path, ID);
+    c.beginRun('r1');
+    expect(() => c.beginRun('r1b')).toThrow(/still in progress/);
+    // Before the upload is recorded, nothing is found: a failed upload records nothing.
+    expect(c.findChunk(sha('c1'))).toBeUndefined();
+    c.recordBlob(blobHash('A'), 1000, [loc('c1', 'A'), loc('shared', 'A', 50)]);
+    // Uploaded earlier in this run: found.
+    expect(c.findChunk(sha('c1'))).toEqual(loc('c1', 'A'));
+    c.recordFile(P('f1'), stat(), [sha('c1'), sha('shared')]);
+    c.completeSnapshot('h-20260101T000000.000Z', [blobHash('A')]);
+    expect(c.baseSnapshot()).toBe('h-20260101T000000.000Z');
+    expect(() => c.findChunk(sha('c1'))).toThrow(/no run in progress/);
+
+    c.beginRun('r2');
+    // In the base snapshot: found.
+    expect(c.findChunk(sha('c1'))?.blob).toBe(blobHash('A'));
+    expect(c.unchangedChunks(P('f1'), stat())).toEqual([loc('c1', 'A'), loc('shared', 'A', 50)]);
+    expect(c.unchangedChunks(P('f1'), stat({ size: 1 }))).toBeUndefined();
+    c.recordBlob(blobHash('B'), 1000, [loc('c2', 'B'), loc('shared', 'B', 70)]);
+    c.recordFile(P('f2'), stat(), [sha('c2'), sha('shared')]);
+    // The snapshot of run 2 references only B (f1 was deleted from the source).
+    c.completeSnapshot('h-20260102T000000.000Z', [blobHash('B')]);
+
+    c.beginRun('r3');
+    // A is referenced only by an older snapshot that prune may have emptied: not found.
+    expect(c.findChunk(sha('c1'))).toBeUndefined();
+    expect(c.findChunk(sha('shared'))).toEqual(loc('shared', 'B', 70));
+    expect(c.findChunk(sha('c2'))).toEqual(loc('c2', 'B'));
+    // f1 was not recorded in run 2, so it is forgotten.
+    expect(c.lookupFile(P('f1'))).toBeUndefined();
+    expect(c.unchangedChunks(P('f2'), stat())).toHaveLength(2);
+    c.close();
+  });
+
+  it('a blob uploaded in an interrupted run is reused by the next run only within the resume window', () => {
+    let now = 1_000_000_000_000;
+    const open = (window?: number): StateCache => StateCache.open(path, ID, { now: () => now, ...(window === undefined ? {} : { resumeWindowMs: window }) });
+    let c = open();
+    c.beginRun('r1');
+    c.recordBlob(blobHash('A'), 1000, [loc('c1', 'A')]);
+    c.completeSnapshot('h-20260101T000000.000Z', [blobHash('A')]);
+    c.beginRun('r2');
+    c.recordBlob(blobHash('B'), 1000, [loc('c2', 'B')]);
+    c.recordFile(P('f'), stat(), [sha('c2')]);
+    c.abortRun(); // SIGINT
+    c.close();
+
+    now += 60_000;
+    c = open();
+    expect(c.beginRun('r3')).toEqual({ adoptedBlobs: 1 });
+    expect(c.findChunk(sha('c2'))).toEqual(loc('c2', 'B'));
+    expect(c.unchangedChunks(P('f'), stat())).toEqual([loc('c2', 'B')]);
+    c.abortRun();
+    c.close();
+
+    // Too old to adopt: prune's grace period may have run out for it.
+    now += 7 * 3600 * 1000;
+    c = open();
+    expect(c.beginRun('r4')).toEqual({ adoptedBlobs: 0 });
+    expect(c.findChunk(sha('c2'))).toBeUndefined();
+    expect(c.findChunk(sha('c1'))).toEqual(loc('c1', 'A'));
+    expect(c.unchangedChunks(P('f'), stat())).toBeUndefined();
+    c.close();
+  });
+
+  it('resumeWindowMs = 0 never adopts', () => {
+    const c = StateCache.open(path, ID, { resumeWindowMs: 0 });
+    c.beginRun('r1');
+    c.recordBlob(blobHash('A'), 1000, [loc('c1', 'A')]);
+    c.abortRun();
+    expect(c.beginRun('r2')).toEqual({ adoptedBlobs: 0 });
+    expect(c.findChunk(sha('c1'))).toBeUndefined();
+    c.close();
+  });
+
+  it('recordBlob validates its input and records nothing on error', () => {
+    const c = StateCache.open(path, ID);
+    expect(() => c.recordBlob(blobHash('A'), 10, [])).toThrow(/no run in progress/);
+    c.beginRun('r1');
+    expect(() => c.recordBlob('XYZ', 10, [])).toThrow(/hex SHA-256/);
+    expect(() => c.recordBlob(blobHash('A'), 0, [])).toThrow(/invalid blob size/);
+    expect(() => c.recordBlob(blobHash('A'), 10, [loc('c1', 'B')])).toThrow(/is in blob/);
+    expect(c.findChunk(sha('c1'))).toBeUndefined();
+    c.close();
+  });
+
+  it('survives a crash at any point: what was committed is used, the rest is re-done', () => {
+    const c = StateCache.open(path, ID, { batchSize: 1_000_000, batchMs: 1_000_000 });
+    c.beginRun('r1');
+    c.recordBlob(blobHash('A'), 1000, [loc('c1', 'A')]); // committed at once
+    c.recordFile(P('f1'), stat(), [sha('c1')]); // still in the open batch
+    // What SIGKILL leaves: the DB and its WAL as they are on disk right now.
+    const crashed = join(tmp.dir, 'crashed.sqlite');
+    copyFileSync(path, crashed);
+    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${crashed}-wal`);
+    c.close();
+
+    const after = StateCache.open(crashed, ID);
+    expect(after.resetReason).toBeUndefined();
+    expect(after.lookupFile(P('f1'))).toBeUndefined(); // uncommitted: the file is read again
+    after.beginRun('r2');
+    expect(after.findChunk(sha('c1'))).toEqual(loc('c1', 'A')); // the upload is not repeated
+    after.recordFile(P('f1'), stat(), [sha('c1')]);
+    after.completeSnapshot('h-20260101T000000.000Z', [blobHash('A')]);
+    after.close();
+  });
+
+  it('close without completing, then reopen: nothing is lost, the run can be completed by the next one', () => {
+    const c = StateCache.open(path, ID);
+    c.beginRun('r1');
+    for (let i = 0; i < 5000; i++) c.recordFile(P(`dir/file-${i}`), stat({ ino: BigInt(i) }), [sha(`c${i}`)]);
+    c.close();
+    const again = StateCache.open(path, ID);
+    expect(again.lookupFile(P('dir/file-4999'))?.ino).toBe(4999n);
+    expect(again.baseSnapshot()).toBeUndefined();
+    again.beginRun('r2');
+    expect(again.unchangedChunks(P('dir/file-1'), stat({ ino: 1n }))).toBeUndefined(); // chunks not uploaded
+    again.close();
+  });
+
+  it('another store or key resets the cache; the same one keeps it', () => {
+    const c = StateCache.open(path, ID);
+    c.beginRun('r1');
+    c.recordBlob(blobHash('A'), 1000, [loc('c1', 'A')]);
+    c.recordFile(P('f'), stat(), [sha('c1')]);
+    c.completeSnapshot('h-20260101T000000.000Z', [blobHash('A')]);
+    c.close();
+    expect(StateCache.open(path, storeIdentity({ description: 's3://bucket/prefix/', indexPrefix: 'index/', recipients: ['age1a', 'age1b'] })).resetReason).toBeUndefined();
+
+    const otherKey = storeIdentity({ description: 's3://bucket/prefix/', indexPrefix: 'index/', recipients: ['age1c'] });
+    const otherStore = storeIdentity({ description: 's3://other/prefix/', indexPrefix: 'index/', recipients: ['age1a', 'age1b'] });
+    expect(otherKey).not.toBe(ID);
+    expect(otherStore).not.toBe(ID);
+    const d = StateCache.open(path, otherKey);
+    expect(d.resetReason).toMatch(/different store or encryption key/);
+    expect(d.baseSnapshot()).toBeUndefined();
+    expect(d.lookupFile(P('f'))).toBeUndefined();
+    d.beginRun('r2');
+    expect(d.findChunk(sha('c1'))).toBeUndefined();
+    d.close();
+    const e = StateCache.open(path, otherKey);
+    expect(e.resetReason).toBeUndefined();
+    e.close();
+  });
+
+  it('an unreadable file or another schema version is rebuilt, not fatal', () => {
+    const c = StateCache.open(path, ID);
+    c.close();
+    writeFileSync(path, Buffer.alloc(8192, 0x41));
+    const d = StateCache.open(path, ID);
+    expect(d.resetReason).toMatch(/unreadable/);
+    d.beginRun('r');
+    d.recordFile(P('f'), stat(), []);
+    d.close();
+    const db = new Database(path);
+    db.prepare("UPDATE meta SET value = '99' WHERE key = 'schema_version'").run();
+    db.close();
+    const e = StateCache.open(path, ID);
+    expect(e.resetReason).toMatch(/schema version 99/);
+    expect(e.lookupFile(P('f'))).toBeUndefined();
+    e.close();
+  });
+
+  it('handles 100,000 files in batches quickly', () => {
+    const c = StateCache.open(path, ID);
+    const t = Date.now();
+    c.beginRun('r1');
+    c.recordBlob(blobHash('A'), 1 << 20, [loc('c', 'A')]);
+    for (let i = 0; i < 100_000; i++) c.recordFile(P(`d/${i}`), stat({ ino: BigInt(i) }), [sha('c')]);
+    c.completeSnapshot('h-20260101T000000.000Z', [blobHash('A')]);
+    c.beginRun('r2');
+    let unchanged = 0;
+    for (let i = 0; i < 100_000; i += 10) if (c.unchangedChunks(P(`d/${i}`), stat({ ino: BigInt(i) }))) unchanged++;
+    expect(unchanged).toBe(10_000);
+    c.close();
+    expect(Date.now() - t).toBeLessThan(15_000);
+  });
+});
