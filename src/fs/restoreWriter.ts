@@ -39,7 +39,7 @@
  * directory descriptors.
  */
 import { constants } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rm, symlink, unlink, type FileHandle } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rmdir, symlink, unlink, type FileHandle } from 'node:fs/promises';
 import { existsSync, type BigIntStats, type Stats } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -359,7 +359,7 @@ export class TargetWriter {
     const st = await lstat(p);
     if (st.isDirectory()) {
       this.dirs.invalidate(components);
-      await rm(p, { recursive: true, force: true });
+      await removeTree(p);
     } else {
       await unlink(p);
     }
@@ -649,6 +649,28 @@ export class TargetWriter {
       if (st && st.ino === ino && st.dev === dev) await unlink(p);
     });
   }
+}
+
+/**
+ * Recursive removal that cannot be redirected: every level is opened with O_NOFOLLOW and its
+ * children are named through that descriptor, so a subdirectory swapped for a symlink while we
+ * delete is unlinked as a symlink, never descended (fs.rm re-resolves string paths).
+ */
+async function removeTree(p: Buffer): Promise<void> {
+  const st = await lstat(p);
+  if (!st.isDirectory()) {
+    await unlink(p);
+    return;
+  }
+  const dir = await open(p, OPEN_DIR);
+  try {
+    for (const name of await readdir(`/proc/self/fd/${dir.fd}`, { encoding: 'buffer' })) {
+      await removeTree(procPath(dir.fd, name));
+    }
+  } finally {
+    await dir.close();
+  }
+  await rmdir(p);
 }
 
 function floorMicros(ns: bigint): bigint {

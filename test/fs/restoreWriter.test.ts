@@ -236,6 +236,20 @@ describe('TargetWriter', () => {
       expect(fs.readFileSync(join(target, 'h'), 'utf8')).toBe('hacked');
     });
 
+    it('replacing a directory in overwrite mode removes its tree without descending into symlinks', async () => {
+      const target = fresh();
+      fs.mkdirSync(join(target, 'x/deeper'), { recursive: true });
+      fs.writeFileSync(join(target, 'x/deeper/file'), 'old');
+      fs.symlinkSync(sentinel, join(target, 'x/link'));
+      fs.symlinkSync(sentinel, join(target, 'x/deeper/link'));
+      const writer = await TargetWriter.open(target, { overwrite: true });
+      const f = await writer.createFile(b('x'), 3);
+      await f.write(b('new'), 0);
+      await f.finish(entry('x', 'file', { size: 3 }));
+      await writer.finish();
+      expect(fs.readFileSync(join(target, 'x'), 'utf8')).toBe('new');
+    });
+
     it('refuses to hard-link to a symlink, and metadata on a path that is now a symlink', async () => {
       const target = fresh();
       const writer = await TargetWriter.open(target);

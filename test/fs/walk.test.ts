@@ -258,6 +258,28 @@ describe('walk', () => {
     expect(warnings[0]!.op).toBe('readdir');
   });
 
+  it('walks source "/" with entries relative to the root (no entry for "/" itself)', async () => {
+    const seen: Buffer[] = [];
+    for await (const e of walk(['/'], { onWarning: () => undefined })) {
+      seen.push(e.entry.path);
+      if (seen.length === 5) break; // the generator is closed; nothing keeps running
+    }
+    const top = fs.readdirSync('/', { encoding: 'buffer' }).sort(Buffer.compare)[0]!;
+    expect(seen[0]!.equals(top)).toBe(true);
+    for (let i = 1; i < seen.length; i++) expect(Buffer.compare(seen[i - 1]!, seen[i]!)).toBe(-1);
+    expect(seen.every((p) => p.length > 0 && p[0] !== 0x2f)).toBe(true);
+    await expect(collect(['/', src])).rejects.toThrow(/overlap/);
+  });
+
+  it('warns about a source path that is a symlink loop (ELOOP) and walks the others', async () => {
+    const loop = join(tmp.dir, 'loop-src');
+    fs.symlinkSync(loop, loop);
+    const { entries, warnings } = await collect([loop, join(src, 'hard')]);
+    expect(warnings.map((w) => [w.op, w.code])).toEqual([['stat', 'ELOOP']]);
+    expect(under(entries, join(src, 'hard'))).toEqual(['', '/h1', '/h2']);
+    fs.unlinkSync(loop);
+  });
+
   it('stops with the abort reason when the signal fires', async () => {
     const controller = new AbortController();
     const run = collect([src], { signal: controller.signal }, () => controller.abort(new Error('stop now')));
