@@ -13,7 +13,8 @@
 import zstdBinding from 'zstd-napi/binding.js';
 import { compressFrame, decompressFrame } from '../compress/zstd.js';
 import { ExitCode, VaultikError } from '../errors.js';
-import { tryParseSnapshotId } from './id.js';
+import type { Storage } from '../storage/types.js';
+import { manifestKey, tryParseSnapshotId } from './id.js';
 import { isHexHash } from './sql.js';
 import type { BlobRef } from './types.js';
 
@@ -112,4 +113,27 @@ export function parseManifest(data: Buffer, expectedId?: string): Manifest {
     blobs.push({ hash, size });
   }
   return { version: MANIFEST_VERSION, snapshot: o.snapshot, host: parsed.host, time: parsed.time, blobs };
+}
+
+/** Refuse to download manifests larger than this (compressed): see MAX_MANIFEST_BYTES. */
+const MAX_MANIFEST_OBJECT = 64 * 1024 * 1024;
+
+/**
+ * Downloads and parses the manifest of snapshot `id` (keyless).
+ * @throws StorageError ('not-found' when the snapshot has no manifest); VaultikError (DATA) when
+ *   it is invalid (see parseManifest).
+ */
+export async function readManifest(storage: Storage, indexPrefix: string, id: string, options: { signal?: AbortSignal } = {}): Promise<Manifest> {
+  const body = await storage.get(manifestKey(indexPrefix, id), undefined, options);
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const b of body as AsyncIterable<Buffer>) {
+    n += b.length;
+    if (n > MAX_MANIFEST_OBJECT) {
+      body.destroy();
+      throw bad('object too large', id);
+    }
+    parts.push(b);
+  }
+  return parseManifest(Buffer.concat(parts), id);
 }

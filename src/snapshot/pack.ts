@@ -8,7 +8,7 @@
  * in a fresh 0700 directory under the caller's `tmpDir`, and deleted when the reader is closed
  * or when opening fails.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -105,7 +105,7 @@ class Spool {
  * @throws AgeError 'key' when `recipients` is empty; VaultikError when the DB cannot be read.
  */
 export async function packSnapshot(dbPath: string, recipients: readonly Recipient[], options: PackOptions = {}): Promise<PackedSnapshot> {
-  const spoolPath = join(options.spoolDir ?? dirname(dbPath), `.pack-${process.pid}-${Date.now()}.zst.age`);
+  const spoolPath = join(options.spoolDir ?? dirname(dbPath), `.pack-${process.pid}-${randomBytes(6).toString('hex')}.zst.age`);
   const spool = new Spool(spoolPath, options.memoryLimit ?? 16 * 1024 * 1024);
   const encrypt = createEncryptStream(recipients);
   try {

@@ -255,7 +255,7 @@ export class SnapshotWriter {
       );
       db.exec('COMMIT');
     } catch (err) {
-      if (db.inTransaction) db.exec('ROLLBACK');
+      // No ROLLBACK: without a journal it is undefined; the file is abandoned anyway.
       throw callerError(`cannot finish ${summary.id}: ${(err as Error).message}`, err);
     } finally {
       db.close();
