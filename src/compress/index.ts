@@ -15,6 +15,7 @@ export {
   IN_FLIGHT_PER_WORKER,
   type ChunkPoolOptions,
   type ChunkResult,
+  type DedupResult,
   type HashResult,
   type SubmitOptions,
 } from './pool.js';

@@ -27,7 +27,7 @@ function prng(size: number, seed = 0x9e3779b9): Buffer {
     x ^= x << 5;
     words[i] = x >>> 0;
   }
-  for (let i = words.length * 4; i < size; i++) buf[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  for (let i = words.length * 4; i < size; i++) buf[i] = (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24;
   return buf;
 }
 
@@ -177,7 +177,7 @@ describe('chunkStream', () => {
 
   it('random read sizes (with empty reads) and every option shape', async () => {
     let x = 5;
-    const rnd = (): number => ((x = (x * 1103515245 + 12345) >>> 0) >>> 8) % 20000;
+    const rnd = (): number => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % 20000;
     const d = data.subarray(0, 1 << 20);
     for (const shape of shapes) {
       const got: Buffer[] = [];

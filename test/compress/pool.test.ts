@@ -14,7 +14,7 @@ function text(size: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(size);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     b[i] = 97 + ((x >>> 16) % 13); // letters from a small alphabet: compressible
   }
   return b;
@@ -161,5 +161,44 @@ describe('ChunkPool', () => {
     for (const r of await settled) expect(r.status).toBe('rejected');
     await expect(p.process(Buffer.from('late'))).rejects.toThrow(/closed/);
     await p.close(); // idempotent
+  });
+});
+
+describe('ChunkPool.dedupOrdered', () => {
+  it('compresses only new chunks, flags known ones and repeats, keeps order', async () => {
+    const p = pool({ size: 2, maxQueued: 0 });
+    const a = text(300_000, 21);
+    const b = randomBytes(200_000);
+    const known = text(100_000, 22);
+    const c = text(50_000, 23);
+    const input = [a, known, b, a, c, known, b, Buffer.alloc(0)];
+    const knownId = sha256(known);
+    const asked: string[] = [];
+    const out = [];
+    for await (const r of p.dedupOrdered(input, (id) => {
+      asked.push(id.toString('hex'));
+      return id.equals(knownId);
+    })) {
+      out.push(r);
+    }
+    expect(out.map((r) => r.id.toString('hex'))).toEqual(input.map((x) => sha256(x).toString('hex')));
+    expect(out.map((r) => r.duplicate)).toEqual([false, true, false, true, false, true, true, false]);
+    for (const [i, r] of out.entries()) {
+      expect(r.plainLength).toBe(input[i]!.length);
+      if (!r.duplicate) expect(decompressFrame(r.frame, r.plainLength).equals(input[i]!)).toBe(true);
+      else expect(r.frame).toBeUndefined();
+    }
+    // Repeats within the stream are not asked about again.
+    expect(asked).toHaveLength(6);
+  });
+
+  it('with transfer, hands over assembled chunks and still reports their length', async () => {
+    const p = pool({ size: 1 });
+    const owned = Buffer.allocUnsafeSlow(70_000).fill(3);
+    const out = [];
+    for await (const r of p.dedupOrdered([owned], () => false, { transfer: true })) out.push(r);
+    expect(owned.length).toBe(0);
+    expect(out[0]!.plainLength).toBe(70_000);
+    expect(out[0]!.id.equals(sha256(Buffer.alloc(70_000, 3)))).toBe(true);
   });
 });

@@ -23,7 +23,7 @@ function textLike(size: number, seed = 1): Buffer {
   const parts: string[] = [];
   let n = 0;
   while (n < size) {
-    x = (x * 1103515245 + 12345) >>> 0;
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     const w = words[x % words.length]! + ((x >>> 8) % 7 === 0 ? `-${x % 1000}\n` : ' ');
     parts.push(w);
     n += w.length;
