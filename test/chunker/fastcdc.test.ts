@@ -178,11 +178,13 @@ describe('chunkStream', () => {
   it('random read sizes (with empty reads) and every option shape', async () => {
     let x = 5;
     const rnd = (): number => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % 20000;
-    const d = data.subarray(0, 1 << 20);
+    // A zero run forces maxSize cuts (odd maxSizes included) in the middle of the stream.
+    const d = Buffer.concat([data.subarray(0, 600_000), Buffer.alloc(150_001), data.subarray(600_000, 1 << 20)]);
     for (const shape of shapes) {
       const got: Buffer[] = [];
       for await (const c of chunkStream(split(d, rnd), shape)) got.push(c);
       expect(got.map((c) => c.length)).toEqual(chunkBuffer(d, shape));
+      expect(got.some((c) => c.length === shape.maxSize)).toBe(true);
       expect(Buffer.concat(got).equals(d)).toBe(true);
     }
   });
