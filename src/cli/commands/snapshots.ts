@@ -1,0 +1,59 @@
+/**
+ * `vaultik snapshots <bucket> <prefix>`: the snapshots in a store, oldest first, without the key.
+ * Ids, hosts and times come from object names; the number and stored size of the blobs each
+ * snapshot references from its keyless manifest (blobs shared between snapshots count in each).
+ */
+import { ExitCode } from '../../errors.js';
+import { describeSnapshots } from '../../restore/index.js';
+import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs } from '../storageArgs.js';
+import { humanBytes } from './restore.js';
+
+const USAGE = `vaultik snapshots <bucket> <prefix> [--json] [--host H] ${STORE_USAGE}`;
+
+export const snapshotsCommand: Command = {
+  name: 'snapshots',
+  summary: 'list the snapshots in a store (no key needed)',
+  usage: USAGE,
+  async run(argv: string[], io: CommandIO): Promise<number> {
+    const { values, positionals } = parseCommandArgs(argv, { ...STORE_OPTIONS, json: { type: 'boolean' }, host: { type: 'string' } }, USAGE);
+    const { spec, indexPrefix } = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
+    const storage = openStore(spec);
+    try {
+      let list = await describeSnapshots(storage, indexPrefix);
+      if (values.host !== undefined) list = list.filter((s) => s.host === values.host);
+      if (values.json) {
+        const rows = list.map((s) => ({
+          id: s.id,
+          host: s.host,
+          time: s.time.toISOString(),
+          completed: s.metadataModified.toISOString(),
+          metadataSize: s.metadataSize,
+          blobs: s.blobCount ?? null,
+          blobBytes: s.blobBytes ?? null,
+          ...(s.manifestError !== undefined ? { manifestError: s.manifestError } : {}),
+        }));
+        io.stdout.write(`${JSON.stringify(rows)}\n`);
+        return ExitCode.OK;
+      }
+      if (list.length === 0) {
+        io.stderr.write(`no snapshots in ${storage.description}${indexPrefix}\n`);
+        return ExitCode.OK;
+      }
+      const table = [['ID', 'HOST', 'TIME (UTC)', 'BLOBS', 'STORED'], ...list.map((s) => [
+        s.id,
+        s.host,
+        s.time.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, ''),
+        s.blobCount === undefined ? '?' : String(s.blobCount),
+        s.blobBytes === undefined ? '?' : humanBytes(s.blobBytes),
+      ])];
+      const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+      for (const row of table) io.stdout.write(`${row.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()}\n`);
+      const bad = list.filter((s) => s.manifestError !== undefined);
+      if (bad.length > 0) io.stderr.write(`vaultik: ${bad.length} snapshot(s) without a readable manifest (shown as '?'): ${bad[0]!.manifestError}\n`);
+      return ExitCode.OK;
+    } finally {
+      await storage.close();
+    }
+  },
+};

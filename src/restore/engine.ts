@@ -1,0 +1,545 @@
+/**
+ * The restore engine: snapshot metadata → plan → fetch ranges → decrypt → decompress → verify →
+ * write at offset → metadata. Used by `restore` (whole snapshot or a filtered part) and `fetch`
+ * (one path, relocated).
+ *
+ * Passes (all stream from the snapshot DB; memory does not grow with the snapshot):
+ * 1. Entries in path order: directories, symlinks, special files and empty files are created;
+ *    regular files are only counted (they are created when their first chunk arrives).
+ * 2. Chunk placements in (blob, offset) order, grouped into merged ranges (plan.ts); up to
+ *    `concurrency` ranges are fetched at once, within a budget of bytes in flight. Every chunk
+ *    is authenticated by age, decompressed and checked against its SHA-256 before a byte of it
+ *    is written, at every (file, offset) that uses it.
+ * 3. Hard links to the first restored name of each group; then directory metadata, deepest
+ *    first (TargetWriter.finish).
+ *
+ * Failure policy: a missing or corrupt blob, or a chunk that fails verification, fails exactly
+ * the files that need it (reported by path; a partly written file is removed, so no file ever
+ * holds unauthenticated or wrong bytes); everything else is restored. Disk full, an unusable
+ * store, or an interrupt stop the restore: partly written files are removed, complete ones kept.
+ * A wrong key fails before the target is touched.
+ */
+import { tmpdir } from 'node:os';
+import { decodeChunk } from '../blob/reader.js';
+import { decryptRange, decryptSegments, type AgeFileInfo, type Identity } from '../crypto/index.js';
+import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
+import { RestoreError, TargetWriter } from '../fs/restoreWriter.js';
+import { displayPath } from '../fs/paths.js';
+import { listSnapshots, openSnapshot, resolveSnapshotId, type SnapshotReader } from '../snapshot/index.js';
+import type { ChunkPlacement } from '../snapshot/reader.js';
+import type { Entry } from '../snapshot/types.js';
+import type { Storage } from '../storage/types.js';
+import { MAX_REPORTED, type FailedPath, type RestoreEvent, type RestoreProgress, type RestoreSummary, type RestoreTotals } from './events.js';
+import { BlobFetcher, isDataError } from './fetcher.js';
+import { FileTable, diskFullError, isAllZero, isFatalWriteError } from './files.js';
+import { cipherSpan, frameOffsetInRange, planRanges, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
+import { Selector, relocator, type Relocation, type RestoreSelection } from './select.js';
+
+export interface RestoreOptions {
+  storage: Storage;
+  /** From VAULTIK_PRIVATE_KEY (crypto's loadIdentities). */
+  identities: readonly Identity[];
+  /** A snapshot id, or 'latest'. */
+  snapshotId: string;
+  /** Where snapshot metadata lives in the store (default 'index/'). */
+  indexPrefix?: string;
+  /** With 'latest': the newest snapshot of this host (default: of any host). */
+  host?: string;
+  /** Directory to restore into (created if missing). */
+  target: string;
+  select?: RestoreSelection;
+  /** Fetch: put the subtree at `from` at `to` under the target. Needs `select.paths = [from]`. */
+  relocate?: Relocation;
+  /**
+   * Restore into a non-empty target: entries found up to date (type, size, mtime; symlink
+   * target) are left alone, differing ones replaced. Without it a non-empty target is refused.
+   */
+  overwrite?: boolean;
+  /** Fetch: allow a non-empty target directory without replacing anything in it. */
+  allowNonEmptyTarget?: boolean;
+  signal?: AbortSignal;
+  onEvent?: (event: RestoreEvent) => void;
+  /** Where the decrypted metadata DB is kept while restoring (default os.tmpdir()). */
+  tmpDir?: string;
+  /** Ranges fetched at once (default 6). */
+  concurrency?: number;
+  /** Bytes of fetched ciphertext held at once (default 64 MiB; one larger range may exceed it). */
+  memoryBudget?: number;
+  plan?: PlanOptions;
+}
+
+/** Waits for room in a byte budget; a request larger than the whole budget takes all of it. */
+class ByteBudget {
+  private used = 0;
+  private readonly waiters: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async acquire(n: number): Promise<() => void> {
+    const take = Math.min(n, this.limit);
+    while (this.used + take > this.limit) await new Promise<void>((r) => this.waiters.push(r));
+    this.used += take;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= take;
+      this.waiters.splice(0).forEach((w) => w());
+    };
+  }
+}
+
+interface LinkGroup {
+  /** Snapshot path of the first selected name (the one that gets the content). */
+  first: Buffer;
+  /** Its target path. */
+  firstTarget: Buffer;
+}
+
+/** The entry with its path mapped into the target. */
+function at(entry: Entry, path: Buffer): Entry {
+  return path === entry.path ? entry : { ...entry, path };
+}
+
+/**
+ * Restores (part of) a snapshot into `options.target`.
+ * @returns the summary; `failed > 0` means some entries could not be restored (exit code DATA).
+ * @throws UsageError for an unknown snapshot id (naming the closest ids), a selection path that
+ *   is not in the snapshot, a non-empty target without overwrite; VaultikError NO_IDENTITY when
+ *   the key does not match (nothing is written); DATA when the metadata is missing or invalid;
+ *   StorageError when the store cannot be used; a "no space left" VaultikError on a full disk;
+ *   the signal's reason when aborted.
+ */
+export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
+  const started = Date.now();
+  const { storage, signal } = options;
+  const emit = options.onEvent ?? (() => undefined);
+  const indexPrefix = options.indexPrefix ?? 'index/';
+  const selector = new Selector(options.select);
+  if (options.relocate && !(selector.paths?.length === 1 && selector.paths[0]!.equals(options.relocate.from))) {
+    throw new UsageError('a relocated restore selects exactly the relocated path');
+  }
+  const mapPath = relocator(options.relocate);
+
+  signal?.throwIfAborted();
+  const listing = resolveSnapshotId(await listSnapshots(storage, indexPrefix), options.snapshotId, options.host);
+  const reader = await openSnapshot(storage, indexPrefix, listing.id, options.identities, options.tmpDir ?? tmpdir(), { signal });
+  try {
+    const info = reader.info();
+    emit({ type: 'snapshot', id: info.id, host: info.host, time: info.startTime, files: info.fileCount, bytes: info.totalSize });
+    for (const p of selector.paths ?? []) {
+      if (!reader.entry(p)) throw new UsageError(`${displayPath(p)} is not in snapshot ${info.id} (\`vaultik ls\` lists its entries)`);
+    }
+    const run = new RestoreRun(options, reader, selector, mapPath, emit);
+    return await run.execute(started, info.id);
+  } finally {
+    reader.close();
+  }
+}
+
+/** One restore in progress: the state shared by the passes. */
+class RestoreRun {
+  private readonly totals: RestoreTotals = { files: 0, bytes: 0, dirs: 0, symlinks: 0, specials: 0 };
+  private readonly progress: RestoreProgress = { files: 0, bytes: 0, downloaded: 0, failed: 0 };
+  private readonly failures: FailedPath[] = [];
+  private readonly groups = new Map<number, LinkGroup>();
+  /** Groups whose first selected name is not the one carrying the content: group → that name. */
+  private readonly orphans = new Map<number, Buffer>();
+  private readonly madeDirs = new Set<string>();
+  private counts = { files: 0, dirs: 0, symlinks: 0, specials: 0, hardLinks: 0, unchanged: 0, warnings: 0, followers: 0 };
+  private readonly fetcher: BlobFetcher;
+  private writer!: TargetWriter;
+  private files!: FileTable;
+  private blobSizes = new Map<string, number>();
+  private lastProgress = 0;
+
+  constructor(
+    private readonly options: RestoreOptions,
+    private readonly reader: SnapshotReader,
+    private readonly selector: Selector,
+    private readonly mapPath: (p: Buffer) => Buffer,
+    private readonly emit: (e: RestoreEvent) => void,
+  ) {
+    this.fetcher = new BlobFetcher(options.storage, options.identities, options.signal);
+  }
+
+  private get skipUnchanged(): boolean {
+    return this.options.overwrite === true;
+  }
+
+  async execute(started: number, id: string): Promise<RestoreSummary> {
+    const { options } = this;
+    this.writer = await TargetWriter.open(options.target, {
+      overwrite: options.overwrite === true || options.allowNonEmptyTarget === true,
+      onWarning: (w) => {
+        this.counts.warnings++;
+        this.emit({ type: 'warning', path: w.path, message: w.message });
+      },
+    });
+    this.files = new FileTable({
+      writer: this.writer,
+      lookup: (path) => {
+        const e = this.reader.entry(path);
+        return e ? at(e, this.mapPath(e.path)) : undefined;
+      },
+      skipUnchanged: this.skipUnchanged,
+      onDone: (_entry, written) => {
+        this.progress.files++;
+        if (written) this.counts.files++;
+        else this.counts.unchanged++;
+      },
+      onBytes: (n) => {
+        this.progress.bytes += n;
+      },
+      onFailed: (path, message) => this.failed(path, message),
+    });
+    try {
+      await this.entriesPass();
+      this.emit({ type: 'totals', totals: { ...this.totals } });
+      await this.contentPass();
+      await this.files.failIncomplete();
+      if (this.counts.followers > 0) await this.linkPass();
+      await this.writer.finish();
+    } catch (err) {
+      await this.files.abortAll();
+      await this.writer.close();
+      if (isFatalWriteError(err)) throw diskFullError(err as RestoreError, this.writer.root);
+      throw err;
+    }
+    this.reportProgress(true);
+    return {
+      snapshotId: id,
+      target: this.writer.root,
+      files: this.counts.files,
+      dirs: this.counts.dirs,
+      symlinks: this.counts.symlinks,
+      specials: this.counts.specials,
+      hardLinks: this.counts.hardLinks,
+      bytes: this.progress.bytes,
+      unchanged: this.counts.unchanged,
+      failed: this.progress.failed,
+      failures: this.failures,
+      warnings: this.counts.warnings,
+      downloaded: this.fetcher.downloaded,
+      requests: this.fetcher.requests,
+      elapsedMs: Date.now() - started,
+    };
+  }
+
+  private failed(path: Buffer, message: string): void {
+    this.progress.failed++;
+    if (this.failures.length < MAX_REPORTED) this.failures.push({ path, message });
+    this.emit({ type: 'failed', path, message });
+  }
+
+  private reportProgress(force = false): void {
+    const now = Date.now();
+    if (!force && now - this.lastProgress < 100) return;
+    this.lastProgress = now;
+    this.progress.downloaded = this.fetcher.downloaded;
+    this.emit({ type: 'progress', progress: { ...this.progress }, totals: { ...this.totals } });
+  }
+
+  /** Selected entries in path order (each subtree of `paths`, or everything). */
+  private *selectedEntries(): Generator<Entry> {
+    const roots = this.selector.paths ?? [undefined];
+    for (const under of roots) {
+      for (const e of this.reader.entries(under ? { under } : {})) {
+        if (!this.selector.hasPatterns || this.selector.selects(e.path, e.type === 'dir')) yield e;
+      }
+    }
+  }
+
+  /** Runs `fn` on one entry; a per-entry failure is reported and the restore goes on. */
+  private async guarded(path: Buffer, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (isFatalWriteError(err) || !(err instanceof VaultikError) || err.exitCode === ExitCode.INTERRUPTED) throw err;
+      if (err instanceof RestoreError || err.exitCode === ExitCode.DATA || err.exitCode === ExitCode.FAILURE) {
+        this.failed(path, errorMessage(err));
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Pass 1: everything but the contents of non-empty files. */
+  private async entriesPass(): Promise<void> {
+    const window = new Set<Promise<void>>();
+    let n = 0;
+    for (const e of this.selectedEntries()) {
+      if (++n % 256 === 0) {
+        this.options.signal?.throwIfAborted();
+        this.reportProgress();
+      }
+      const task = this.startEntry(e);
+      if (!task) continue;
+      const p: Promise<void> = task.finally(() => window.delete(p));
+      window.add(p);
+      // Entries are independent once their parents exist, and TargetWriter creates missing
+      // parents itself, so a small window of them may run at once.
+      if (window.size >= 16) {
+        try {
+          await Promise.race(window);
+        } catch (err) {
+          await Promise.allSettled(window);
+          throw err;
+        }
+      }
+    }
+    const results = await Promise.allSettled(window);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  /** Starts the work of one entry, or returns undefined when it waits for a later pass. */
+  private startEntry(e: Entry): Promise<void> | undefined {
+    const target = at(e, this.mapPath(e.path));
+    const w = this.writer;
+    const ancestors = this.selector.hasIncludes ? this.ensureAncestors(e.path) : undefined;
+    const after = (fn: () => Promise<void>): Promise<void> =>
+      this.guarded(e.path, async () => {
+        if (ancestors) await ancestors;
+        await fn();
+      });
+    switch (e.type) {
+      case 'dir':
+        this.totals.dirs++;
+        if (this.selector.hasIncludes) this.madeDirs.add(e.path.toString('latin1'));
+        return after(async () => {
+          await w.prepareDir(target.path);
+          await w.applyMetadata(target);
+          this.counts.dirs++;
+        });
+      case 'file': {
+        this.totals.files++;
+        if (e.linkGroup !== undefined) {
+          if (this.groups.has(e.linkGroup)) {
+            this.counts.followers++;
+            return ancestors; // linked in pass 3
+          }
+          this.groups.set(e.linkGroup, { first: e.path, firstTarget: target.path });
+          if (this.selector.paths || this.selector.hasPatterns) {
+            // The group's content is carried by its first path in the whole snapshot: when that
+            // path is not selected, pass 2 reads the content from there.
+            if (e.size > 0 && !this.hasChunks(e.path)) this.orphans.set(e.linkGroup, e.path);
+          }
+        }
+        this.totals.bytes += e.size;
+        if (e.size > 0) return ancestors;
+        return after(async () => {
+          if (this.skipUnchanged && !(await w.needsWrite(target))) {
+            await w.applyMetadata(target);
+            this.counts.unchanged++;
+          } else {
+            const f = await w.createFile(target.path, 0);
+            await f.finish(target);
+            this.counts.files++;
+          }
+          this.progress.files++;
+        });
+      }
+      case 'symlink':
+        this.totals.symlinks++;
+        return after(async () => {
+          if (this.skipUnchanged && !(await w.needsWrite(target))) {
+            this.counts.unchanged++;
+          } else {
+            await w.createSymlink(target.path, e.target!);
+            this.counts.symlinks++;
+          }
+          await w.applyMetadata(target);
+        });
+      default:
+        this.totals.specials++;
+        return after(async () => {
+          if (this.skipUnchanged && !(await w.needsWrite(target))) {
+            this.counts.unchanged++;
+          } else if (await w.createSpecial(target)) {
+            this.counts.specials++;
+          } else {
+            return;
+          }
+          await w.applyMetadata(target);
+        });
+    }
+  }
+
+  private hasChunks(path: Buffer): boolean {
+    const it = this.reader.chunkPlacements({ under: path })[Symbol.iterator]();
+    try {
+      return !it.next().done;
+    } finally {
+      it.return?.();
+    }
+  }
+
+  /**
+   * With include patterns, the directories above a selected entry may not be selected: restore
+   * them (with their metadata) the first time an entry below needs them.
+   */
+  private async ensureAncestors(path: Buffer): Promise<void> {
+    const floor = this.options.relocate?.from.length ?? 0;
+    // Slashes at or after `floor` end the ancestors inside the relocated subtree (or all of them).
+    for (let i = path.indexOf(0x2f, floor); i > 0; i = path.indexOf(0x2f, i + 1)) {
+      const dir = path.subarray(0, i);
+      const key = dir.toString('latin1');
+      if (this.madeDirs.has(key)) continue;
+      this.madeDirs.add(key);
+      const e = this.reader.entry(Buffer.from(dir));
+      if (e?.type !== 'dir') continue;
+      const target = at(e, this.mapPath(e.path));
+      await this.writer.prepareDir(target.path);
+      await this.writer.applyMetadata(target);
+      this.counts.dirs++;
+    }
+  }
+
+  /** The placement streams of pass 2: the selection, then each orphaned link group's content. */
+  private *placements(): Generator<Iterable<ChunkPlacement>> {
+    const { reader, selector } = this;
+    const roots = selector.paths ?? [undefined];
+    for (const under of roots) {
+      const stream = reader.chunkPlacements(under ? { under } : {});
+      if (!selector.hasPatterns) {
+        yield stream;
+        continue;
+      }
+      yield (function* () {
+        let lastPath: Buffer | undefined;
+        let lastSelected = false;
+        for (const p of stream) {
+          if (!lastPath || !lastPath.equals(p.path)) {
+            lastPath = p.path;
+            lastSelected = selector.selects(p.path, false);
+          }
+          if (lastSelected) yield p;
+        }
+      })();
+    }
+    if (this.orphans.size === 0) return;
+    // The content of each orphaned group lives under its first path in the snapshot.
+    const carriers = new Map<number, Buffer>();
+    for (const e of reader.entries()) {
+      if (e.linkGroup !== undefined && this.orphans.has(e.linkGroup) && !carriers.has(e.linkGroup)) carriers.set(e.linkGroup, e.path);
+    }
+    for (const [group, member] of this.orphans) {
+      const carrier = carriers.get(group);
+      if (!carrier) continue;
+      yield (function* () {
+        for (const p of reader.chunkPlacements({ under: carrier })) yield { ...p, path: member };
+      })();
+    }
+  }
+
+  /** Pass 2: fetch, verify and write every chunk of the selected files. */
+  private async contentPass(): Promise<void> {
+    const { options } = this;
+    for (const b of this.reader.blobs()) this.blobSizes.set(b.hash, b.size);
+    const concurrency = options.concurrency ?? 6;
+    const budget = new ByteBudget(options.memoryBudget ?? 64 * 1024 * 1024);
+    const ranges = (function* (streams: Iterable<Iterable<ChunkPlacement>>, plan?: PlanOptions) {
+      for (const s of streams) yield* planRanges(s, plan);
+    })(this.placements(), options.plan);
+
+    let fatal: unknown;
+    const worker = async (): Promise<void> => {
+      while (fatal === undefined) {
+        options.signal?.throwIfAborted();
+        const next = ranges.next();
+        if (next.done) return;
+        await this.runRange(next.value, budget);
+        this.reportProgress();
+      }
+    };
+    const workers = Array.from({ length: concurrency }, () =>
+      worker().catch((err: unknown) => {
+        fatal ??= err;
+      }),
+    );
+    await Promise.all(workers);
+    if (fatal !== undefined) throw fatal;
+  }
+
+  /** Fetches one range, decodes its chunks and writes them; data failures fail their files. */
+  private async runRange(range: RangePlan, budget: ByteBudget): Promise<void> {
+    const size = this.blobSizes.get(range.blob);
+    if (size === undefined) return this.failJobs(range.chunks, `blob ${range.blob} is not listed in the snapshot`);
+    let file: AgeFileInfo;
+    try {
+      file = await this.fetcher.open(range.blob, size);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      return this.failJobs(range.chunks, errorMessage(err));
+    }
+    const span = cipherSpan(range, file.headerLength, size);
+    const release = await budget.acquire(span.end - span.start);
+    try {
+      let bytes: Buffer;
+      try {
+        bytes = await this.fetcher.read(range.blob, span.start, span.end);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        return await this.failJobs(range.chunks, errorMessage(err));
+      }
+      let plain: Buffer | undefined;
+      try {
+        plain = decryptSegments(file.payloadKey, range.firstSegment, bytes, file.segmentCount - 1);
+      } catch {
+        // Some segment is bad: decode chunk by chunk so only the chunks it holds fail.
+        plain = undefined;
+      }
+      for (const job of range.chunks) {
+        const { chunk } = job;
+        let data: Buffer;
+        try {
+          const frame = plain
+            ? plain.subarray(frameOffsetInRange(range, chunk), frameOffsetInRange(range, chunk) + chunk.length)
+            : decryptRange(file, span.start, bytes, chunk.offset, chunk.length);
+          data = decodeChunk(frame, chunk, chunk.id);
+        } catch (err) {
+          if (!isDataError(err) && !(err instanceof RangeError)) throw err;
+          await this.failJobs([job], `chunk ${chunk.id.toString('hex').slice(0, 16)}… in blob ${range.blob}: ${errorMessage(err)}`);
+          continue;
+        }
+        await this.writeUses(job, data);
+      }
+    } finally {
+      release();
+    }
+  }
+
+  private async writeUses(job: ChunkJob, data: Buffer): Promise<void> {
+    const zero = isAllZero(data);
+    if (job.uses.length === 1) return this.files.write(job.uses[0]!.path, job.uses[0]!.fileOffset, data, zero);
+    // Different files (or positions) are independent: write a few at a time.
+    for (let i = 0; i < job.uses.length; i += 32) {
+      await Promise.all(job.uses.slice(i, i + 32).map((u) => this.files.write(u.path, u.fileOffset, data, zero)));
+    }
+  }
+
+  private async failJobs(jobs: ChunkJob[], message: string): Promise<void> {
+    for (const job of jobs) for (const u of job.uses) await this.files.fail(u.path, message);
+  }
+
+  /** Pass 3: the other names of each hard-link group. */
+  private async linkPass(): Promise<void> {
+    const seen = new Set<number>();
+    for (const e of this.selectedEntries()) {
+      if (e.type !== 'file' || e.linkGroup === undefined) continue;
+      if (!seen.has(e.linkGroup)) {
+        seen.add(e.linkGroup); // the first selected name: restored with the content
+        continue;
+      }
+      const group = this.groups.get(e.linkGroup)!;
+      const target = this.mapPath(e.path);
+      await this.guarded(e.path, async () => {
+        if (this.files.isFailed(group.first)) throw new VaultikError(`not linked: ${displayPath(group.first)} failed`, ExitCode.DATA);
+        await this.writer.createHardLink(target, group.firstTarget);
+        this.counts.files++;
+        this.counts.hardLinks++;
+        this.progress.files++;
+      });
+    }
+  }
+}

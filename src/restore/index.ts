@@ -1,0 +1,11 @@
+/**
+ * Restore: everything back from the store and the private key alone. The only public surface of
+ * src/restore (the CLI's restore, fetch, ls and snapshots commands use it).
+ */
+export { runRestore, type RestoreOptions } from './engine.js';
+export { runFetch, fetchDestination, type FetchOptions } from './fetch.js';
+export { describeSnapshots, type SnapshotDescription } from './catalog.js';
+export { MAX_REPORTED, type FailedPath, type RestoreEvent, type RestoreProgress, type RestoreSummary, type RestoreTotals } from './events.js';
+export { PLAN_DEFAULTS, cipherSpan, planRanges, segmentsOf, type ChunkJob, type ChunkUse, type PlanOptions, type RangePlan } from './plan.js';
+export { Selector, isAtOrUnder, relocator, snapshotPathArg, type Relocation, type RestoreSelection } from './select.js';
+export { BlobDataError, isDataError } from './fetcher.js';

@@ -1,0 +1,231 @@
+/**
+ * Test kit for src/restore.
+ *
+ * `snapshotTree` backs a real directory up into a store with the real format pieces — the
+ * source walker, FastCDC, zstd frames, BlobWriter, SnapshotWriter, publishSnapshot — but none of
+ * the backup engine's policy (no state cache, one blob at a time). It keeps these tests
+ * independent of src/backup; the CLI round trip (roundtrip.test.ts) also runs the real
+ * `vaultik backup` when it is available.
+ *
+ * Also: a key pair, a Storage wrapper counting what is downloaded, and helpers to run the
+ * built CLI in a child process.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { BlobWriter, blobKey } from '../../src/blob/index.js';
+import { chunkBuffer, chunkerOptions } from '../../src/chunker/index.js';
+import { compressFrame } from '../../src/compress/zstd.js';
+import { generateKeyPair, parseIdentity, parseRecipient, type Identity, type Recipient } from '../../src/crypto/index.js';
+import { walk } from '../../src/fs/walk.js';
+import { SnapshotWriter, makeSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../../src/snapshot/index.js';
+import type { ByteRange, ObjectInfo, PutBody, PutOptions, Storage } from '../../src/storage/types.js';
+
+export interface TestKey {
+  identity: string;
+  recipient: string;
+  identities: Identity[];
+  recipients: Recipient[];
+  /** An age identity file written by `writeKeyFile`. */
+  file?: string;
+}
+
+export function makeKey(): TestKey {
+  const kp = generateKeyPair();
+  return { ...kp, identities: [parseIdentity(kp.identity)], recipients: [parseRecipient(kp.recipient)] };
+}
+
+export function writeKeyFile(key: TestKey, path: string): string {
+  writeFileSync(path, `${key.identity}\n`, { mode: 0o600 });
+  key.file = path;
+  return path;
+}
+
+export interface SnapshotTreeOptions {
+  recipients: readonly Recipient[];
+  /** Work directory for the metadata DB and blob spools. */
+  tmp: string;
+  host?: string;
+  time?: Date;
+  /** FastCDC average (default 16 KiB, so a few MiB make many chunks). */
+  chunkSize?: number;
+  /** Close a blob once its stored size passes this (default 1 GiB: one blob). */
+  blobSizeLimit?: number;
+  indexPrefix?: string;
+}
+
+export interface SnapshotTreeResult {
+  id: string;
+  blobs: { hash: string; size: number }[];
+  /** Snapshot path (latin1) → its chunks, for tests that tamper with data. */
+  chunksOf: Map<string, ChunkLocation[]>;
+}
+
+let counter = 0;
+
+/** Backs up `sourceDir` into `storage` (see the top of this file). */
+export async function snapshotTree(storage: Storage, sourceDir: string, options: SnapshotTreeOptions): Promise<SnapshotTreeResult> {
+  const time = options.time ?? new Date(Date.UTC(2026, 10, 27, 3, 0, 0, counter++));
+  const id = makeSnapshotId(options.host ?? 'testhost', time);
+  const dbPath = join(options.tmp, `snap-${process.pid}-${counter++}.db`);
+  const writer = new SnapshotWriter(dbPath);
+  const chunker = chunkerOptions(options.chunkSize ?? 16 * 1024);
+  const limit = options.blobSizeLimit ?? 1 << 30;
+  const known = new Map<string, { offset: number; length: number; plainLength: number; blob?: string }>();
+  const pending: { id: Buffer; offset: number; length: number; plainLength: number }[] = [];
+  const blobs: { hash: string; size: number }[] = [];
+  const chunksOf = new Map<string, ChunkLocation[]>();
+  const fileChunkIds = new Map<string, Buffer[]>();
+  let blob = new BlobWriter({ recipients: options.recipients, spoolDir: options.tmp });
+
+  const seal = async (): Promise<void> => {
+    if (blob.frameCount === 0) return;
+    const done = await blob.finish();
+    await storage.put(blobKey(done.hash), done.body, { sha256: done.sha256 });
+    await done.dispose();
+    writer.addBlob(done.hash, done.size);
+    blobs.push({ hash: done.hash, size: done.size });
+    for (const c of pending) {
+      const loc = { id: c.id, blob: done.hash, offset: c.offset, length: c.length, plainLength: c.plainLength };
+      writer.addChunk(loc);
+      known.get(c.id.toString('hex'))!.blob = done.hash;
+    }
+    pending.length = 0;
+    blob = new BlobWriter({ recipients: options.recipients, spoolDir: options.tmp });
+  };
+
+  const entries: Entry[] = [];
+  for await (const w of walk([sourceDir], { onWarning: () => undefined })) {
+    const e = w.entry;
+    entries.push(e);
+    if (e.type !== 'file' || e.size === 0 || w.hardLinkTo) {
+      writer.addEntry(e);
+      continue;
+    }
+    const data = readFileSync(w.absPath);
+    const ids: Buffer[] = [];
+    let pos = 0;
+    for (const len of chunkBuffer(data, chunker)) {
+      const chunk = data.subarray(pos, pos + len);
+      pos += len;
+      const cid = createHash('sha256').update(chunk).digest();
+      ids.push(cid);
+      const hex = cid.toString('hex');
+      if (known.has(hex)) continue;
+      const loc = blob.addFrame(compressFrame(chunk), len);
+      known.set(hex, { ...loc, plainLength: len });
+      pending.push({ id: cid, offset: loc.offset, length: loc.length, plainLength: len });
+      if (blob.ciphertextSize >= limit) await seal();
+    }
+    writer.addEntry({ ...e, size: data.length }, ids);
+    fileChunkIds.set(e.path.toString('latin1'), ids);
+  }
+  await seal();
+  for (const [path, ids] of fileChunkIds) {
+    chunksOf.set(
+      path,
+      ids.map((cid) => {
+        const k = known.get(cid.toString('hex'))!;
+        return { id: cid, blob: k.blob!, offset: k.offset, length: k.length, plainLength: k.plainLength };
+      }),
+    );
+  }
+  writer.finish({
+    id,
+    startTime: time,
+    endTime: new Date(time.getTime() + 1000),
+    toolVersion: '0.0.0-test',
+    sourceDirs: [sourceDir],
+    excludes: [],
+    chunkSize: chunker.avgSize,
+    blobSizeLimit: limit,
+    compressionLevel: 3,
+  });
+  await publishSnapshot(storage, { indexPrefix: options.indexPrefix ?? 'index/', dbPath, recipients: options.recipients });
+  return { id, blobs, chunksOf };
+}
+
+/** The snapshot path of an absolute source path ('/a/b' → 'a/b'). */
+export function snapPath(abs: string | Buffer): Buffer {
+  const b = Buffer.from(abs);
+  return b[0] === 0x2f ? b.subarray(1) : b;
+}
+
+/** Wraps a Storage and counts ranged reads of blobs (requests and bytes asked for). */
+export class CountingStorage implements Storage {
+  readonly description: string;
+  blobGets = 0;
+  blobBytes = 0;
+  readonly gets: { key: string; range?: ByteRange }[] = [];
+
+  constructor(private readonly inner: Storage) {
+    this.description = inner.description;
+  }
+
+  put(key: string, body: PutBody, options?: PutOptions): Promise<void> {
+    return this.inner.put(key, body, options);
+  }
+
+  async get(key: string, range?: ByteRange, options?: { signal?: AbortSignal }): Promise<Readable> {
+    this.gets.push({ key, range });
+    const stream = await this.inner.get(key, range, options);
+    if (!key.startsWith('blobs/')) return stream;
+    this.blobGets++;
+    stream.on('data', (c: Buffer) => {
+      this.blobBytes += c.length;
+    });
+    return stream;
+  }
+
+  stat(key: string): Promise<ObjectInfo> {
+    return this.inner.stat(key);
+  }
+
+  list(prefix: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(prefix);
+  }
+
+  delete(keys: string[]): Promise<void> {
+    return this.inner.delete(keys);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+
+/**
+ * Runs the CLI (the TypeScript sources, transpiled on load by cli-hooks.mjs) in a
+ * child process with exactly `env` (plus PATH).
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv, options: { cwd?: string; input?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...cliNodeArgs(), CLI, ...args], {
+      env: { PATH: process.env.PATH, ...env },
+      cwd: options.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** Node flags that let a child run the .ts sources directly. */
+export function cliNodeArgs(): string[] {
+  return ['--no-warnings', '--import', new URL('./cli-register.mjs', import.meta.url).href];
+}
