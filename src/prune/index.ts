@@ -1,0 +1,19 @@
+/**
+ * Garbage collection and retention: `prune` (plan, then execute), `forget` (keyless retention by
+ * a pure policy) and the optional multipart-upload janitor. The only public surface of src/prune.
+ */
+export { applyPolicy, bucketOf, checkPolicy, hasKeepRule, isoWeek, type PolicyDecision, type PolicyResult, type RetentionPolicy, type SnapshotRef } from './policy.js';
+export { DELETE_BATCH, deleteInBatches, executeForget, planForget, type ForgetEvent, type ForgetOptions, type ForgetPlan, type ForgetResult } from './forget.js';
+export {
+  DEFAULT_GRACE_MS,
+  PruneRefusedError,
+  executePrune,
+  planPrune,
+  type CountBytes,
+  type PruneEvent,
+  type PruneOptions,
+  type PrunePlan,
+  type PruneResult,
+} from './prune.js';
+export { asMultipartJanitor, type IncompleteUpload, type MultipartJanitor } from './janitor.js';
+export { blobListDifference, forEachLimited, readManifest, readMetadataBlobs } from './snapshots.js';
