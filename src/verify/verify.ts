@@ -1,0 +1,486 @@
+/**
+ * `vaultik verify`: checks a store's integrity.
+ *
+ * Keyless (the default), from what anyone with read access can check (DESIGN.md promise 4):
+ * - every blob's SHA-256 equals its name (each object is streamed through the hash: memory stays
+ *   bounded by the number of blobs checked at once, never by blob size);
+ * - every blob named by a snapshot's manifest exists, with the size the manifest records;
+ * - every snapshot has a valid manifest.
+ * It reports missing and corrupt blobs as problems, and unreferenced blobs (prune's garbage, or
+ * a backup in flight), orphan manifests and foreign objects as information.
+ * `sample` checks the content of a random subset of the blobs; existence and sizes of all are
+ * still checked (they come from the listing).
+ *
+ * Deep (with the key), in addition: decrypts every snapshot's metadata, checks that its manifest
+ * lists exactly the blobs the metadata references, and decrypts every referenced chunk (only the
+ * STREAM segments holding chunks, fetched in merged ranges), checking each chunk's SHA-256
+ * against the metadata. Each distinct chunk location is checked once, however many snapshots
+ * reference it: the snapshots' chunk lists are merged in (blob, offset) order.
+ */
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { blobHashOf, blobKey, chunkFromFetched, storageReadRange } from '../blob/index.js';
+import { AgeError, openAgeFile, segmentRange, type AgeFileInfo, type Identity } from '../crypto/index.js';
+import { ExitCode, VaultikError, errorMessage } from '../errors.js';
+import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
+import { openSnapshot } from '../snapshot/pack.js';
+import type { SnapshotReader } from '../snapshot/reader.js';
+import type { ChunkLocation } from '../snapshot/types.js';
+import { blobListDifference, readManifest } from '../prune/snapshots.js';
+import { isStorageError, type Storage } from '../storage/types.js';
+
+/** Ciphertext fetched at once when checking neighbouring chunks of a blob. */
+const MAX_FETCH = 8 * 1024 * 1024;
+/** Names listed in the report per category; more are only counted. */
+const MAX_LISTED = 100;
+/** Bad chunks reported one by one per blob; the rest are counted in one problem. */
+const MAX_BAD_CHUNKS_PER_BLOB = 5;
+
+export interface VerifyOptions {
+  indexPrefix: string;
+  /** Fraction of blobs whose content is checked, in (0, 1] (default 1: all). */
+  sample?: number;
+  /** Random source for sampling (tests make it deterministic). */
+  random?: () => number;
+  /** Blobs checked at once (default 4). */
+  concurrency?: number;
+  /** Deep verification with these identities; tmpDir receives decrypted metadata while it runs. */
+  deep?: { identities: readonly Identity[]; tmpDir?: string };
+  signal?: AbortSignal;
+  onEvent?: (event: VerifyEvent) => void;
+}
+
+export type VerifyEvent =
+  | { type: 'phase'; phase: 'index' | 'manifests' | 'metadata' | 'blobs' | 'chunks' }
+  | { type: 'progress'; phase: 'blobs' | 'chunks'; done: number; bytes: number; total?: number }
+  | { type: 'problem'; problem: VerifyProblem };
+
+export type VerifyProblem =
+  | { kind: 'corrupt-blob'; hash: string; message: string }
+  | { kind: 'missing-blob'; hash: string; snapshots: string[] }
+  | { kind: 'bad-manifest'; snapshot: string; message: string }
+  | { kind: 'no-manifest'; snapshot: string }
+  | { kind: 'bad-metadata'; snapshot: string; message: string }
+  | { kind: 'manifest-mismatch'; snapshot: string; message: string }
+  | { kind: 'bad-chunk'; hash: string; offset: number; message: string };
+
+export interface VerifyReport {
+  deep: boolean;
+  sample: number;
+  snapshots: number;
+  /** Blobs in the store. */
+  blobs: { count: number; bytes: number };
+  /** Blobs whose SHA-256 was checked. */
+  hashed: { count: number; bytes: number };
+  /** Distinct blobs referenced by the snapshots (manifests; and metadata when deep). */
+  referenced: number;
+  /** Blobs no snapshot references (prune's job, or a backup in flight): not a problem. */
+  unreferenced: { count: number; bytes: number; first: string[] };
+  /** Chunks decrypted and checked (deep). */
+  chunks: { count: number; bytes: number };
+  orphanManifests: string[];
+  unknownKeys: { count: number; first: string[] };
+  problems: VerifyProblem[];
+  durationMs: number;
+}
+
+/** One-line description of a problem, for text output. */
+export function describeProblem(p: VerifyProblem): string {
+  switch (p.kind) {
+    case 'corrupt-blob':
+      return `corrupt blob ${p.hash}: ${p.message}`;
+    case 'missing-blob':
+      return `missing blob ${p.hash}, needed by ${p.snapshots.join(', ') || 'a snapshot'}`;
+    case 'bad-manifest':
+      return `snapshot ${p.snapshot}: invalid manifest: ${p.message}`;
+    case 'no-manifest':
+      return `snapshot ${p.snapshot}: no manifest (its blobs cannot be checked without the key)`;
+    case 'bad-metadata':
+      return `snapshot ${p.snapshot}: unreadable metadata: ${p.message}`;
+    case 'manifest-mismatch':
+      return `snapshot ${p.snapshot}: the manifest does not match the metadata: ${p.message}`;
+    case 'bad-chunk':
+      return `blob ${p.hash}, chunk at offset ${p.offset}: ${p.message}`;
+  }
+}
+
+/**
+ * Verifies the store (see the file comment). Problems are collected in the report, not thrown.
+ * @throws VaultikError NO_IDENTITY (deep, when the key opens no snapshot); UsageError-like
+ *   RangeError for a bad sample; StorageError when the store fails (not for a missing object);
+ *   the abort reason.
+ */
+export async function verifyStore(storage: Storage, options: VerifyOptions): Promise<VerifyReport> {
+  const started = Date.now();
+  const sample = options.sample ?? 1;
+  if (!(sample > 0 && sample <= 1)) throw new RangeError(`sample must be in (0, 1], got ${sample}`);
+  const random = options.random ?? Math.random;
+  const concurrency = Math.max(1, options.concurrency ?? 4);
+  const emit = options.onEvent ?? ((): void => undefined);
+  const problems: VerifyProblem[] = [];
+  const problem = (p: VerifyProblem): void => {
+    problems.push(p);
+    emit({ type: 'problem', problem: p });
+  };
+  const unknown = { count: 0, first: [] as string[] };
+  const addUnknown = (key: string): void => {
+    if (unknown.count++ < MAX_LISTED) unknown.first.push(key);
+  };
+
+  emit({ type: 'phase', phase: 'index' });
+  const index = await scanIndex(storage, options.indexPrefix);
+  index.unknownKeys.forEach(addUnknown);
+
+  // Referenced blobs: hash → recorded size (the first recorded; a disagreement is reported).
+  const referenced = new Map<string, number>();
+  emit({ type: 'phase', phase: 'manifests' });
+  const manifests = new Map<string, { hash: string; size: number }[]>();
+  for (const s of index.snapshots) {
+    options.signal?.throwIfAborted();
+    if (!s.hasManifest) {
+      problem({ kind: 'no-manifest', snapshot: s.id });
+      continue;
+    }
+    try {
+      const m = await readManifest(storage, options.indexPrefix, s.id, options.signal);
+      if (!m) {
+        problem({ kind: 'no-manifest', snapshot: s.id });
+        continue;
+      }
+      for (const b of m.blobs) if (!referenced.has(b.hash)) referenced.set(b.hash, b.size);
+      // Kept only when deep (compared with the metadata below); a keyless run drops it.
+      if (options.deep) manifests.set(s.id, m.blobs);
+    } catch (err) {
+      if (!(err instanceof VaultikError) || err.exitCode !== ExitCode.DATA) throw err;
+      problem({ kind: 'bad-manifest', snapshot: s.id, message: err.message });
+    }
+  }
+
+  const readers: { id: string; reader: SnapshotReader }[] = [];
+  try {
+    if (options.deep) {
+      emit({ type: 'phase', phase: 'metadata' });
+      await openAll(storage, index.snapshots, options, readers, manifests, referenced, problem);
+    }
+
+    // Blobs: existence and size of all, content of the sample.
+    emit({ type: 'phase', phase: 'blobs' });
+    const present = new Map<string, number>();
+    const sampled = sample < 1 ? new Set<string>() : undefined;
+    const blobs = { count: 0, bytes: 0 };
+    const hashed = { count: 0, bytes: 0 };
+    const unreferenced = { count: 0, bytes: 0, first: [] as string[] };
+    const pool = new Pool(concurrency);
+    for await (const info of storage.list('blobs/')) {
+      options.signal?.throwIfAborted();
+      const hash = blobHashOf(info.key);
+      if (hash === null) {
+        addUnknown(info.key);
+        continue;
+      }
+      blobs.count++;
+      blobs.bytes += info.size;
+      present.set(hash, info.size);
+      const expected = referenced.get(hash);
+      if (expected === undefined) {
+        unreferenced.count++;
+        unreferenced.bytes += info.size;
+        if (unreferenced.first.length < MAX_LISTED) unreferenced.first.push(hash);
+      } else if (expected !== info.size) {
+        problem({ kind: 'corrupt-blob', hash, message: `${info.size} bytes stored, ${expected} recorded (truncated or replaced)` });
+      }
+      if (sampled && random() >= sample) continue;
+      sampled?.add(hash);
+      await pool.run(async () => {
+        const result = await hashObject(storage, info.key, options.signal);
+        if (result === undefined) {
+          present.delete(hash); // deleted since the listing
+          return;
+        }
+        hashed.count++;
+        hashed.bytes += result.size;
+        if (result.hash !== hash) problem({ kind: 'corrupt-blob', hash, message: `its content hashes to ${result.hash}` });
+        emit({ type: 'progress', phase: 'blobs', done: hashed.count, bytes: hashed.bytes });
+      });
+    }
+    await pool.drain();
+
+    // Missing blobs, attributed to the snapshots that need them.
+    const missing = [...referenced.keys()].filter((h) => !present.has(h)).sort();
+    if (missing.length > 0) {
+      const needs = await attributeMissing(storage, index.snapshots, new Set(missing), options, readers);
+      for (const hash of missing) problem({ kind: 'missing-blob', hash, snapshots: needs.get(hash) ?? [] });
+    }
+
+    const chunks = { count: 0, bytes: 0 };
+    if (options.deep && readers.length > 0) {
+      emit({ type: 'phase', phase: 'chunks' });
+      await checkChunks(storage, readers, present, sampled, options, chunks, problem, concurrency);
+    }
+
+    return {
+      deep: options.deep !== undefined,
+      sample,
+      snapshots: index.snapshots.length,
+      blobs,
+      hashed,
+      referenced: referenced.size,
+      unreferenced,
+      chunks,
+      orphanManifests: index.orphanManifests,
+      unknownKeys: unknown,
+      problems,
+      durationMs: Date.now() - started,
+    };
+  } finally {
+    for (const r of readers) r.reader.close();
+  }
+}
+
+/** Opens every snapshot's metadata (deep), compares it with the manifest, adds its blobs. */
+async function openAll(
+  storage: Storage,
+  snapshots: readonly SnapshotListing[],
+  options: VerifyOptions,
+  readers: { id: string; reader: SnapshotReader }[],
+  manifests: Map<string, { hash: string; size: number }[]>,
+  referenced: Map<string, number>,
+  problem: (p: VerifyProblem) => void,
+): Promise<void> {
+  const deep = options.deep!;
+  for (const s of snapshots) {
+    options.signal?.throwIfAborted();
+    let reader: SnapshotReader;
+    try {
+      reader = await openSnapshot(storage, options.indexPrefix, s.id, deep.identities, deep.tmpDir ?? tmpdir(), options.signal ? { signal: options.signal } : {});
+    } catch (err) {
+      if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) {
+        problem({ kind: 'bad-metadata', snapshot: s.id, message: err.message });
+        continue;
+      }
+      throw err;
+    }
+    readers.push({ id: s.id, reader });
+    const blobs = reader.blobs();
+    const manifest = manifests.get(s.id);
+    if (manifest) {
+      const diff = blobListDifference(blobs, manifest);
+      if (diff !== undefined) problem({ kind: 'manifest-mismatch', snapshot: s.id, message: diff });
+    }
+    for (const b of blobs) if (!referenced.has(b.hash)) referenced.set(b.hash, b.size);
+  }
+}
+
+/** Which snapshots reference each missing blob: manifests (keyless), plus metadata when open. */
+async function attributeMissing(
+  storage: Storage,
+  snapshots: readonly SnapshotListing[],
+  missing: ReadonlySet<string>,
+  options: VerifyOptions,
+  readers: readonly { id: string; reader: SnapshotReader }[],
+): Promise<Map<string, string[]>> {
+  const needs = new Map<string, Set<string>>();
+  const add = (hash: string, id: string): void => {
+    if (!missing.has(hash)) return;
+    const set = needs.get(hash) ?? new Set<string>();
+    set.add(id);
+    needs.set(hash, set);
+  };
+  for (const s of snapshots) {
+    if (!s.hasManifest) continue;
+    const m = await readManifest(storage, options.indexPrefix, s.id, options.signal).catch(() => undefined);
+    for (const b of m?.blobs ?? []) add(b.hash, s.id);
+  }
+  for (const r of readers) for (const b of r.reader.blobs()) add(b.hash, r.id);
+  return new Map([...needs].map(([h, ids]) => [h, [...ids].sort()]));
+}
+
+/**
+ * SHA-256 and size of an object, streamed.
+ * @returns undefined when the object no longer exists.
+ */
+async function hashObject(storage: Storage, key: string, signal?: AbortSignal): Promise<{ hash: string; size: number } | undefined> {
+  let body;
+  try {
+    body = await storage.get(key, undefined, signal ? { signal } : undefined);
+  } catch (err) {
+    if (isStorageError(err, 'not-found')) return undefined;
+    throw err;
+  }
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const chunk of body) {
+    h.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { hash: h.digest('hex'), size };
+}
+
+/** At most `limit` tasks at once; the first failure is rethrown by run() or drain(). */
+class Pool {
+  private readonly running = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
+
+  constructor(private readonly limit: number) {}
+
+  private check(): void {
+    if (this.failure) throw this.failure.err;
+  }
+
+  async run(task: () => Promise<void>): Promise<void> {
+    this.check();
+    while (this.running.size >= this.limit) await Promise.race(this.running);
+    this.check();
+    const p: Promise<void> = task().then(
+      () => {
+        this.running.delete(p);
+      },
+      (err: unknown) => {
+        this.running.delete(p);
+        this.failure ??= { err };
+      },
+    );
+    this.running.add(p);
+  }
+
+  async drain(): Promise<void> {
+    while (this.running.size > 0) await Promise.race(this.running);
+    this.check();
+  }
+}
+
+const chunkOrder = (a: ChunkLocation, b: ChunkLocation): number =>
+  a.blob < b.blob ? -1 : a.blob > b.blob ? 1 : a.offset - b.offset || Buffer.compare(a.id, b.id) || a.length - b.length;
+
+/**
+ * Merges the readers' chunk lists (each in (blob, offset, id) order) into one list without
+ * repeats, grouped by blob. k-way merge by linear scan of the heads: k is the number of
+ * snapshots, small next to the number of chunks.
+ */
+function* chunksByBlob(readers: readonly SnapshotReader[]): Generator<{ blob: string; chunks: ChunkLocation[] }> {
+  const its = readers.map((r) => r.chunksByBlob()[Symbol.iterator]());
+  const heads = its.map((it) => it.next());
+  let group: { blob: string; chunks: ChunkLocation[] } | undefined;
+  let prev: ChunkLocation | undefined;
+  for (;;) {
+    let best = -1;
+    for (let i = 0; i < heads.length; i++) {
+      const h = heads[i]!;
+      if (!h.done && (best < 0 || chunkOrder(h.value, (heads[best] as IteratorYieldResult<ChunkLocation>).value) < 0)) best = i;
+    }
+    if (best < 0) break;
+    const c = (heads[best] as IteratorYieldResult<ChunkLocation>).value;
+    heads[best] = its[best]!.next();
+    if (prev && chunkOrder(prev, c) === 0 && prev.plainLength === c.plainLength) continue;
+    prev = c;
+    if (!group || group.blob !== c.blob) {
+      if (group) yield group;
+      group = { blob: c.blob, chunks: [] };
+    }
+    group.chunks.push(c);
+  }
+  if (group) yield group;
+}
+
+/** Decrypts every referenced chunk of the (sampled, present) blobs and checks its SHA-256. */
+async function checkChunks(
+  storage: Storage,
+  readers: readonly { id: string; reader: SnapshotReader }[],
+  present: ReadonlyMap<string, number>,
+  sampled: ReadonlySet<string> | undefined,
+  options: VerifyOptions,
+  totals: { count: number; bytes: number },
+  problem: (p: VerifyProblem) => void,
+  concurrency: number,
+): Promise<void> {
+  const identities = options.deep!.identities;
+  const pool = new Pool(concurrency);
+  for (const group of chunksByBlob(readers.map((r) => r.reader))) {
+    options.signal?.throwIfAborted();
+    const size = present.get(group.blob);
+    // Missing blobs are already reported; unsampled ones are skipped on purpose.
+    if (size === undefined || (sampled && !sampled.has(group.blob))) continue;
+    await pool.run(async () => {
+      const bad = await checkBlobChunks(storage, group.blob, size, group.chunks, identities, options.signal, totals);
+      for (const b of bad.slice(0, MAX_BAD_CHUNKS_PER_BLOB)) problem({ kind: 'bad-chunk', hash: group.blob, offset: b.offset, message: b.message });
+      if (bad.length > MAX_BAD_CHUNKS_PER_BLOB) {
+        problem({ kind: 'corrupt-blob', hash: group.blob, message: `${bad.length} of its ${group.chunks.length} referenced chunks fail their check` });
+      }
+      options.onEvent?.({ type: 'progress', phase: 'chunks', done: totals.count, bytes: totals.bytes });
+    });
+  }
+  await pool.drain();
+}
+
+/**
+ * Checks one blob's chunks: opens the age header once, then fetches runs of neighbouring chunks
+ * (up to MAX_FETCH of ciphertext per request) and decodes each chunk against its id.
+ * @returns the failures; a header that does not open fails every chunk at once.
+ * @throws StorageError when the store fails; the abort reason.
+ */
+async function checkBlobChunks(
+  storage: Storage,
+  hash: string,
+  size: number,
+  chunks: readonly ChunkLocation[],
+  identities: readonly Identity[],
+  signal: AbortSignal | undefined,
+  totals: { count: number; bytes: number },
+): Promise<{ offset: number; message: string }[]> {
+  const read = storageReadRange(storage, blobKey(hash), signal);
+  let file: AgeFileInfo;
+  try {
+    file = await openAgeFile(read, size, identities);
+  } catch (err) {
+    if (err instanceof AgeError || isStorageError(err, 'not-found') || isStorageError(err, 'permanent')) {
+      const why = err instanceof AgeError && err.kind === 'no-match' ? 'no identity opens this blob (encrypted to another key?)' : errorMessage(err);
+      return chunks.map((c) => ({ offset: c.offset, message: why }));
+    }
+    throw err;
+  }
+  const bad: { offset: number; message: string }[] = [];
+  let i = 0;
+  while (i < chunks.length) {
+    // A run: chunks whose segment ranges, merged, stay within MAX_FETCH.
+    const plans: { chunk: ChunkLocation; start: number; end: number }[] = [];
+    let runStart = -1;
+    let runEnd = -1;
+    for (; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      let plan;
+      try {
+        plan = segmentRange(file.headerLength, file.ciphertextSize, c.offset, c.length);
+      } catch (err) {
+        if (plans.length > 0) break;
+        bad.push({ offset: c.offset, message: errorMessage(err) });
+        continue;
+      }
+      if (plans.length > 0 && (plan.cipherStart > runEnd || plan.cipherEnd - runStart > MAX_FETCH)) break;
+      if (plans.length === 0) runStart = plan.cipherStart;
+      runEnd = Math.max(runEnd, plan.cipherEnd);
+      plans.push({ chunk: c, start: plan.cipherStart, end: plan.cipherEnd });
+    }
+    if (plans.length === 0) continue;
+    let fetched: Buffer;
+    try {
+      fetched = await read(runStart, runEnd);
+      if (fetched.length !== runEnd - runStart) throw new VaultikError(`short read: ${fetched.length} of ${runEnd - runStart} bytes`, ExitCode.DATA);
+    } catch (err) {
+      if (err instanceof VaultikError && !isStorageError(err, 'transient') && !isStorageError(err, 'permission')) {
+        for (const p of plans) bad.push({ offset: p.chunk.offset, message: errorMessage(err) });
+        continue;
+      }
+      throw err;
+    }
+    for (const p of plans) {
+      try {
+        chunkFromFetched(file, runStart, fetched, p.chunk, p.chunk.id);
+        totals.count++;
+        totals.bytes += p.chunk.plainLength;
+      } catch (err) {
+        bad.push({ offset: p.chunk.offset, message: errorMessage(err) });
+      }
+    }
+  }
+  return bad;
+}
