@@ -7,6 +7,7 @@
  * with different bytes. A put is atomic: afterwards the object exists whole, or not at all.
  */
 import type { Readable } from 'node:stream';
+import { ExitCode, VaultikError } from '../errors.js';
 
 export interface ObjectInfo {
   key: string;
@@ -34,7 +35,14 @@ export interface Storage {
   readonly description: string;
   /** Upload an object. The only verb a backup uses (write-only credentials suffice). */
   put(key: string, body: PutBody, options?: PutOptions): Promise<void>;
-  /** Read a whole object or a byte range of it. @throws StorageError 'not-found' */
+  /**
+   * Read a whole object or a byte range of it. The range must lie within the object; a range of
+   * length 0 yields an empty stream without a request. Otherwise the promise settles once the
+   * object is known to exist; errors while streaming (a reset connection, a short body) are
+   * emitted by the stream as StorageErrors. Consume or destroy every returned stream: it holds a
+   * connection (and a concurrency slot).
+   * @throws StorageError 'not-found'; 'permanent' when the range reaches past the end.
+   */
   get(key: string, range?: ByteRange, options?: { signal?: AbortSignal }): Promise<Readable>;
   /** Size and timestamp of an object. @throws StorageError 'not-found' */
   stat(key: string): Promise<ObjectInfo>;
@@ -48,17 +56,29 @@ export interface Storage {
 
 export type StorageErrorKind = 'not-found' | 'permission' | 'permanent' | 'transient';
 
-/** A classified storage failure. Only 'transient' errors are retried. */
-export class StorageError extends Error {
+/**
+ * A classified storage failure. Only 'transient' errors are retried.
+ *
+ * It is a VaultikError so the CLI maps it to an exit code without knowing about storage: a missing
+ * object is a data problem (ExitCode.DATA), everything else means the store could not be reached or
+ * refused access (ExitCode.STORAGE). The message is meant for users: it names the location and,
+ * where there is one, the fix ("check the credential's s3:PutObject permission").
+ */
+export class StorageError extends VaultikError {
   constructor(
     message: string,
     readonly kind: StorageErrorKind,
     readonly key?: string,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(message, kind === 'not-found' ? ExitCode.DATA : ExitCode.STORAGE, options);
     this.name = 'StorageError';
   }
+}
+
+/** True when `err` is a StorageError (of `kind`, when given). */
+export function isStorageError(err: unknown, kind?: StorageErrorKind): err is StorageError {
+  return err instanceof StorageError && (kind === undefined || err.kind === kind);
 }
 
 /** Where a store is: parsed from a config file's `local:`/`s3:` block or from `<bucket> <prefix>`. */

@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3Storage } from '../../src/storage/s3.js';
+import { openStorage } from '../../src/storage/open.js';
+import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
+import { storageConformance } from './conformance.js';
+
+const KiB = 1024;
+const multipart = { threshold: 256 * KiB, partSize: 100 * KiB };
+const s3Options = { minPartSize: 1, socketTimeoutMs: 5_000, connectionTimeoutMs: 2_000 };
+
+let s3: S3rverHandle;
+let proxy: FaultProxy;
+const ready = (async () => {
+  s3 = await startS3rver();
+  proxy = await startFaultProxy(s3.endpoint);
+})();
+afterAll(async () => {
+  await proxy?.close();
+  await s3?.stop();
+});
+beforeAll(() => ready);
+
+storageConformance(
+  's3 via s3rver',
+  async () => {
+    await ready;
+    return { storage: new S3Storage(s3.spec('direct/', { multipartThreshold: multipart.threshold, partSize: multipart.partSize }), s3Options) };
+  },
+  { multipart, atomicPuts: false },
+);
+
+storageConformance(
+  's3 via fault proxy, retry and limit (openStorage)',
+  async () => {
+    await ready;
+    // Every 7th request fails with 503 SlowDown, every 11th has its response cut: the suite must
+    // not notice.
+    proxy.addFault({ match: (r) => r.op !== 'Other', fault: { kind: 'error', status: 503, code: 'SlowDown' }, skip: 3, every: 7 });
+    proxy.addFault({ match: ['GetObject', 'PutObject', 'UploadPart', 'ListObjectsV2'], fault: { kind: 'reset-response' }, skip: 5, every: 11 });
+    const spec = { ...s3.spec('proxied/', { multipartThreshold: multipart.threshold, partSize: multipart.partSize }), endpoint: proxy.endpoint };
+    return {
+      storage: openStorage(spec, { s3: s3Options, retry: { baseDelayMs: 5, maxDelayMs: 50, maxAttempts: 10 }, concurrency: 16 }),
+      cleanup: async () => proxy.clearFaults(),
+    };
+  },
+  { multipart },
+);
+
+describe('s3 smoke', () => {
+  it('s3rver starts', () => {
+    expect(s3.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+});
