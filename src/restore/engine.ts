@@ -32,7 +32,7 @@ import type { Storage } from '../storage/types.js';
 import { MAX_REPORTED, type FailedPath, type RestoreEvent, type RestoreProgress, type RestoreSummary, type RestoreTotals } from './events.js';
 import { BlobFetcher, isDataError } from './fetcher.js';
 import { FileTable, diskFullError, isAllZero, isFatalWriteError } from './files.js';
-import { cipherSpan, frameOffsetInRange, planRanges, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
+import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
 import { Selector, relocator, type Relocation, type RestoreSelection } from './select.js';
 
 export interface RestoreOptions {
@@ -131,9 +131,16 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
       if (!reader.entry(p)) throw new UsageError(`${displayPath(p)} is not in snapshot ${info.id} (\`vaultik ls\` lists its entries)`);
     }
     const run = new RestoreRun(options, reader, selector, mapPath, emit);
-    return await run.execute(started, info.id);
-  } finally {
+    const summary = await run.execute(started, info.id);
     reader.close();
+    return summary;
+  } catch (err) {
+    try {
+      reader.close();
+    } catch {
+      // Already failing: the first error is the one to report.
+    }
+    throw err;
   }
 }
 
@@ -457,7 +464,12 @@ class RestoreRun {
         fatal ??= err;
       }),
     );
-    await Promise.all(workers);
+    try {
+      await Promise.all(workers);
+    } finally {
+      // Ends the open SQLite statements (the reader cannot close while one is open).
+      ranges.return(undefined);
+    }
     if (fatal !== undefined) throw fatal;
   }
 
@@ -480,7 +492,15 @@ class RestoreRun {
         bytes = await this.fetcher.read(range.blob, span.start, span.end);
       } catch (err) {
         if (!isDataError(err)) throw err;
-        return await this.failJobs(range.chunks, errorMessage(err));
+        if (range.chunks.length === 1) return await this.failJobs(range.chunks, errorMessage(err));
+        // A truncated blob fails a read that reaches its end: read chunk by chunk instead, so the
+        // chunks before the cut are still restored.
+        release();
+        for (const job of range.chunks) {
+          const s = segmentsOf(job.chunk.offset, job.chunk.length);
+          await this.runRange({ blob: range.blob, firstSegment: s.first, lastSegment: s.last, chunks: [job], useCount: job.uses.length }, budget);
+        }
+        return;
       }
       let plain: Buffer | undefined;
       try {

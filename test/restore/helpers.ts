@@ -54,6 +54,8 @@ export interface SnapshotTreeOptions {
   /** Close a blob once its stored size passes this (default 1 GiB: one blob). */
   blobSizeLimit?: number;
   indexPrefix?: string;
+  /** Called with the finished metadata DB before it is published (tests that craft hostile metadata). */
+  tamper?: (dbPath: string) => void;
 }
 
 export interface SnapshotTreeResult {
@@ -143,6 +145,7 @@ export async function snapshotTree(storage: Storage, sourceDir: string, options:
     blobSizeLimit: limit,
     compressionLevel: 3,
   });
+  options.tamper?.(dbPath);
   await publishSnapshot(storage, { indexPrefix: options.indexPrefix ?? 'index/', dbPath, recipients: options.recipients });
   return { id, blobs, chunksOf };
 }

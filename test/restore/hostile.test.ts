@@ -1,0 +1,113 @@
+/**
+ * Hostile snapshot metadata and a hostile target: whoever holds the public key can write a
+ * metadata DB, so entries with '../' or absolute paths, a NUL, or an entry under a restored
+ * symlink must never put a byte outside the target (the DB is refused as a whole, exit 5,
+ * before the target is touched). A symlink planted in the target is replaced in overwrite mode,
+ * never written through.
+ */
+import { describe, it, expect, afterAll } from 'vitest';
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { ExitCode, VaultikError } from '../../src/errors.js';
+import { runRestore } from '../../src/restore/index.js';
+import { openStorage } from '../../src/storage/index.js';
+import { makeTempDir } from '../helpers/tmp.js';
+import { makeKey, snapPath, snapshotTree } from './helpers.js';
+
+const tmp = makeTempDir('vaultik-restore-hostile-');
+afterAll(tmp.cleanup);
+const key = makeKey();
+let n = 0;
+
+/** A source with one file and one directory; `tamper` rewrites the finished DB. */
+async function craft(tamper: (db: Database.Database, base: Buffer) => void): Promise<{ store: string; outside: string; target: string; error: unknown }> {
+  const dir = join(tmp.dir, `case${n++}`);
+  const src = join(dir, 'src');
+  const outside = join(dir, 'outside');
+  mkdirSync(join(src, 'sub'), { recursive: true });
+  mkdirSync(outside);
+  writeFileSync(join(src, 'sub', 'payload'), 'evil bytes');
+  writeFileSync(join(src, 'ok.txt'), 'fine');
+  const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
+  await snapshotTree(storage, src, {
+    recipients: key.recipients,
+    tmp: dir,
+    tamper: (dbPath) => {
+      const db = new Database(dbPath);
+      tamper(db, snapPath(src));
+      db.close();
+    },
+  });
+  const target = join(dir, 'target');
+  const error = await runRestore({ storage, identities: key.identities, snapshotId: 'latest', target }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  return { store: join(dir, 'store'), outside, target, error };
+}
+
+/** Renames an entry (and its chunk list) to `to`. */
+function rename(db: Database.Database, from: Buffer, to: Buffer): void {
+  db.prepare('UPDATE entries SET path = ? WHERE path = ?').run(to, from);
+  db.prepare('UPDATE file_chunks SET path = ? WHERE path = ?').run(to, from);
+}
+
+function expectRefused(r: { outside: string; target: string; error: unknown }, pattern: RegExp): void {
+  expect(r.error).toBeInstanceOf(VaultikError);
+  expect((r.error as VaultikError).exitCode).toBe(ExitCode.DATA);
+  expect((r.error as Error).message).toMatch(pattern);
+  expect(readdirSync(r.outside)).toEqual([]);
+  expect(existsSync(r.target)).toBe(false);
+}
+
+describe('hostile metadata', () => {
+  it("an entry with '..' components is refused", async () => {
+    const r = await craft((db, base) => rename(db, Buffer.concat([base, Buffer.from('/sub/payload')]), Buffer.concat([base, Buffer.from('/../../outside/payload')])));
+    expectRefused(r, /invalid metadata: '\.\.' path component/);
+  });
+
+  it('an absolute path is refused', async () => {
+    const r = await craft((db, base) => rename(db, Buffer.concat([base, Buffer.from('/sub/payload')]), Buffer.from(join(tmp.dir, 'abs-payload'))));
+    expectRefused(r, /invalid metadata: absolute path/);
+    expect(existsSync(join(tmp.dir, 'abs-payload'))).toBe(false);
+  });
+
+  it('a NUL in a path is refused', async () => {
+    const r = await craft((db, base) => rename(db, Buffer.concat([base, Buffer.from('/ok.txt')]), Buffer.concat([base, Buffer.from('/ok\0.txt')])));
+    expectRefused(r, /invalid metadata: NUL byte/);
+  });
+
+  it('a symlink, then an entry under it, is refused', async () => {
+    const r = await craft((db, base) => {
+      const dir = Buffer.concat([base, Buffer.from('/sub')]);
+      // 'sub' becomes a symlink to the outside directory; 'sub/payload' stays a file under it.
+      const outside = join(tmp.dir, `case${n - 1}`, 'outside');
+      db.prepare("UPDATE entries SET type = 'symlink', target = ?, mode = 511 WHERE path = ?").run(Buffer.from(outside), dir);
+      db.prepare('UPDATE snapshot SET dir_count = dir_count - 1, symlink_count = symlink_count + 1').run();
+    });
+    expectRefused(r, /lies under symlink/);
+  });
+});
+
+describe('hostile target', () => {
+  it('overwrite mode replaces a planted symlink instead of writing through it', async () => {
+    const dir = join(tmp.dir, 'planted');
+    const src = join(dir, 'src');
+    const outside = join(dir, 'outside');
+    mkdirSync(join(src, 'sub'), { recursive: true });
+    mkdirSync(outside);
+    writeFileSync(join(src, 'sub', 'file'), 'restored');
+    const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
+    await snapshotTree(storage, src, { recipients: key.recipients, tmp: dir });
+    const target = join(dir, 'target');
+    // The target already holds the source's path, with 'sub' swapped for a link to `outside`.
+    mkdirSync(join(target, src), { recursive: true });
+    symlinkSync(outside, join(target, src, 'sub'));
+    const s = await runRestore({ storage, identities: key.identities, snapshotId: 'latest', target, overwrite: true });
+    expect(s.failed).toBe(0);
+    expect(readdirSync(outside)).toEqual([]);
+    expect(lstatSync(join(target, src, 'sub')).isDirectory()).toBe(true);
+    expect(readFileSync(join(target, src, 'sub', 'file'), 'utf8')).toBe('restored');
+  });
+});
