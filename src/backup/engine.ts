@@ -1,0 +1,746 @@
+/**
+ * The backup engine: one run from the config's source dirs to a snapshot in the store.
+ *
+ *   lock → open the state cache → walk (per source dir, merged in path order)
+ *   → unchanged stat: chunk list from the cache, file not opened
+ *   → new or changed file: read → FastCDC → SHA-256 + zstd in worker threads
+ *   → dedup (state cache + chunks packed earlier in this run) → pack frames into blobs
+ *   → encrypt → upload (several at once, while the next blob is packed) → record in the cache
+ *   → snapshot metadata DB → manifest, then the encrypted metadata, last → complete in the cache.
+ *
+ * Contracts:
+ * - Only `storage.put` is called: nothing is read, listed or deleted remotely, and no private
+ *   key is needed or looked for (DESIGN.md promises 1–3).
+ * - Memory is bounded independently of file count, file size and blob_size_limit: chunk bytes
+ *   between reading and packing are held under a byte budget (ByteBudget; a few times the chunk
+ *   size), blob ciphertext beyond a threshold is spooled to disk (ciphertext only), at most
+ *   `maxUploads` blobs are sealed and not yet uploaded, and the walk holds only the current path.
+ *   What grows with the data goes to SQLite: the metadata DB being built and the state cache.
+ * - Files are pipelined: up to `smallReaders` small files are read at once and a large file is
+ *   streamed meanwhile; chunks of many files are in flight in the worker pool together, and a
+ *   file's entry is written once its last chunk has been placed.
+ * - One file never fails the run: a file that vanishes, cannot be read or changes while read is
+ *   reported as a warning and left out (a changed file keeps its previous backed-up version when
+ *   the cache still has it); the snapshot is written and `warnings` counts them.
+ * - Aborting `signal` (SIGINT/SIGTERM) stops the run: no snapshot is written, uploads in flight
+ *   are cancelled, blobs whose upload had completed stay recorded in the cache, so the next run
+ *   reuses them; the cache stays consistent; runBackup rejects with an INTERRUPTED VaultikError.
+ * - runBackup may be called again and again in one process (a daemon): it keeps no global state,
+ *   and a caller may lend it a long-lived ChunkPool.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { chunkBuffer, chunkStream, chunkerOptions, type ChunkerOptions } from '../chunker/index.js';
+import { ChunkPool } from '../compress/pool.js';
+import type { Config } from '../config/index.js';
+import { parseRecipient, type Recipient } from '../crypto/index.js';
+import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
+import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, type ChangeReport, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
+import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../index/index.js';
+import { SnapshotWriter, makeSnapshotId, parseSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../snapshot/index.js';
+import type { Storage } from '../storage/types.js';
+import { BlobSizes } from './blobSizes.js';
+import { ByteBudget } from './budget.js';
+import { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummary, type BackupWarning } from './events.js';
+import { BlobPacker, type SealedBlob } from './packer.js';
+import { AsyncQueue, Slots } from './queue.js';
+import { scanSources, selfPaths, type SourceEntry } from './sources.js';
+
+/** Knobs with sensible defaults; tests and benchmarks turn them. */
+export interface BackupTuning {
+  /** Chunk bytes held between reading and packing (default max(64 MiB, 4 × chunk_size)). */
+  budgetBytes?: number;
+  /** Blob uploads in flight (default 4). */
+  maxUploads?: number;
+  /** Files up to this size are read in one go, several at once (default 1 MiB). */
+  smallFileSize?: number;
+  /** Small files read at once (default 16). */
+  smallReaders?: number;
+  /** Blob ciphertext kept in memory before spooling to disk (default 16 MiB). */
+  blobMemoryThreshold?: number;
+}
+
+export interface BackupDeps {
+  /** The store. Only `put` is called. */
+  storage: Storage;
+  /** Abort to stop the run cleanly (no snapshot). */
+  signal?: AbortSignal;
+  /** Receives every event, synchronously; must not throw. */
+  onEvent?: (event: BackupEvent) => void;
+  /** Clock for the snapshot id and times (default: new Date()). */
+  now?: () => Date;
+  /** Worker threads for hashing and compression (default: os.availableParallelism()). */
+  workers?: number;
+  /** A pool to use instead of starting one (a daemon keeps one across runs); not closed here. */
+  pool?: ChunkPool;
+  /** Minimum interval between 'progress' events in ms (default 250; 0 = only at the end). */
+  progressIntervalMs?: number;
+  cache?: StateCacheOptions;
+  tuning?: BackupTuning;
+}
+
+const DEFAULT_SMALL_FILE = DEFAULT_READ_SIZE;
+/** Items (chunks, file ends) between readers and the packer, whatever their size. */
+const WINDOW_ITEMS = 4096;
+
+/** vaultik's version, written into the snapshot row. */
+function toolVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function interrupted(reason: unknown): VaultikError {
+  if (reason instanceof VaultikError && reason.exitCode === ExitCode.INTERRUPTED) return reason;
+  return new VaultikError(`interrupted${reason instanceof Error && reason.message ? ` (${reason.message})` : ''}`, ExitCode.INTERRUPTED, { cause: reason });
+}
+
+/**
+ * Runs one backup of `config` into `deps.storage` and resolves to its summary. A summary with
+ * `warnings > 0` means the snapshot was written but some paths were left out (exit code 3).
+ * @throws VaultikError LOCKED when another backup holds the cache lock; INTERRUPTED when
+ *   `deps.signal` was aborted (no snapshot written); StorageError when the store fails;
+ *   UsageError for an unusable config (a source dir inside another, a bad recipient).
+ */
+export async function runBackup(config: Config, deps: BackupDeps): Promise<BackupSummary> {
+  if (deps.signal?.aborted) throw interrupted(deps.signal.reason);
+  const recipients = config.recipients.map((r) => {
+    try {
+      return parseRecipient(r);
+    } catch (err) {
+      throw new UsageError(`invalid recipient ${r}: ${errorMessage(err)}`, { cause: err });
+    }
+  });
+  const lock = acquireLock(lockPathFor(config.indexPath));
+  let cache: StateCache | undefined;
+  try {
+    cache = StateCache.open(
+      config.indexPath,
+      storeIdentity({ description: deps.storage.description, indexPrefix: config.indexPrefix, recipients: config.recipients }),
+      deps.cache,
+    );
+    if (cache.resetReason !== undefined) {
+      deps.onEvent?.({ type: 'notice', message: `state cache reset: ${cache.resetReason}; this backup uploads everything again` });
+    }
+    return await new BackupRun(config, deps, cache, recipients).execute();
+  } finally {
+    cache?.close();
+    lock.release();
+  }
+}
+
+/** A file to read, from the walk to its entry in the snapshot. */
+interface FileJob {
+  walked: SourceEntry;
+  /** The cache's record of the previous version, if any. */
+  cached: CachedFile | undefined;
+  /** Hash chunks on the main thread and compress only new ones (a changed file: expect dups). */
+  hashFirst: boolean;
+  /** Chunk ids, in file order, as they are placed. */
+  ids: Buffer[];
+}
+
+/** What a worker (or the dedup check in hash-first mode) made of a chunk. */
+interface ChunkOutcome {
+  id: Buffer;
+  plainLength: number;
+  frame?: Buffer;
+  /** Already known where it lives (hash-first dedup). */
+  known?: ChunkLocation | 'packed';
+  /** Counted in `inflight` (hash-first mode, sent for compression). */
+  counted?: boolean;
+}
+
+type FileOutcome = { ok: true; stat: FileStat; report: ChangeReport } | { ok: false; error: SourceFileError };
+
+type WindowItem =
+  | { kind: 'chunk'; job: FileJob; result: Promise<ChunkOutcome>; bytes: number }
+  | { kind: 'end'; job: FileJob; outcome: FileOutcome };
+
+/** State of a hard-link group while its paths come by. */
+interface LinkGroup {
+  /** The leader's recorded entry; undefined while it is being read; null when it was left out. */
+  leader: Entry | null | undefined;
+  waiting: SourceEntry[];
+  /** Links not seen yet. */
+  remaining: number;
+}
+
+function sameStat(a: FileStat | CachedFile, b: FileStat): boolean {
+  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev && a.mode === b.mode;
+}
+
+const noop = (): void => undefined;
+
+class BackupRun {
+  private readonly progress: BackupProgress = emptyProgress();
+  private readonly controller = new AbortController();
+  private readonly signal = this.controller.signal;
+  private failure: { err: unknown } | undefined;
+  private readonly startTime: Date;
+  private readonly snapshotId: string;
+  private readonly workDir: string;
+  private readonly chunker: ChunkerOptions;
+  private readonly tuning: Required<BackupTuning>;
+  private readonly budget: ByteBudget;
+  private readonly window: AsyncQueue<WindowItem>;
+  private readonly largeQueue: AsyncQueue<FileJob>;
+  private readonly smallSlots: Slots;
+  private readonly smallReads = new Set<Promise<void>>();
+  /** Chunk ids sent for compression in hash-first mode and not placed yet (latin1 keys). */
+  private readonly inflight = new Map<string, number>();
+  private readonly links = new Map<number, LinkGroup>();
+  private readonly blobSizes: BlobSizes;
+  /** Blobs already added to the snapshot DB (hex). */
+  private readonly snapshotBlobs = new Set<string>();
+  private writer: SnapshotWriter | undefined;
+  private packer: BlobPacker | undefined;
+  private pool: ChunkPool | undefined;
+  private walkDone = false;
+  private lastProgress = 0;
+  private progressTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly config: Config,
+    private readonly deps: BackupDeps,
+    private readonly cache: StateCache,
+    private readonly recipients: Recipient[],
+  ) {
+    this.startTime = (deps.now ?? (() => new Date()))();
+    this.snapshotId = this.uniqueSnapshotId();
+    this.workDir = `${config.indexPath}.work`;
+    this.chunker = chunkerOptions(config.chunkSize);
+    const t = deps.tuning ?? {};
+    this.tuning = {
+      budgetBytes: t.budgetBytes ?? Math.max(64 * 1024 * 1024, 4 * config.chunkSize),
+      maxUploads: t.maxUploads ?? 4,
+      smallFileSize: t.smallFileSize ?? DEFAULT_SMALL_FILE,
+      smallReaders: t.smallReaders ?? 16,
+      blobMemoryThreshold: t.blobMemoryThreshold ?? 16 * 1024 * 1024,
+    };
+    this.budget = new ByteBudget(this.tuning.budgetBytes);
+    this.window = new AsyncQueue<WindowItem>(WINDOW_ITEMS, this.signal);
+    this.largeQueue = new AsyncQueue<FileJob>(2, this.signal);
+    this.smallSlots = new Slots(this.tuning.smallReaders);
+    this.blobSizes = new BlobSizes(config.indexPath);
+  }
+
+  /** `<host>-<time>`, strictly after the cache's latest snapshot (ids name immutable objects). */
+  private uniqueSnapshotId(): string {
+    let time = this.startTime;
+    const base = this.cache.baseSnapshot();
+    if (base !== undefined) {
+      const prev = parseSnapshotId(base);
+      if (prev.host === this.config.hostname && prev.time.getTime() >= time.getTime()) time = new Date(prev.time.getTime() + 1);
+    }
+    return makeSnapshotId(this.config.hostname, time);
+  }
+
+  private emit(event: BackupEvent): void {
+    this.deps.onEvent?.(event);
+  }
+
+  private warn(w: BackupWarning): void {
+    this.progress.warnings++;
+    this.emit({ type: 'warning', ...w });
+  }
+
+  private emitProgress(force = false): void {
+    const now = Date.now();
+    const interval = this.deps.progressIntervalMs ?? 250;
+    if (!force && (interval <= 0 || now - this.lastProgress < interval)) return;
+    this.lastProgress = now;
+    this.emit({ type: 'progress', elapsedMs: now - this.startTime.getTime(), walkDone: this.walkDone, ...this.progress });
+  }
+
+  /** Records the first failure and stops everything else. */
+  private fail(err: unknown): void {
+    if (this.failure) return;
+    this.failure = { err };
+    if (!this.signal.aborted) this.controller.abort(err);
+  }
+
+  async execute(): Promise<BackupSummary> {
+    const { config, deps, cache } = this;
+    const external = deps.signal;
+    const onExternalAbort = (): void => this.fail(interrupted(external!.reason));
+    external?.addEventListener('abort', onExternalAbort, { once: true });
+    cache.beginRun(this.snapshotId);
+    let runEnded = false;
+    const ownPool = deps.pool === undefined;
+    try {
+      await rm(this.workDir, { recursive: true, force: true });
+      await mkdir(this.workDir, { recursive: true, mode: 0o700 });
+      this.writer = new SnapshotWriter(join(this.workDir, 'snapshot.db'));
+      this.pool = deps.pool ?? new ChunkPool({ size: deps.workers ?? availableParallelism(), level: config.compressionLevel });
+      if (this.pool.level !== config.compressionLevel) {
+        throw new VaultikError(`chunk pool compresses at level ${this.pool.level}, the config asks for ${config.compressionLevel}`);
+      }
+      this.packer = new BlobPacker({
+        storage: deps.storage,
+        recipients: this.recipients,
+        blobSizeLimit: config.blobSizeLimit,
+        spoolDir: this.workDir,
+        memoryThreshold: this.tuning.blobMemoryThreshold,
+        maxUploads: this.tuning.maxUploads,
+        signal: this.signal,
+        onSealed: (b) => this.onSealed(b),
+        onUploaded: (b) => this.onUploaded(b),
+        onFailure: (err) => this.fail(err),
+      });
+      this.emit({ type: 'start', snapshotId: this.snapshotId, store: deps.storage.description, sourceDirs: [...config.sourceDirs], time: this.startTime.toISOString() });
+      this.emit({ type: 'phase', phase: 'scan' });
+      const interval = deps.progressIntervalMs ?? 250;
+      if (interval > 0) {
+        this.progressTimer = setInterval(() => this.emitProgress(), interval);
+        this.progressTimer.unref();
+      }
+
+      await this.scanAndPack();
+      this.emit({ type: 'phase', phase: 'flush' });
+      await this.packer.flush();
+      this.signal.throwIfAborted();
+
+      this.emit({ type: 'phase', phase: 'metadata' });
+      const endTime = (deps.now ?? (() => new Date()))();
+      const finished = this.writer.finish({
+        id: this.snapshotId,
+        startTime: this.startTime,
+        endTime: endTime < this.startTime ? this.startTime : endTime,
+        toolVersion: toolVersion(),
+        sourceDirs: [...config.sourceDirs],
+        excludes: [...config.exclude],
+        chunkSize: config.chunkSize,
+        blobSizeLimit: config.blobSizeLimit,
+        compressionLevel: config.compressionLevel,
+        warnings: this.progress.warnings,
+      });
+      const published = await publishSnapshot(deps.storage, {
+        indexPrefix: config.indexPrefix,
+        dbPath: finished.dbPath,
+        recipients: this.recipients,
+        signal: this.signal,
+      });
+      cache.completeSnapshot(this.snapshotId, published.blobs.map((b) => b.hash));
+      runEnded = true;
+      const done = new Date();
+      this.emit({ type: 'phase', phase: 'done' });
+      this.emitProgress(true);
+      const info = finished.info;
+      const summary: BackupSummary = {
+        ...this.progress,
+        snapshotId: this.snapshotId,
+        store: deps.storage.description,
+        startTime: this.startTime.toISOString(),
+        endTime: done.toISOString(),
+        durationMs: done.getTime() - this.startTime.getTime(),
+        metadataBytes: published.metadataSize,
+        snapshotBlobs: info.blobCount,
+        snapshotBlobBytes: info.blobBytes,
+        entries: info.fileCount + info.dirCount + info.symlinkCount + info.otherCount,
+      };
+      this.emit({ type: 'summary', ...summary });
+      return summary;
+    } catch (err) {
+      this.fail(err);
+      await this.packer?.abort();
+      this.writer?.abort();
+      if (!runEnded) cache.abortRun();
+      runEnded = true;
+      const first = this.failure!.err;
+      if (external?.aborted) throw interrupted(external.reason);
+      throw first;
+    } finally {
+      external?.removeEventListener('abort', onExternalAbort);
+      if (this.progressTimer) clearInterval(this.progressTimer);
+      if (!runEnded) cache.abortRun();
+      if (ownPool) await this.pool?.close();
+      this.blobSizes.close();
+      await rm(this.workDir, { recursive: true, force: true }).catch(noop);
+    }
+  }
+
+  // ---- scan: walk, unchanged detection, dispatch of reads ----
+
+  /** Walks, reads and packs everything; resolves when every file's entry is written. */
+  private async scanAndPack(): Promise<void> {
+    const consumer = this.consume().catch((err: unknown) => this.fail(err));
+    const lane = this.largeLane().catch((err: unknown) => this.fail(err));
+    try {
+      const self = selfPaths(this.config);
+      for await (const e of scanSources(this.config, { signal: this.signal, self, onWarning: (w) => this.walkWarning(w) })) {
+        await this.onEntry(e);
+      }
+      this.walkDone = true;
+      while (this.smallReads.size > 0) await Promise.race(this.smallReads);
+      this.largeQueue.close();
+      await lane;
+      this.window.close();
+      await consumer;
+    } catch (err) {
+      this.fail(err);
+    }
+    if (this.failure) {
+      this.window.close();
+      this.largeQueue.close();
+      await Promise.allSettled([consumer, lane, ...this.smallReads]);
+      throw this.failure.err;
+    }
+  }
+
+  private walkWarning(w: WalkWarning): void {
+    this.warn({ path: displayPath(w.absPath), kind: w.code === 'ENOENT' ? 'vanished' : 'walk', message: w.message });
+  }
+
+  private async onEntry(e: SourceEntry): Promise<void> {
+    const writer = this.writer!;
+    const { entry } = e;
+    switch (entry.type) {
+      case 'file':
+        break;
+      case 'dir':
+        this.progress.dirs++;
+        writer.addEntry(entry);
+        return;
+      case 'symlink':
+        this.progress.symlinks++;
+        writer.addEntry(entry);
+        return;
+      default:
+        this.progress.others++;
+        writer.addEntry(entry);
+        return;
+    }
+    this.progress.files++;
+    this.progress.bytesScanned += entry.size;
+    if (e.hardLinkTo !== undefined) {
+      this.onFollower(e);
+      return;
+    }
+    if (entry.linkGroup !== undefined) this.links.set(entry.linkGroup, { leader: undefined, waiting: [], remaining: e.stat.nlink - 1 });
+
+    const cached = this.cache.lookupFile(entry.path);
+    if (cached && sameStat(cached, e.stat) && this.usable(cached.chunks)) {
+      this.progress.filesUnchanged++;
+      this.recordFile(entry, cached.chunks, e.stat);
+      return;
+    }
+    if (cached) this.progress.filesChanged++;
+    else this.progress.filesNew++;
+    const job: FileJob = { walked: e, cached, hashFirst: cached !== undefined, ids: [] };
+    if (entry.size === 0) {
+      // Nothing to read; the stat tuple in the cache catches any later write.
+      this.recordFile(entry, [], e.stat);
+      return;
+    }
+    this.progress.bytesToRead += entry.size;
+    if (entry.size <= this.tuning.smallFileSize) {
+      await this.smallSlots.acquire(this.signal);
+      const p = this.readSmall(job)
+        .catch((err: unknown) => this.fail(err))
+        .finally(() => {
+          this.smallSlots.release();
+          this.smallReads.delete(p);
+        });
+      this.smallReads.add(p);
+    } else {
+      await this.largeQueue.push(job);
+    }
+  }
+
+  /**
+   * Whether every chunk can be referenced in this run: in a blob the cache offers for dedup, or
+   * packed earlier in this run. Adds the cached locations to the snapshot as it goes.
+   */
+  private usable(ids: readonly Buffer[]): boolean {
+    const locs: ChunkLocation[] = [];
+    for (const id of ids) {
+      if (this.packer!.has(id.toString('latin1'))) continue;
+      const loc = this.cache.findChunk(id);
+      if (!loc) return false;
+      locs.push(loc);
+    }
+    for (const loc of locs) this.addLocation(loc);
+    return true;
+  }
+
+  /** Adds a cached chunk location (and its blob) to the snapshot. Idempotent. */
+  private addLocation(loc: ChunkLocation): void {
+    this.writer!.addChunk(loc);
+    if (!this.snapshotBlobs.has(loc.blob)) {
+      this.writer!.addBlob(loc.blob, this.blobSizes.get(loc.blob));
+      this.snapshotBlobs.add(loc.blob);
+    }
+  }
+
+  /** Writes a file's entry and its cache record, and releases hard links waiting for it. */
+  private recordFile(entry: Entry, ids: Buffer[], stat: FileStat | CachedFile): void {
+    this.writer!.addEntry(entry, ids);
+    this.cache.recordFile(entry.path, stat, ids);
+    if (entry.linkGroup !== undefined) this.settleLinks(entry.linkGroup, entry);
+  }
+
+  private onFollower(e: SourceEntry): void {
+    const group = this.links.get(e.entry.linkGroup!);
+    if (!group) {
+      // Its leader was not seen in this walk (cannot happen in path order): keep it as a plain file.
+      throw new VaultikError(`hard link ${displayPath(e.absPath)}: its first path was not walked`);
+    }
+    group.remaining--;
+    if (group.leader === undefined) group.waiting.push(e);
+    else this.addFollower(group, e);
+    if (group.remaining <= 0 && group.leader !== undefined) this.links.delete(e.entry.linkGroup!);
+  }
+
+  private addFollower(group: LinkGroup, e: SourceEntry): void {
+    const leader = group.leader;
+    if (!leader) {
+      this.warn({ path: displayPath(e.absPath), kind: 'skipped', message: `hard link ${displayPath(e.absPath)} left out: its first path could not be backed up` });
+      return;
+    }
+    // One inode: the follower carries the leader's recorded size, time and mode (the format
+    // requires equal sizes in a group, and the leader's are those of the bytes stored).
+    this.writer!.addEntry({ ...e.entry, size: leader.size, mtimeNs: leader.mtimeNs, mode: leader.mode, uid: leader.uid, gid: leader.gid });
+  }
+
+  private settleLinks(groupId: number, leader: Entry | null): void {
+    const group = this.links.get(groupId);
+    if (!group) return;
+    group.leader = leader;
+    for (const e of group.waiting.splice(0)) this.addFollower(group, e);
+    if (group.remaining <= 0) this.links.delete(groupId);
+  }
+
+  // ---- reading ----
+
+  /** Reads a small file in one go and queues its chunks. */
+  private async readSmall(job: FileJob): Promise<void> {
+    const { walked } = job;
+    let file: SourceFile;
+    try {
+      file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal, readSize: Math.max(1, walked.stat.size) });
+    } catch (err) {
+      return this.endWithError(job, err);
+    }
+    let reserved = 0;
+    try {
+      const size = file.stat.size;
+      if (size > this.tuning.smallFileSize) {
+        // It grew since the walk: stream it like any large file (the lane is open until every
+        // small read is done).
+        await file.close();
+        await this.largeQueue.push(job);
+        return;
+      }
+      await this.budget.acquire(size, 0, this.signal);
+      reserved = size;
+      this.progress.filesRead++;
+      const parts: Buffer[] = [];
+      for await (const b of file.chunks()) {
+        parts.push(b);
+        this.progress.bytesRead += b.length;
+      }
+      const report = await file.finish();
+      const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      if (!report.changed) {
+        let pos = 0;
+        for (const n of chunkBuffer(data, this.chunker)) {
+          reserved -= n;
+          await this.pushChunk(job, data.subarray(pos, pos + n));
+          pos += n;
+        }
+      }
+      this.budget.release(reserved);
+      reserved = 0;
+      await this.window.push({ kind: 'end', job, outcome: { ok: true, stat: file.stat, report } });
+    } catch (err) {
+      this.budget.release(reserved);
+      return this.endWithError(job, err);
+    } finally {
+      await file.close().catch(noop);
+    }
+  }
+
+  /** Streams large files one after the other (sequential reads suit disks; CPU work is parallel). */
+  private async largeLane(): Promise<void> {
+    for (;;) {
+      const job = await this.largeQueue.take();
+      if (!job) return;
+      await this.readLarge(job);
+    }
+  }
+
+  private async readLarge(job: FileJob): Promise<void> {
+    const { walked } = job;
+    let file: SourceFile;
+    try {
+      file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal });
+    } catch (err) {
+      return this.endWithError(job, err);
+    }
+    // Bytes read and held under the budget but not yet cut into a queued chunk.
+    let held = 0;
+    try {
+      this.progress.filesRead++;
+      const budget = this.budget;
+      const signal = this.signal;
+      const progress = this.progress;
+      const reads = async function* (): AsyncGenerator<Buffer> {
+        for await (const b of file.chunks()) {
+          await budget.acquire(b.length, held, signal);
+          held += b.length;
+          progress.bytesRead += b.length;
+          yield b;
+        }
+      };
+      for await (const chunk of chunkStream(reads(), this.chunker)) {
+        held -= chunk.length;
+        await this.pushChunk(job, chunk);
+      }
+      const report = await file.finish();
+      await this.window.push({ kind: 'end', job, outcome: { ok: true, stat: file.stat, report } });
+    } catch (err) {
+      this.budget.release(held);
+      return this.endWithError(job, err);
+    } finally {
+      await file.close().catch(noop);
+    }
+  }
+
+  /** A per-file failure becomes the file's end; anything else (abort, a bug) fails the run. */
+  private async endWithError(job: FileJob, err: unknown): Promise<void> {
+    if (err instanceof SourceFileError && !this.signal.aborted) {
+      await this.window.push({ kind: 'end', job, outcome: { ok: false, error: err } });
+      return;
+    }
+    throw err;
+  }
+
+  /**
+   * Queues one chunk (whose bytes are already held under the budget) for hashing and
+   * compression. In hash-first mode a chunk that is already stored is not compressed at all.
+   */
+  private async pushChunk(job: FileJob, chunk: Buffer): Promise<void> {
+    const plainLength = chunk.length;
+    let result: Promise<ChunkOutcome>;
+    if (job.hashFirst) {
+      const id = createHash('sha256').update(chunk).digest();
+      const key = id.toString('latin1');
+      const known: ChunkLocation | 'packed' | undefined =
+        this.inflight.has(key) || this.packer!.has(key) ? 'packed' : this.cache.findChunk(id);
+      if (known !== undefined) {
+        result = Promise.resolve({ id, plainLength, known });
+      } else {
+        this.inflight.set(key, (this.inflight.get(key) ?? 0) + 1);
+        result = this.pool!.compress(chunk, { transfer: true }).then((frame) => ({ id, plainLength, frame, counted: true }));
+      }
+    } else {
+      result = this.pool!.process(chunk, { transfer: true });
+    }
+    result.catch(noop); // surfaced when the consumer reaches it
+    await this.window.push({ kind: 'chunk', job, result, bytes: plainLength });
+  }
+
+  // ---- placing chunks and finishing files (one consumer, in queue order) ----
+
+  private async consume(): Promise<void> {
+    for (;;) {
+      const item = await this.window.take();
+      if (!item) return;
+      if (item.kind === 'end') {
+        this.finishFile(item.job, item.outcome);
+        continue;
+      }
+      let out: ChunkOutcome;
+      try {
+        out = await item.result;
+      } finally {
+        this.budget.release(item.bytes);
+      }
+      await this.place(out);
+      item.job.ids.push(out.id);
+    }
+  }
+
+  /** Dedups or packs one chunk. */
+  private async place(out: ChunkOutcome): Promise<void> {
+    const key = out.id.toString('latin1');
+    if (out.counted === true) {
+      const n = this.inflight.get(key);
+      if (n !== undefined) {
+        if (n <= 1) this.inflight.delete(key);
+        else this.inflight.set(key, n - 1);
+      }
+    }
+    const packer = this.packer!;
+    if (packer.has(key)) return;
+    const loc = out.known !== undefined && out.known !== 'packed' ? out.known : this.cache.findChunk(out.id);
+    if (loc) {
+      this.addLocation(loc);
+      return;
+    }
+    if (out.frame === undefined) {
+      throw new VaultikError(`internal error: chunk ${out.id.toString('hex')} was deduplicated against nothing`);
+    }
+    await packer.add(key, out.id, out.frame, out.plainLength);
+    this.progress.bytesNew += out.plainLength;
+    this.progress.bytesPacked += out.frame.length;
+  }
+
+  private finishFile(job: FileJob, outcome: FileOutcome): void {
+    const { walked } = job;
+    const where = displayPath(walked.absPath);
+    if (outcome.ok && !outcome.report.changed) {
+      const st = outcome.stat;
+      this.recordFile({ ...walked.entry, size: st.size, mtimeNs: st.mtimeNs, mode: st.mode & 0o7777 }, job.ids, st);
+      return;
+    }
+    let warning: BackupWarning;
+    if (outcome.ok) {
+      warning = { path: where, kind: 'changed', message: `file changed while it was read (${outcome.report.reasons.join(', ')}): ${where}` };
+    } else {
+      const p = outcome.error.problem;
+      warning = { path: where, kind: p === 'vanished' ? 'vanished' : p === 'unreadable' ? 'unreadable' : 'replaced', message: outcome.error.message };
+    }
+    // A changed file keeps its previous backed-up version when every chunk of it is still usable.
+    const prev = job.cached;
+    if (warning.kind === 'changed' && prev && this.usable(prev.chunks)) {
+      warning.keptPrevious = true;
+      warning.message += '; the previous version was kept';
+      this.warn(warning);
+      this.recordFile({ ...walked.entry, size: prev.size, mtimeNs: prev.mtimeNs, mode: prev.mode & 0o7777 }, prev.chunks, prev);
+      return;
+    }
+    if (warning.kind === 'changed') warning.message += '; left out of this snapshot';
+    this.warn(warning);
+    if (walked.entry.linkGroup !== undefined) this.settleLinks(walked.entry.linkGroup, null);
+  }
+
+  // ---- blobs ----
+
+  private onSealed(b: SealedBlob): void {
+    const writer = this.writer!;
+    for (const c of b.chunks) writer.addChunk({ id: c.id, blob: b.hash, offset: c.offset, length: c.length, plainLength: c.plainLength });
+    writer.addBlob(b.hash, b.size);
+    this.snapshotBlobs.add(b.hash);
+    this.blobSizes.set(b.hash, b.size);
+    this.progress.blobsSealed++;
+  }
+
+  private onUploaded(b: SealedBlob): void {
+    this.cache.recordBlob(
+      b.hash,
+      b.size,
+      b.chunks.map((c) => ({ id: c.id, blob: b.hash, offset: c.offset, length: c.length, plainLength: c.plainLength })),
+    );
+    this.progress.blobsUploaded++;
+    this.progress.bytesUploaded += b.size;
+    this.emit({ type: 'blob', hash: b.hash, size: b.size, chunks: b.chunks.length, bytesPacked: b.bytesPacked });
+  }
+}

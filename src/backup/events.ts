@@ -1,0 +1,108 @@
+/**
+ * What a backup run reports while it works and when it ends. The engine only emits these typed
+ * events; the CLI's renderers (src/cli/render) turn them into a progress line, a text summary or
+ * JSON lines, and a daemon can log them. Every event is a plain JSON-serializable object (no
+ * Buffers, no bigints), so `JSON.stringify(event)` is a valid machine-readable line.
+ */
+
+/** Counters of a run so far. Monotonic; every field is a count or a byte total. */
+export interface BackupProgress {
+  /** Regular files seen by the walk (hard-link followers included). */
+  files: number;
+  /** Files with no record in the state cache: read. */
+  filesNew: number;
+  /** Files whose stat changed since the last backup (or whose chunks were no longer usable): read. */
+  filesChanged: number;
+  /** Files whose stat was unchanged: not opened, chunk list taken from the cache. */
+  filesUnchanged: number;
+  /** Directories, symlinks and special files recorded. */
+  dirs: number;
+  symlinks: number;
+  others: number;
+  /** Sum of the sizes of every file seen (what the snapshot covers). */
+  bytesScanned: number;
+  /** Bytes actually read from source files. 0 on a run where nothing changed. */
+  bytesRead: number;
+  /** Files opened for reading. 0 on a run where nothing changed. */
+  filesRead: number;
+  /** Sizes of the files the walk has found that need reading (grows while the walk goes on). */
+  bytesToRead: number;
+  /** Chunk plaintext that was new (not deduplicated), before compression. */
+  bytesNew: number;
+  /** Compressed frames packed into new blobs: what dedup and compression left of bytesNew. */
+  bytesPacked: number;
+  /** Blobs finished (sealed) and blobs whose upload completed. */
+  blobsSealed: number;
+  blobsUploaded: number;
+  /** Stored (encrypted) bytes of the uploaded blobs. */
+  bytesUploaded: number;
+  /** Files skipped or changed while read, entries that could not be read. */
+  warnings: number;
+}
+
+/** Everything a finished run reports. Also the value runBackup() resolves to. */
+export interface BackupSummary extends BackupProgress {
+  /** The snapshot written (it exists in the store once this object exists). */
+  snapshotId: string;
+  /** Store description (a file:// URL or s3://bucket/prefix). */
+  store: string;
+  startTime: string;
+  endTime: string;
+  durationMs: number;
+  /** Encrypted metadata object size, and the manifest's. */
+  metadataBytes: number;
+  /** Blobs the snapshot references (old and new) and their total stored size. */
+  snapshotBlobs: number;
+  snapshotBlobBytes: number;
+  /** Entries in the snapshot, all types. */
+  entries: number;
+}
+
+/** What went wrong with one path; the run went on without it (or with an older version of it). */
+export interface BackupWarning {
+  /** Absolute path on this machine, printable (quoted, escaped: see fs/paths displayPath). */
+  path: string;
+  /**
+   * 'changed': the file changed while it was read; 'vanished': it disappeared; 'unreadable':
+   * it could not be opened or read; 'replaced': another file or a symlink took its place;
+   * 'walk': a directory or entry could not be listed or stat'ed; 'skipped': left out because
+   * what it depends on (a hard link's first path) was skipped.
+   */
+  kind: 'changed' | 'vanished' | 'unreadable' | 'replaced' | 'walk' | 'skipped';
+  message: string;
+  /** For 'changed': whether the previous backed-up version was recorded instead (else skipped). */
+  keptPrevious?: boolean;
+}
+
+export type BackupEvent =
+  | { type: 'start'; snapshotId: string; store: string; sourceDirs: string[]; time: string }
+  | ({ type: 'progress'; elapsedMs: number; walkDone: boolean } & BackupProgress)
+  | ({ type: 'warning' } & BackupWarning)
+  | { type: 'blob'; hash: string; size: number; chunks: number; bytesPacked: number }
+  | { type: 'phase'; phase: 'scan' | 'flush' | 'metadata' | 'done' }
+  /** Something worth knowing that is not a problem with a path (the state cache was reset). */
+  | { type: 'notice'; message: string }
+  | ({ type: 'summary' } & BackupSummary);
+
+/** A zeroed progress record. */
+export function emptyProgress(): BackupProgress {
+  return {
+    files: 0,
+    filesNew: 0,
+    filesChanged: 0,
+    filesUnchanged: 0,
+    dirs: 0,
+    symlinks: 0,
+    others: 0,
+    bytesScanned: 0,
+    bytesRead: 0,
+    filesRead: 0,
+    bytesToRead: 0,
+    bytesNew: 0,
+    bytesPacked: 0,
+    blobsSealed: 0,
+    blobsUploaded: 0,
+    bytesUploaded: 0,
+    warnings: 0,
+  };
+}

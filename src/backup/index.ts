@@ -1,0 +1,7 @@
+/**
+ * The backup engine's public surface: runBackup() and the events it emits. The CLI (and later
+ * the daemon) call it; it never imports the CLI.
+ */
+export { runBackup, type BackupDeps, type BackupTuning } from './engine.js';
+export { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummary, type BackupWarning } from './events.js';
+export { scanSources, selfPaths, excludeFor, type SelfPaths, type SourceEntry } from './sources.js';

@@ -1,0 +1,186 @@
+/**
+ * Packs new chunks' zstd frames into blobs and uploads them, several at once, while the next blob
+ * is being packed.
+ *
+ * Contracts:
+ * - A blob is sealed before a frame would push its stored size past `blobSizeLimit` (a first
+ *   frame always goes in, so a chunk larger than the limit still gets a blob), and at flush().
+ * - `onSealed` runs when a blob's hash is known, before its upload starts (the snapshot may refer
+ *   to it from then on: the snapshot is only written after flush() confirmed every upload).
+ *   `onUploaded` runs after the store confirmed the put, and only then: the state cache records a
+ *   blob only once it exists in the store. A chunk stays findable with `locate` from add() until
+ *   onUploaded has returned (after that the cache answers for it).
+ * - At most `maxUploads` uploads run at once; add() waits for a free slot when a sealed blob
+ *   cannot start, so sealed-but-not-uploaded blobs never pile up (memory and spool space stay
+ *   bounded by maxUploads blobs).
+ * - The first failed upload fails the packer: add() and flush() throw it, `onFailure` is told at
+ *   once (so the caller can stop reading). abort() discards the open blob and waits for uploads
+ *   in flight to settle; those that complete are still reported through onUploaded.
+ */
+import { BlobWriter, blobKey, type FinishedBlob } from '../blob/index.js';
+import { ciphertextSize, type Recipient } from '../crypto/index.js';
+import type { Storage } from '../storage/types.js';
+
+/** A chunk packed in this run. `blob` is set once the blob is sealed. */
+export interface PackedChunk {
+  id: Buffer;
+  offset: number;
+  length: number;
+  plainLength: number;
+}
+
+export interface SealedBlob {
+  hash: string;
+  size: number;
+  chunks: PackedChunk[];
+  /** Sum of the frames' lengths (blob plaintext size). */
+  bytesPacked: number;
+}
+
+export interface PackerOptions {
+  /** Only `put` is used. */
+  storage: Pick<Storage, 'put'>;
+  recipients: readonly Recipient[];
+  blobSizeLimit: number;
+  /** Where ciphertext spool files go (never plaintext). */
+  spoolDir: string;
+  /** Ciphertext kept in memory per blob before spooling (BlobWriter's memoryThreshold). */
+  memoryThreshold?: number;
+  maxUploads: number;
+  signal: AbortSignal;
+  onSealed: (blob: SealedBlob) => void;
+  onUploaded: (blob: SealedBlob) => void;
+  onFailure: (err: unknown) => void;
+}
+
+interface OpenBlob {
+  writer: BlobWriter;
+  chunks: PackedChunk[];
+  /** Keys (latin1 ids) of its chunks, to forget them after upload. */
+}
+
+export class BlobPacker {
+  private current: OpenBlob | undefined;
+  /** Chunks packed in this run whose blob has not been reported uploaded yet, by latin1 id. */
+  private readonly pending = new Map<string, { blob: OpenBlob | SealedBlob; chunk: PackedChunk }>();
+  private readonly uploads = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
+
+  constructor(private readonly options: PackerOptions) {}
+
+  /** Uploads in flight. */
+  get inFlight(): number {
+    return this.uploads.size;
+  }
+
+  /** Whether a chunk packed in this run is still awaiting its upload's confirmation. */
+  has(key: string): boolean {
+    return this.pending.has(key);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure.err;
+  }
+
+  /**
+   * Appends one chunk's frame. `key` is the chunk id as a latin1 string (the map key).
+   * @throws the first upload failure; the signal's reason once aborted; spool I/O errors.
+   */
+  async add(key: string, id: Buffer, frame: Buffer, plainLength: number): Promise<void> {
+    this.throwIfFailed();
+    let blob = this.current;
+    if (blob && blob.writer.frameCount > 0 && this.sizeWith(blob.writer, frame.length) > this.options.blobSizeLimit) {
+      await this.seal();
+      blob = undefined;
+    }
+    if (!blob) {
+      blob = { writer: new BlobWriter({ recipients: this.options.recipients, spoolDir: this.options.spoolDir, memoryThreshold: this.options.memoryThreshold }), chunks: [] };
+      this.current = blob;
+    }
+    const at = blob.writer.addFrame(frame, plainLength);
+    const chunk: PackedChunk = { id, offset: at.offset, length: at.length, plainLength };
+    blob.chunks.push(chunk);
+    this.pending.set(key, { blob, chunk });
+  }
+
+  /** Stored size of the blob once a frame of `frameLength` bytes is added. */
+  private sizeWith(writer: BlobWriter, frameLength: number): number {
+    const p = writer.plaintextSize;
+    return writer.ciphertextSize - ciphertextSize(p, 0) + ciphertextSize(p + frameLength, 0);
+  }
+
+  /** Seals the open blob (if it has frames) and starts its upload, waiting for a free slot first. */
+  private async seal(): Promise<void> {
+    const blob = this.current;
+    this.current = undefined;
+    if (!blob) return;
+    if (blob.writer.frameCount === 0) {
+      await blob.writer.abort();
+      return;
+    }
+    while (this.uploads.size >= this.options.maxUploads) {
+      await Promise.race(this.uploads);
+      this.throwIfFailed();
+    }
+    this.options.signal.throwIfAborted();
+    let finished: FinishedBlob;
+    try {
+      finished = await blob.writer.finish();
+    } catch (err) {
+      await blob.writer.abort();
+      throw err;
+    }
+    const sealed: SealedBlob = { hash: finished.hash, size: finished.size, chunks: blob.chunks, bytesPacked: finished.plaintextSize };
+    for (const c of sealed.chunks) {
+      const k = c.id.toString('latin1');
+      const p = this.pending.get(k);
+      if (p && p.blob === blob) p.blob = sealed;
+    }
+    try {
+      this.options.onSealed(sealed);
+    } catch (err) {
+      await finished.dispose();
+      throw err;
+    }
+    const upload = this.upload(sealed, finished);
+    this.uploads.add(upload);
+    void upload.finally(() => this.uploads.delete(upload));
+  }
+
+  private async upload(sealed: SealedBlob, finished: FinishedBlob): Promise<void> {
+    try {
+      await this.options.storage.put(blobKey(sealed.hash), finished.body, { sha256: finished.sha256, signal: this.options.signal });
+      this.options.onUploaded(sealed);
+      for (const c of sealed.chunks) {
+        const k = c.id.toString('latin1');
+        if (this.pending.get(k)?.blob === sealed) this.pending.delete(k);
+      }
+    } catch (err) {
+      if (!this.failure) {
+        this.failure = { err };
+        this.options.onFailure(err);
+      }
+    } finally {
+      await finished.dispose().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Seals the open blob and waits for every upload.
+   * @throws the first upload failure.
+   */
+  async flush(): Promise<void> {
+    this.throwIfFailed();
+    await this.seal();
+    while (this.uploads.size > 0) await Promise.race(this.uploads);
+    this.throwIfFailed();
+  }
+
+  /** Discards the open blob and waits for uploads in flight to settle. Never throws. */
+  async abort(): Promise<void> {
+    const blob = this.current;
+    this.current = undefined;
+    if (blob) await blob.writer.abort().catch(() => undefined);
+    while (this.uploads.size > 0) await Promise.race(this.uploads).catch(() => undefined);
+  }
+}

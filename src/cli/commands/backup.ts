@@ -1,0 +1,86 @@
+/**
+ * `vaultik backup <config.yaml> [--cron | --daemon] [--json]`: argument parsing and output mode
+ * only; the run itself is runBackup() (src/backup).
+ *
+ * Exit codes: 0 snapshot written; 3 snapshot written with warnings (paths left out); 2 bad
+ * arguments or config; 6 store unreachable or refusing; 7 another backup holds the cache lock;
+ * 130 interrupted (no snapshot written); 1 anything else.
+ */
+import { runBackup } from '../../backup/index.js';
+import { loadConfig } from '../../config/index.js';
+import { ExitCode, UsageError, VaultikError } from '../../errors.js';
+import { openStorage } from '../../storage/index.js';
+import { expectPositionals, parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { CronRenderer, JsonRenderer, TextRenderer, type BackupRenderer } from '../render/backup.js';
+
+const USAGE = 'vaultik backup <config.yaml> [--cron | --daemon] [--json]';
+
+const OPTIONS = {
+  cron: { type: 'boolean' },
+  daemon: { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
+/** The AWS SDK's switch for its "Node.js version support" notice (printed on Node < 22). */
+export const AWS_SDK_NODE_WARNING_ENV = 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED';
+
+/**
+ * Runs `fn` with process warnings (Node's and libraries', e.g. deprecation notices) dropped,
+ * so `--cron` prints nothing on success. Restores process.emitWarning afterwards.
+ */
+async function withoutProcessWarnings<T>(fn: () => Promise<T>): Promise<T> {
+  const original = process.emitWarning;
+  process.emitWarning = (() => undefined) as typeof process.emitWarning;
+  try {
+    return await fn();
+  } finally {
+    process.emitWarning = original;
+  }
+}
+
+async function backup(argv: string[], io: CommandIO): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, OPTIONS, USAGE);
+  expectPositionals(positionals, 1, 1, USAGE);
+  if (values.cron && values.daemon) throw new UsageError(`--cron and --daemon exclude each other\n\nusage: ${USAGE}`);
+  if (values.cron && values.json) throw new UsageError(`--cron prints nothing on success; it cannot be combined with --json\n\nusage: ${USAGE}`);
+  if (values.daemon) throw new VaultikError('--daemon is not implemented yet (see issue 7); run `vaultik backup <config.yaml>` from a timer instead');
+
+  const config = loadConfig(positionals[0]!);
+  // The SDK reads this from process.env when the S3 client is created; a user's explicit
+  // setting wins.
+  if (process.env[AWS_SDK_NODE_WARNING_ENV] === undefined && io.env[AWS_SDK_NODE_WARNING_ENV] === undefined) {
+    process.env[AWS_SDK_NODE_WARNING_ENV] = 'true';
+  }
+  const renderer: BackupRenderer = values.json
+    ? new JsonRenderer(io.stdout)
+    : values.cron
+      ? new CronRenderer(io.stderr)
+      : new TextRenderer(io.stdout, io.stderr, io.isTTY);
+
+  const run = async (): Promise<number> => {
+    const storage = openStorage(config.storage);
+    try {
+      const summary = await runBackup(config, {
+        storage,
+        signal: io.signal,
+        onEvent: (e) => renderer.onEvent(e),
+        progressIntervalMs: values.json ? 1000 : io.isTTY && !values.cron ? 200 : 0,
+      });
+      renderer.done(summary);
+      return summary.warnings > 0 ? ExitCode.WARNINGS : ExitCode.OK;
+    } catch (err) {
+      renderer.failed(err);
+      throw err;
+    } finally {
+      await storage.close();
+    }
+  };
+  return values.cron ? withoutProcessWarnings(run) : run();
+}
+
+export const backupCommand: Command = {
+  name: 'backup',
+  summary: 'back up the source dirs of a config file',
+  usage: USAGE,
+  run: backup,
+};
