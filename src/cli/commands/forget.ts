@@ -1,0 +1,107 @@
+/**
+ * `vaultik forget <bucket> <prefix> [snapshot_id...] [--keep-* ...] [--host H] [--dry-run]`:
+ * removes snapshots (metadata, then manifest) that the retention policy does not keep, or the
+ * named ones. Keyless: the policy needs only hosts and times, which the object names carry (see
+ * src/prune/forget.ts), so VAULTIK_PRIVATE_KEY is not read. Blobs are left for `prune`.
+ */
+import { parseDuration } from '../../config/index.js';
+import { ExitCode, UsageError } from '../../errors.js';
+import { executeForget, planForget, type ForgetPlan, type RetentionPolicy } from '../../prune/index.js';
+import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs } from '../storageArgs.js';
+
+const USAGE =
+  'vaultik forget <bucket> <prefix> [snapshot_id...] [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] ' +
+  `[--keep-monthly N] [--keep-yearly N] [--keep-within 30d] [--host H] [--dry-run] [--json] ${STORE_USAGE}`;
+
+const COUNTS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
+
+/** A --keep-* count: a whole number ≥ 0, or "unlimited" (-1). */
+export function parseKeepCount(option: string, value: string): number {
+  if (value === 'unlimited' || value === '-1') return -1;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${option}: expected a whole number or 'unlimited', got '${value}'`);
+  return Number(value);
+}
+
+/** The policy from the command line options. */
+export function policyFromOptions(values: Record<string, string | boolean | undefined>): RetentionPolicy {
+  const policy: RetentionPolicy = {};
+  for (const rule of COUNTS) {
+    const v = values[`keep-${rule}`];
+    if (typeof v === 'string') policy[rule] = parseKeepCount(`keep-${rule}`, v);
+  }
+  const within = values['keep-within'];
+  if (typeof within === 'string') {
+    try {
+      policy.withinMs = parseDuration(within);
+    } catch (err) {
+      throw new UsageError(`--keep-within: ${(err as Error).message}`);
+    }
+  }
+  return policy;
+}
+
+function printPlan(plan: ForgetPlan, io: CommandIO): void {
+  const hosts = [...new Set([...plan.keep, ...plan.remove].map((d) => d.snapshot.host))].sort();
+  for (const host of hosts) {
+    const keep = plan.keep.filter((d) => d.snapshot.host === host);
+    const remove = plan.remove.filter((d) => d.snapshot.host === host);
+    io.stdout.write(`host ${host}: keep ${keep.length}, remove ${remove.length}\n`);
+    for (const d of keep) io.stdout.write(`  keep    ${d.snapshot.id}  (${d.reasons.join(', ')})\n`);
+    for (const d of remove) io.stdout.write(`  remove  ${d.snapshot.id}\n`);
+  }
+}
+
+export const forgetCommand: Command = {
+  name: 'forget',
+  summary: 'remove snapshots by a retention policy (no key needed; run prune afterwards)',
+  usage: USAGE,
+  async run(argv: string[], io: CommandIO): Promise<number> {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      {
+        ...STORE_OPTIONS,
+        'keep-last': { type: 'string' },
+        'keep-hourly': { type: 'string' },
+        'keep-daily': { type: 'string' },
+        'keep-weekly': { type: 'string' },
+        'keep-monthly': { type: 'string' },
+        'keep-yearly': { type: 'string' },
+        'keep-within': { type: 'string' },
+        host: { type: 'string' },
+        'dry-run': { type: 'boolean' },
+        json: { type: 'boolean' },
+      },
+      USAGE,
+    );
+    const { spec, indexPrefix, rest } = parseStoreArgs(values, positionals, io.env, 0, Number.MAX_SAFE_INTEGER, USAGE);
+    const policy = policyFromOptions(values);
+    const storage = openStore(spec);
+    try {
+      const plan = await planForget(storage, { indexPrefix, policy, ids: rest, host: values.host });
+      const dryRun = values['dry-run'] === true;
+      const result = dryRun ? undefined : await executeForget(storage, plan, { signal: io.signal });
+      if (values.json) {
+        io.stdout.write(
+          `${JSON.stringify({
+            dryRun,
+            keep: plan.keep.map((d) => ({ id: d.snapshot.id, host: d.snapshot.host, time: d.snapshot.time.toISOString(), reasons: d.reasons })),
+            remove: plan.remove.map((d) => ({ id: d.snapshot.id, host: d.snapshot.host, time: d.snapshot.time.toISOString() })),
+            untouched: plan.untouched,
+            forgotten: result?.forgotten ?? [],
+          })}\n`,
+        );
+        return ExitCode.OK;
+      }
+      printPlan(plan, io);
+      if (result) {
+        io.stdout.write(`removed ${result.forgotten.length} snapshot(s); run \`vaultik prune\` to delete the blobs only they used\n`);
+      } else {
+        io.stdout.write('dry run: nothing was removed\n');
+      }
+      return ExitCode.OK;
+    } finally {
+      await storage.close();
+    }
+  },
+};
