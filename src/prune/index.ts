@@ -16,4 +16,5 @@ export {
   type PruneResult,
 } from './prune.js';
 export { asMultipartJanitor, type IncompleteUpload, type MultipartJanitor } from './janitor.js';
+export { S3MultipartJanitor } from './s3Janitor.js';
 export { blobListDifference, forEachLimited, readManifest, readMetadataBlobs } from './snapshots.js';

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
-import { executeForget, planForget } from '../../src/prune/index.js';
+import { DELETE_BATCH, deleteInBatches, executeForget, planForget } from '../../src/prune/index.js';
 import { MemoryStorage } from '../helpers/memoryStorage.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { DAY, INDEX, Source, keysUnder, newKeys, sampleFiles } from './kit.js';
@@ -83,5 +83,24 @@ describe('forget', () => {
     expect(left.some((k) => k.includes(ids.a![2]!))).toBe(true);
     // Rerunning the same plan (an interrupted forget) is harmless.
     await executeForget(storage, plan);
+  });
+});
+
+describe('deleteInBatches', () => {
+  it('sends at most 1000 keys per request, in order, and stops between batches when aborted', async () => {
+    const sizes: number[] = [];
+    const seen: string[] = [];
+    const store = { delete: async (keys: string[]): Promise<void> => void (sizes.push(keys.length), seen.push(...keys)) };
+    const keys = Array.from({ length: 2500 }, (_, i) => `blobs/k${i}`);
+    const progress: number[] = [];
+    await deleteInBatches(store, keys, (done) => progress.push(done));
+    expect(DELETE_BATCH).toBe(1000);
+    expect(sizes).toEqual([1000, 1000, 500]);
+    expect(seen).toEqual(keys);
+    expect(progress).toEqual([1000, 2000, 2500]);
+    const controller = new AbortController();
+    sizes.length = 0;
+    await expect(deleteInBatches(store, keys, () => controller.abort(new Error('stop')), controller.signal)).rejects.toThrow('stop');
+    expect(sizes).toEqual([1000]);
   });
 });

@@ -12,6 +12,7 @@ import { parseDuration } from '../../config/index.js';
 import { ExitCode, UsageError } from '../../errors.js';
 import {
   DEFAULT_GRACE_MS,
+  S3MultipartJanitor,
   asMultipartJanitor,
   executeForget,
   executePrune,
@@ -72,12 +73,12 @@ export function parseGrace(value: string | undefined): number {
   }
 }
 
-/** The S3 store's multipart janitor, when the spec is an S3 bucket and the store offers one. */
+/** The multipart janitor of an S3 store (none for a local directory). */
 function janitorFor(spec: StorageSpec): { janitor: MultipartJanitor | undefined; close: () => Promise<void> } {
   if (spec.type !== 's3') return { janitor: undefined, close: async () => undefined };
-  // The raw backend: the retry and limit wrappers of openStorage do not forward the capability.
+  // Its own raw backend: the retry and limit wrappers of openStorage expose only Storage.
   const raw = new S3Storage(spec);
-  return { janitor: asMultipartJanitor(raw), close: () => raw.close() };
+  return { janitor: asMultipartJanitor(raw) ?? new S3MultipartJanitor(raw), close: () => raw.close() };
 }
 
 function planLines(plan: PrunePlan, forget: ForgetPlan | undefined): string[] {
