@@ -59,11 +59,22 @@ function dataError(message: string, cause?: unknown): VaultikError {
   return new VaultikError(message, ExitCode.DATA, { cause });
 }
 
-/** A bigint column from a safeIntegers statement, as a number within [min, max]. */
+/**
+ * An integer column as a number within [min, max]: a bigint (safeIntegers statements) or a
+ * number (statements over already-validated columns, where every value is a safe integer).
+ */
 function num(v: unknown, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'bigint') throw new Invalid(`${what} is not an integer`);
-  if (v < BigInt(min) || v > BigInt(max)) throw new Invalid(`${what} out of range: ${v}`);
-  return Number(v);
+  let n: number;
+  if (typeof v === 'bigint') {
+    if (v < BigInt(min) || v > BigInt(max)) throw new Invalid(`${what} out of range: ${v}`);
+    n = Number(v);
+  } else if (typeof v === 'number' && Number.isSafeInteger(v)) {
+    n = v;
+  } else {
+    throw new Invalid(`${what} is not an integer`);
+  }
+  if (n < min || n > max) throw new Invalid(`${what} out of range: ${n}`);
+  return n;
 }
 
 function optNum(v: unknown, what: string, max?: number): number | undefined {
@@ -128,7 +139,7 @@ function rowToChunk(r: Row): ChunkLocation {
     id,
     blob: bytes(r.blob, `blob${where}`, 32).toString('hex'),
     offset: num(r.offset, `offset${where}`),
-    length: num(r.length, `length${where}`, 1, MAX_CHUNK_PLAIN_LENGTH + (1 << 20)),
+    length: num(r.length, `length${where}`, 1, MAX_FRAME_LENGTH),
     plainLength: num(r.plain_length, `plain_length${where}`, 0, MAX_CHUNK_PLAIN_LENGTH),
   };
 }
@@ -150,6 +161,9 @@ function expected(): Map<string, string> {
   }
   return expectedSchema;
 }
+
+/** A frame may be a little larger than its plaintext (incompressible data). */
+const MAX_FRAME_LENGTH = MAX_CHUNK_PLAIN_LENGTH + (1 << 20);
 
 const CHUNK_COLS = 'c.id AS id, c.blob AS blob, c.offset AS offset, c.length AS length, c.plain_length AS plain_length';
 
@@ -204,8 +218,12 @@ export class SnapshotReader {
     }
   }
 
-  private *stream<T>(sql: string, params: unknown[], map: (r: Row) => T): Generator<T> {
-    const stmt = this.guard(() => this.conn.prepare(sql).safeIntegers(true));
+  /**
+   * Streams rows. `bigints` is needed only where a column may exceed 2^53 (mtime_ns); every other
+   * integer was range-checked on open, and plain numbers are much cheaper per row.
+   */
+  private *stream<T>(sql: string, params: unknown[], map: (r: Row) => T, bigints = false): Generator<T> {
+    const stmt = this.guard(() => this.conn.prepare(sql).safeIntegers(bigints));
     const it = this.guard(() => stmt.iterate(...params) as IterableIterator<Row>);
     try {
       while (true) {
@@ -231,13 +249,13 @@ export class SnapshotReader {
    */
   entries(options: EntriesOptions = {}): Iterable<Entry> {
     const cols = 'path, type, mode, uid, gid, mtime_ns, size, target, rdev, link_group';
-    if (!options.under) return this.stream(`SELECT ${cols} FROM entries ORDER BY path`, [], rowToEntry);
+    if (!options.under) return this.stream(`SELECT ${cols} FROM entries ORDER BY path`, [], rowToEntry, true);
     const under = options.under;
     const { low, high } = descendantRange(under);
     // The entry itself, then its descendants as one primary-key range scan: no sort, even for a
     // subtree of millions of entries (an OR of the two would need one).
     const self = this.entry(under);
-    const rest = this.stream(`SELECT ${cols} FROM entries WHERE path > ? AND path < ? ORDER BY path`, [low, high], rowToEntry);
+    const rest = this.stream(`SELECT ${cols} FROM entries WHERE path > ? AND path < ? ORDER BY path`, [low, high], rowToEntry, true);
     return (function* () {
       if (self) yield self;
       yield* rest;
@@ -444,9 +462,41 @@ function validateSnapshotRow(db: DB, expectedId: string | undefined): SnapshotIn
   };
 }
 
+const ENTRY_COLS = 'path, type, mode, uid, gid, mtime_ns, size, target, rdev, link_group';
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Finds a row breaking a rule with SQL (fast, in C), then lets the JS row check explain it: the
+ * SQL condition and the JS check state the same rules.
+ */
+function explainFirst(db: DB, sql: string, explain: (r: Row) => unknown, fallback: (r: Row) => string): void {
+  const bad = first(db, sql);
+  if (!bad) return;
+  explain(bad);
+  throw new Invalid(fallback(bad));
+}
+
 function validateEntries(db: DB): void {
-  const stmt = db.prepare('SELECT path, type, mode, uid, gid, mtime_ns, size, target, rdev, link_group FROM entries').safeIntegers(true);
-  for (const r of stmt.iterate() as IterableIterator<Row>) rowToEntry(r);
+  const types = ENTRY_TYPES.map((t) => `'${t}'`).join(', ');
+  explainFirst(
+    db,
+    `SELECT ${ENTRY_COLS} FROM entries WHERE typeof(path) != 'blob' OR typeof(type) != 'text' OR type NOT IN (${types})
+       OR typeof(mode) != 'integer' OR mode < 0 OR mode > 4095
+       OR typeof(uid) != 'integer' OR uid < 0 OR uid > 4294967295 OR typeof(gid) != 'integer' OR gid < 0 OR gid > 4294967295
+       OR typeof(mtime_ns) != 'integer' OR typeof(size) != 'integer' OR size < 0 OR size > ${MAX_SAFE} OR (type != 'file' AND size != 0)
+       OR (type = 'symlink' AND (typeof(target) != 'blob' OR length(target) = 0 OR instr(target, x'00') > 0))
+       OR (type != 'symlink' AND target IS NOT NULL)
+       OR (rdev IS NOT NULL AND (typeof(rdev) != 'integer' OR rdev < 0 OR rdev > ${MAX_SAFE}))
+       OR (link_group IS NOT NULL AND (typeof(link_group) != 'integer' OR link_group < 0 OR link_group > ${MAX_SAFE} OR type != 'file'))
+     LIMIT 1`,
+    rowToEntry,
+    (r) => `invalid entry ${Buffer.isBuffer(r.path) ? describePath(r.path) : String(r.path)}`,
+  );
+  // Path rules need byte-level parsing: one pass over the paths alone.
+  for (const path of db.prepare('SELECT path FROM entries').pluck().iterate() as IterableIterator<Buffer>) {
+    const problem = entryPathProblem(path);
+    if (problem) throw new Invalid(`${problem}: ${describePath(path)}`);
+  }
   // Nothing may live under a non-directory: restoring "a" as a symlink and then "a/b" would
   // write through the link. Descendants of p are the keys in (p + '/', p + '0').
   const under = first(
@@ -461,13 +511,22 @@ function validateEntries(db: DB): void {
 }
 
 function validateChunksAndBlobs(db: DB): void {
-  for (const r of db.prepare('SELECT hash, size FROM blobs').safeIntegers(true).iterate() as IterableIterator<Row>) {
-    const h = bytes(r.hash, 'blob hash', 32);
-    num(r.size, `size of blob ${h.toString('hex')}`, 1);
-  }
-  for (const r of db.prepare(`SELECT ${CHUNK_COLS} FROM chunks c`).safeIntegers(true).iterate() as IterableIterator<Row>) {
-    rowToChunk(r);
-  }
+  explainFirst(
+    db,
+    `SELECT hash, size FROM blobs WHERE typeof(hash) != 'blob' OR length(hash) != 32 OR typeof(size) != 'integer' OR size < 1 OR size > ${MAX_SAFE} LIMIT 1`,
+    (r) => num(r.size, `size of blob ${bytes(r.hash, 'blob hash', 32).toString('hex')}`, 1),
+    () => 'invalid blob row',
+  );
+  explainFirst(
+    db,
+    `SELECT ${CHUNK_COLS} FROM chunks c WHERE typeof(c.id) != 'blob' OR length(c.id) != 32 OR typeof(c.blob) != 'blob' OR length(c.blob) != 32
+       OR typeof(c.offset) != 'integer' OR c.offset < 0 OR c.offset > ${MAX_SAFE}
+       OR typeof(c.length) != 'integer' OR c.length < 1 OR c.length > ${MAX_FRAME_LENGTH}
+       OR typeof(c.plain_length) != 'integer' OR c.plain_length < 0 OR c.plain_length > ${MAX_CHUNK_PLAIN_LENGTH}
+     LIMIT 1`,
+    rowToChunk,
+    () => 'invalid chunk row',
+  );
   const orphan = first(db, 'SELECT c.id AS id, c.blob AS blob FROM chunks c LEFT JOIN blobs b ON b.hash = c.blob WHERE b.hash IS NULL LIMIT 1');
   if (orphan) {
     throw new Invalid(`chunk ${(orphan.id as Buffer).toString('hex')} is in blob ${(orphan.blob as Buffer).toString('hex')}, which is not listed in blobs`);
@@ -486,13 +545,20 @@ function validateChunksAndBlobs(db: DB): void {
  * references, sequence numbers, offsets and sizes.
  */
 function validateFileChunks(db: DB): void {
-  const stmt = db
-    .prepare(
-      `SELECT fc.path AS path, fc.seq AS seq, fc.chunk AS chunk, fc.file_offset AS file_offset, c.plain_length AS plain_length
-       FROM file_chunks fc LEFT JOIN chunks c ON c.id = fc.chunk ORDER BY fc.path, fc.seq`,
-    )
-    .safeIntegers(true);
-  const entryOf = db.prepare('SELECT type, size FROM entries WHERE path = ?').safeIntegers(true);
+  const badType = first(
+    db,
+    `SELECT path FROM file_chunks WHERE typeof(path) != 'blob' OR typeof(chunk) != 'blob'
+       OR typeof(seq) != 'integer' OR seq < 0 OR seq > ${MAX_SAFE} OR typeof(file_offset) != 'integer' OR file_offset < 0 OR file_offset > ${MAX_SAFE}
+     LIMIT 1`,
+  );
+  if (badType) throw new Invalid(`invalid file_chunks row for ${Buffer.isBuffer(badType.path) ? describePath(badType.path) : 'a non-BLOB path'}`);
+  // Every integer here is now a checked safe integer (plain_length was checked with chunks):
+  // plain numbers are exact.
+  const stmt = db.prepare(
+    `SELECT fc.path AS path, fc.seq AS seq, fc.chunk AS chunk, fc.file_offset AS file_offset, c.plain_length AS plain_length
+     FROM file_chunks fc LEFT JOIN chunks c ON c.id = fc.chunk ORDER BY fc.path, fc.seq`,
+  );
+  const entryOf = db.prepare('SELECT type, size FROM entries WHERE path = ?');
   let path: Buffer | undefined;
   let nextSeq = 0;
   let offset = 0;

@@ -85,6 +85,7 @@ export const TABLES_DDL: readonly string[] = [
  */
 export const INDEXES_DDL: readonly string[] = [
   'CREATE INDEX chunks_by_blob ON chunks (blob, offset)',
-  'CREATE INDEX file_chunks_by_chunk ON file_chunks (chunk)',
+  // Covers file_offset too: the restore plan reads every use of a chunk without a table lookup.
+  'CREATE INDEX file_chunks_by_chunk ON file_chunks (chunk, file_offset)',
   'CREATE INDEX entries_by_link_group ON entries (link_group) WHERE link_group IS NOT NULL',
 ];
