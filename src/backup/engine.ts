@@ -61,6 +61,9 @@ export interface BackupTuning {
   smallReaders?: number;
   /** Blob ciphertext kept in memory before spooling to disk (default 16 MiB). */
   blobMemoryThreshold?: number;
+  /** The run's first blob is sealed at this size, to find out early whether the store takes
+   *  writes (default 8 MiB; never above blob_size_limit). */
+  firstBlobLimit?: number;
 }
 
 export interface BackupDeps {
@@ -223,6 +226,7 @@ class BackupRun {
       smallFileSize: t.smallFileSize ?? DEFAULT_SMALL_FILE,
       smallReaders: t.smallReaders ?? 16,
       blobMemoryThreshold: t.blobMemoryThreshold ?? 16 * 1024 * 1024,
+      firstBlobLimit: t.firstBlobLimit ?? 8 * 1024 * 1024,
     };
     this.budget = new ByteBudget(this.tuning.budgetBytes);
     this.window = new AsyncQueue<WindowItem>(WINDOW_ITEMS, this.signal);
@@ -286,6 +290,7 @@ class BackupRun {
         storage: deps.storage,
         recipients: this.recipients,
         blobSizeLimit: config.blobSizeLimit,
+        firstBlobLimit: this.tuning.firstBlobLimit,
         spoolDir: this.workDir,
         memoryThreshold: this.tuning.blobMemoryThreshold,
         maxUploads: this.tuning.maxUploads,

@@ -5,6 +5,9 @@
  * Contracts:
  * - A blob is sealed before a frame would push its stored size past `blobSizeLimit` (a first
  *   frame always goes in, so a chunk larger than the limit still gets a blob), and at flush().
+ *   The run's first blob is sealed at `firstBlobLimit` already, so a store that refuses writes
+ *   (wrong bucket, credentials, no network) fails the run after a few MB, not after reading
+ *   blob_size_limit bytes (10 GB by default).
  * - `onSealed` runs when a blob's hash is known, before its upload starts (the snapshot may refer
  *   to it from then on: the snapshot is only written after flush() confirmed every upload).
  *   `onUploaded` runs after the store confirmed the put, and only then: the state cache records a
@@ -42,6 +45,8 @@ export interface PackerOptions {
   storage: Pick<Storage, 'put'>;
   recipients: readonly Recipient[];
   blobSizeLimit: number;
+  /** Size limit of the first blob of the run (default: blobSizeLimit). */
+  firstBlobLimit?: number;
   /** Where ciphertext spool files go (never plaintext). */
   spoolDir: string;
   /** Ciphertext kept in memory per blob before spooling (BlobWriter's memoryThreshold). */
@@ -65,8 +70,14 @@ export class BlobPacker {
   private readonly pending = new Map<string, { blob: OpenBlob | SealedBlob; chunk: PackedChunk }>();
   private readonly uploads = new Set<Promise<void>>();
   private failure: { err: unknown } | undefined;
+  private sealedCount = 0;
 
   constructor(private readonly options: PackerOptions) {}
+
+  private get limit(): number {
+    const { blobSizeLimit, firstBlobLimit } = this.options;
+    return this.sealedCount === 0 && firstBlobLimit !== undefined ? Math.min(firstBlobLimit, blobSizeLimit) : blobSizeLimit;
+  }
 
   /** Uploads in flight. */
   get inFlight(): number {
@@ -89,7 +100,7 @@ export class BlobPacker {
   async add(key: string, id: Buffer, frame: Buffer, plainLength: number): Promise<void> {
     this.throwIfFailed();
     let blob = this.current;
-    if (blob && blob.writer.frameCount > 0 && this.sizeWith(blob.writer, frame.length) > this.options.blobSizeLimit) {
+    if (blob && blob.writer.frameCount > 0 && this.sizeWith(blob.writer, frame.length) > this.limit) {
       await this.seal();
       blob = undefined;
     }
@@ -130,6 +141,7 @@ export class BlobPacker {
       await blob.writer.abort();
       throw err;
     }
+    this.sealedCount++;
     const sealed: SealedBlob = { hash: finished.hash, size: finished.size, chunks: blob.chunks, bytesPacked: finished.plaintextSize };
     for (const c of sealed.chunks) {
       const k = c.id.toString('latin1');

@@ -7,7 +7,7 @@
  * 130 interrupted (no snapshot written); 1 anything else.
  */
 import { runBackup } from '../../backup/index.js';
-import { loadConfig } from '../../config/index.js';
+import { loadConfig, parseDuration } from '../../config/index.js';
 import { ExitCode, UsageError, VaultikError } from '../../errors.js';
 import { openStorage } from '../../storage/index.js';
 import { expectPositionals, parseCommandArgs, type Command, type CommandIO } from '../command.js';
@@ -20,6 +20,13 @@ const OPTIONS = {
   daemon: { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
+
+/**
+ * How long one store operation may keep being retried after transient failures (a duration such
+ * as `30s`; default: the storage layer's 2 minutes). Lets a cron job on a flaky link wait longer,
+ * or a test fail fast.
+ */
+export const RETRY_TIME_ENV = 'VAULTIK_RETRY_TIME';
 
 /** The AWS SDK's switch for its "Node.js version support" notice (printed on Node < 22). */
 export const AWS_SDK_NODE_WARNING_ENV = 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED';
@@ -57,8 +64,23 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
       ? new CronRenderer(io.stderr)
       : new TextRenderer(io.stdout, io.stderr, io.isTTY);
 
+  const retryTime = io.env[RETRY_TIME_ENV];
+  let maxElapsedMs: number | undefined;
+  if (retryTime !== undefined && retryTime !== '') {
+    try {
+      maxElapsedMs = parseDuration(retryTime);
+    } catch (err) {
+      throw new UsageError(`${RETRY_TIME_ENV}=${retryTime}: ${(err as Error).message}`);
+    }
+  }
+
   const run = async (): Promise<number> => {
-    const storage = openStorage(config.storage);
+    const storage = openStorage(config.storage, {
+      retry: {
+        ...(maxElapsedMs !== undefined ? { maxElapsedMs } : {}),
+        onRetry: (r) => renderer.onEvent({ type: 'notice', message: `retrying (attempt ${r.attempt + 1} in ${Math.round(r.delayMs)} ms): ${r.error.message}` }),
+      },
+    });
     try {
       const summary = await runBackup(config, {
         storage,
