@@ -61,6 +61,26 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     expect(readdirSync(home)).toEqual([]);
   });
 
+  it('real `vaultik backup` on one "machine", restore on another: two child processes, separate HOMEs', async () => {
+    const srcHome = join(tmp.dir, 'source-home');
+    const freshHome = join(tmp.dir, 'fresh-home-2');
+    mkdirSync(srcHome);
+    mkdirSync(freshHome);
+    const store2 = join(tmp.dir, 'store2');
+    const cfg = join(srcHome, 'vaultik.yaml');
+    writeFileSync(
+      cfg,
+      [`source_dirs: [${JSON.stringify(src)}]`, `age_recipient: ${key.recipient}`, `local: {path: ${JSON.stringify(store2)}, prefix: box}`, 'chunk_size: 64KiB', 'blob_size_limit: 1MiB', 'hostname: box'].join('\n') + '\n',
+    );
+    const b = await runCli(['backup', cfg], { HOME: srcHome });
+    expect(b.code, b.stderr).toBe(0);
+    const target = join(tmp.dir, 'fresh-target-2');
+    const r = await runCli(['restore', `file://${store2}`, 'box', 'latest', target, '--json'], { HOME: freshHome, VAULTIK_PRIVATE_KEY: keyFile, TMPDIR: freshHome });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { failed: number }).failed).toBe(0);
+    expect(compareTrees(src, join(target, src), { ignore, owners: true })).toEqual([]);
+  });
+
   it('fetch through the CLI, with the key given as a string', async () => {
     const out = join(tmp.dir, 'fetched.txt');
     const c = capture({ VAULTIK_PRIVATE_KEY: key.identity });

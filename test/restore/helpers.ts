@@ -232,3 +232,45 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, options: { cwd?: 
 export function cliNodeArgs(): string[] {
   return ['--no-warnings', '--import', new URL('./cli-register.mjs', import.meta.url).href];
 }
+
+export interface CliBackupOptions {
+  src: string;
+  /** The config's store block, e.g. `local: {path: /x, prefix: host1}` or an `s3: {...}` line. */
+  storeYaml: string;
+  recipient: string;
+  /** Directory for the config file and the state cache. */
+  work: string;
+  chunkSize?: string;
+  blobSizeLimit?: string;
+  hostname?: string;
+}
+
+/**
+ * Runs the real `vaultik backup <config.yaml> --json` (in this process, through the CLI's main)
+ * and returns its exit code and output. The config's state cache lives under `work`.
+ */
+export async function cliBackup(options: CliBackupOptions): Promise<CliResult & { config: string }> {
+  const { main } = await import('../../src/cli/main.js');
+  const { PassThrough } = await import('node:stream');
+  const config = join(options.work, `backup-${process.pid}-${counter++}.yaml`);
+  writeFileSync(
+    config,
+    [
+      `source_dirs: [${JSON.stringify(options.src)}]`,
+      `age_recipient: ${options.recipient}`,
+      options.storeYaml,
+      `index_path: ${JSON.stringify(join(options.work, 'state', 'index.sqlite'))}`,
+      `chunk_size: ${options.chunkSize ?? '64KiB'}`,
+      `blob_size_limit: ${options.blobSizeLimit ?? '1MiB'}`,
+      `hostname: ${options.hostname ?? 'testhost'}`,
+    ].join('\n') + '\n',
+  );
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => (out += d.toString()));
+  stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await main(['backup', config, '--json'], { stdout, stderr, env: process.env, isTTY: false, signal: new AbortController().signal });
+  return { code, stdout: out, stderr: err, config };
+}
