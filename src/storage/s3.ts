@@ -9,7 +9,8 @@
  * - A single PutObject sends Content-Length and an integrity checksum: x-amz-checksum-sha256 when
  *   the caller gives the SHA-256, otherwise Content-MD5 (a stream body is then read twice: once to
  *   hash it, once to send it; callers should pass sha256). Every UploadPart sends Content-MD5 of
- *   its part. The server rejects bytes that do not match, so a put lands whole or not at all.
+ *   its part, and the caller's SHA-256 is checked over the parts before the upload is completed.
+ *   The server rejects bytes that do not match, so a put lands whole or not at all.
  * - Bodies larger than `multipartThreshold` go up as a multipart upload with `concurrency` parts
  *   in flight. Parts are buffered in memory ((concurrency + 1) × partSize at most) so a part that
  *   fails transiently is re-sent from memory without restarting the upload. If the upload fails
@@ -89,7 +90,23 @@ export interface S3StorageOptions {
   minPartSize?: number;
   /** Retries of one multipart part (the whole put is retried by RetryStorage). Default 4 attempts. */
   partRetry?: RetryOptions;
+  /** Where the AWS SDK's own log lines go (debugging); silent by default. */
+  sdkLogger?: SdkLogger;
 }
+
+export interface SdkLogger {
+  debug: (...content: unknown[]) => void;
+  info: (...content: unknown[]) => void;
+  warn: (...content: unknown[]) => void;
+  error: (...content: unknown[]) => void;
+}
+
+const SILENT_LOGGER: SdkLogger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
 
 type Op = 'put' | 'get' | 'stat' | 'list' | 'delete' | 'abort';
 
@@ -147,6 +164,10 @@ export class S3Storage implements Storage {
           ? { accessKeyId: spec.accessKeyId, secretAccessKey: spec.secretAccessKey, sessionToken: spec.sessionToken }
           : undefined,
       maxAttempts: 1,
+      // Without a logger the SDK warns on the console ("An error was encountered in a
+      // non-retryable streaming request") whenever a stream upload fails: noise on stderr that
+      // would break `backup --cron`'s silence. Failures reach the caller as StorageErrors instead.
+      logger: options.sdkLogger ?? SILENT_LOGGER,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
@@ -282,10 +303,17 @@ export class S3Storage implements Storage {
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
     const source = openBody(body);
+    // The read loop below waits on the source; an abort (the caller's, or a failed part's) must
+    // wake it up even when the source is stalled.
+    controller.signal.addEventListener('abort', () => source.destroy(), { once: true });
+    // Parts carry their own Content-MD5; the caller's SHA-256 of the whole object is checked here
+    // before completing, so a multipart put gives the same guarantee as a single one.
+    const wholeHash = options?.sha256 ? createHash('sha256') : undefined;
     try {
       let partNumber = 0;
       for await (const part of readParts(source, partSize, size)) {
         if (failure !== undefined) break;
+        wholeHash?.update(part);
         const number = ++partNumber;
         const task = this.uploadPart(objectKey, key, uploadId, number, part, controller.signal).then(
           (etag) => {
@@ -302,6 +330,9 @@ export class S3Storage implements Storage {
       }
       await Promise.all(inFlight);
       if (failure !== undefined) throw failure;
+      if (wholeHash && options?.sha256 && !wholeHash.digest().equals(options.sha256)) {
+        throw new StorageError(`refusing to complete the upload of ${this.location(key)}: its bytes do not match the SHA-256 given by the caller`, 'permanent', key);
+      }
       completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
       try {
         await this.client.send(
@@ -316,7 +347,10 @@ export class S3Storage implements Storage {
       } catch (err) {
         throw this.classify(err, 'put', key);
       }
-    } catch (err) {
+    } catch (caught) {
+      // When a part failed or the caller aborted, the read loop died of the source's destruction;
+      // report the reason, not the symptom.
+      const err: unknown = failure ?? (options?.signal?.aborted ? options.signal.reason : caught);
       controller.abort(err);
       source.destroy();
       // Parts still in flight could land after an abort and keep the upload alive: wait first.
@@ -536,6 +570,21 @@ export class S3Storage implements Storage {
     const make = (kind: StorageErrorKind, message: string): StorageError => new StorageError(message, kind, key, { cause: err });
     const code = errnoCode(err);
 
+    switch (code) {
+      case 'ENOTFOUND':
+        return make('permanent', `cannot resolve the host of ${this.endpointName}: check the endpoint URL`);
+      case 'ECONNREFUSED':
+      case 'ECONNRESET':
+      case 'EPIPE':
+      case 'ETIMEDOUT':
+      case 'ECONNABORTED':
+      case 'EHOSTUNREACH':
+      case 'ENETUNREACH':
+      case 'ENETDOWN':
+      case 'EAI_AGAIN':
+      case 'ERR_STREAM_PREMATURE_CLOSE':
+        return make('transient', `cannot reach ${this.endpointName} (${verb} ${where}): ${detail}`);
+    }
     if (name === 'CredentialsProviderError' || /Could not load credentials/i.test(detail)) {
       return make(
         'permission',
@@ -580,8 +629,9 @@ export class S3Storage implements Storage {
       case 'Throttling':
       case 'ThrottlingException':
       case 'TooManyRequests':
-      case 'TimeoutError':
         return make('transient', `${this.endpointName} failed ${verb} ${where}: ${name}: ${detail}`);
+      case 'TimeoutError':
+        return make('transient', `no answer from ${this.endpointName} (${verb} ${where}): ${detail}`);
     }
     if (status === 403) {
       return make('permission', `access denied ${verb} ${where}: check the credential's ${action} permission`);
@@ -595,22 +645,6 @@ export class S3Storage implements Storage {
     }
     if (status !== undefined && status >= 300) {
       return make('permanent', `${this.endpointName} refused ${verb} ${where}: HTTP ${status} ${name}: ${detail}`);
-    }
-    switch (code) {
-      case 'ENOTFOUND':
-        return make('permanent', `cannot resolve the host of ${this.endpointName}: check the endpoint URL`);
-      case 'ECONNREFUSED':
-      case 'ECONNRESET':
-      case 'EPIPE':
-      case 'ETIMEDOUT':
-      case 'ECONNABORTED':
-      case 'EHOSTUNREACH':
-      case 'ENETUNREACH':
-      case 'ENETDOWN':
-      case 'EAI_AGAIN':
-      case 'ERR_STREAM_PREMATURE_CLOSE':
-      case 'UND_ERR_SOCKET':
-        return make('transient', `cannot reach ${this.endpointName} (${verb} ${where}): ${detail}`);
     }
     if (/socket hang up|aborted|premature close|ECONNRESET|timed out/i.test(detail)) {
       return make('transient', `cannot reach ${this.endpointName} (${verb} ${where}): ${detail}`);
