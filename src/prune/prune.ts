@@ -329,6 +329,15 @@ export async function planPrune(storage: Storage, options: PruneOptions): Promis
     }
   }
 
+  // Every existing store has a snapshot (forget always keeps each host's latest): none at all
+  // means the wrong index prefix far more often than a store that is all garbage.
+  if (snapshots.length === 0 && deleteBlobs.length > 0) {
+    throw new VaultikError(
+      `prune stopped, nothing was deleted: no snapshot under '${options.indexPrefix}' but ${deleteBlobs.length} blob(s) in the store; ` +
+        'is the index prefix right (--index-prefix, index_prefix)? Delete the blobs/ prefix by hand if the store really is empty.',
+      ExitCode.DATA,
+    );
+  }
   if (unknownCount > 0) notes.push(`${unknownCount} object(s) not written by vaultik were left alone (e.g. ${unknown[0]})`);
   if (graceMs === 0) notes.push('grace period 0: a blob uploaded by a backup running right now may be deleted, breaking its snapshot');
   for (const w of warnings) emit({ type: 'warning', message: w });

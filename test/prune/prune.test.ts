@@ -220,6 +220,14 @@ describe('prune: safety', () => {
     expect(await allKeys(store.storage)).toEqual(before);
   });
 
+  it('refuses to treat every blob as garbage when it finds no snapshot (wrong index prefix)', async () => {
+    await withGarbage();
+    await store.ageAll(2 * DAY);
+    const before = await allKeys(store.storage);
+    await expect(planPrune(store.storage, options(store, { indexPrefix: 'snapshots/' }))).rejects.toThrow(/no snapshot under 'snapshots\/'/);
+    expect(await allKeys(store.storage)).toEqual(before);
+  });
+
   it('stops when a snapshot metadata cannot be read', async () => {
     const { kept } = await withGarbage();
     await store.ageAll(2 * DAY);

@@ -100,8 +100,9 @@ describe('prune on S3 (s3rver)', () => {
     const report = await verifyStore(storage, { indexPrefix: INDEX, deep: { identities: [keys.identity], tmpDir } });
     expect(report.problems).toEqual([]);
     // s3rver cannot list multipart uploads: noted, not fatal (see the janitor tests).
-    const janitor = new S3MultipartJanitor(new S3Storage({ ...s3.spec('p1/') }));
-    const withJanitor = await planPrune(storage, { ...opts, janitor });
+    const raw = new S3Storage({ ...s3.spec('p1/') });
+    const withJanitor = await planPrune(storage, { ...opts, janitor: new S3MultipartJanitor(raw) });
+    await raw.close();
     expect(withJanitor.notes.join('\n')).toMatch(/incomplete multipart uploads were not checked/);
     expect(withJanitor.warnings).toEqual([]);
   });
