@@ -9,6 +9,10 @@
  * delete credential), and it cannot be fooled by metadata it cannot read. The id's time is the
  * backup's start time, the same time the metadata's snapshot row records.
  *
+ * One policy per host name (the id's host part). Two configs backing up different directories
+ * under the same host name would share one "latest": give each its own `hostname:` (prune
+ * notes hosts whose snapshots have different source directories).
+ *
  * Order of deletion: every metadata object first, then the manifests. A snapshot exists as long
  * as its metadata does (DESIGN.md), so an interrupted forget leaves either a whole snapshot or an
  * orphan manifest, which prune removes; never a snapshot without its manifest.

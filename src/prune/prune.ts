@@ -36,7 +36,7 @@ import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
 import type { ObjectInfo, Storage } from '../storage/types.js';
 import { DELETE_BATCH, deleteInBatches } from './forget.js';
 import type { IncompleteUpload, MultipartJanitor } from './janitor.js';
-import { blobListDifference, forEachLimited, readManifest, readMetadataBlobs } from './snapshots.js';
+import { blobListDifference, forEachLimited, readManifest, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
 
 export const DEFAULT_GRACE_MS = 24 * 3600 * 1000;
 /** Unknown keys listed by name in a plan; more are only counted. */
@@ -148,6 +148,8 @@ interface References {
   /** hash → recorded stored size, over every snapshot read. */
   blobs: Map<string, number>;
   withoutManifest: string[];
+  /** host → the distinct source-dir sets of its snapshots (JSON), to spot shared host names. */
+  sourcesByHost: Map<string, Set<string>>;
 }
 
 /**
@@ -164,7 +166,11 @@ async function readReferences(storage: Storage, snapshots: readonly SnapshotList
   await forEachLimited(snapshots, options.concurrency ?? 4, async (s) => {
     let blobs;
     try {
-      blobs = await readMetadataBlobs(storage, options.indexPrefix, s.id, options.identities, tmpDir, options.signal);
+      const refs = await readSnapshotReferences(storage, options.indexPrefix, s.id, options.identities, tmpDir, options.signal);
+      blobs = refs.blobs;
+      const sources = into.sourcesByHost.get(s.host) ?? new Set<string>();
+      sources.add(JSON.stringify([...refs.sourceDirs].sort()));
+      into.sourcesByHost.set(s.host, sources);
     } catch (err) {
       if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) {
         problems.push(`${s.id}: metadata unreadable: ${err.message}`);
@@ -229,8 +235,16 @@ export async function planPrune(storage: Storage, options: PruneOptions): Promis
   const snapshots = index.snapshots.filter((s) => !forgotten.has(s.id));
 
   emit({ type: 'phase', phase: 'snapshots' });
-  const refs: References = { blobs: new Map(), withoutManifest: [] };
+  const refs: References = { blobs: new Map(), withoutManifest: [], sourcesByHost: new Map() };
   await readReferences(storage, snapshots, options, refs);
+  for (const [host, sets] of refs.sourcesByHost) {
+    if (sets.size > 1) {
+      notes.push(
+        `host '${host}' has snapshots of ${sets.size} different sets of source directories: forget keeps only the newest snapshot ` +
+          'per host name, and a source whose latest snapshot is forgotten may then reference pruned blobs; give each config its own `hostname:`',
+      );
+    }
+  }
   for (const id of refs.withoutManifest.sort()) {
     warnings.push(`snapshot ${id} has no manifest: keyless verify cannot check it (its metadata was used)`);
   }
@@ -383,7 +397,7 @@ export async function executePrune(storage: Storage, plan: PrunePlan, options: P
   const known = new Set(plan.snapshots);
   const forgotten = options.assumeForgotten ?? new Set<string>();
   const fresh = index.snapshots.filter((s) => !known.has(s.id) && !forgotten.has(s.id));
-  const spare: References = { blobs: new Map(), withoutManifest: [] };
+  const spare: References = { blobs: new Map(), withoutManifest: [], sourcesByHost: new Map() };
   await readReferences(storage, fresh, { ...options, indexPrefix: plan.indexPrefix }, spare);
   const withMetadata = new Set(index.snapshots.map((s) => s.id));
 

@@ -23,11 +23,28 @@ export async function readManifest(storage: Storage, indexPrefix: string, id: st
 }
 
 /**
- * Decrypts a snapshot's metadata and returns the blobs it references, sorted by hash. The
- * decrypted DB is deleted before returning.
+ * Decrypts a snapshot's metadata and returns the blobs it references, sorted by hash, and its
+ * source directories. The decrypted DB is deleted before returning.
  * @throws VaultikError NO_IDENTITY (wrong key), DATA (missing, corrupt or invalid metadata);
  *   StorageError from the store.
  */
+export async function readSnapshotReferences(
+  storage: Storage,
+  indexPrefix: string,
+  id: string,
+  identities: readonly Identity[],
+  tmpDir: string,
+  signal?: AbortSignal,
+): Promise<{ blobs: BlobRef[]; sourceDirs: string[] }> {
+  const reader = await openSnapshot(storage, indexPrefix, id, identities, tmpDir, signal ? { signal } : {});
+  try {
+    return { blobs: reader.blobs(), sourceDirs: reader.info().sourceDirs };
+  } finally {
+    reader.close();
+  }
+}
+
+/** The blobs a snapshot's metadata references (see readSnapshotReferences). */
 export async function readMetadataBlobs(
   storage: Storage,
   indexPrefix: string,
@@ -36,12 +53,7 @@ export async function readMetadataBlobs(
   tmpDir: string,
   signal?: AbortSignal,
 ): Promise<BlobRef[]> {
-  const reader = await openSnapshot(storage, indexPrefix, id, identities, tmpDir, signal ? { signal } : {});
-  try {
-    return reader.blobs();
-  } finally {
-    reader.close();
-  }
+  return (await readSnapshotReferences(storage, indexPrefix, id, identities, tmpDir, signal)).blobs;
 }
 
 /**

@@ -88,7 +88,7 @@ export class Source {
   constructor(
     readonly storage: Storage,
     readonly keys: Keys,
-    readonly options: { host: string; tmpDir: string; chunkSize?: number; blobLimit?: number; recipients?: Recipient[] },
+    readonly options: { host: string; tmpDir: string; chunkSize?: number; blobLimit?: number; recipients?: Recipient[]; sourceDirs?: string[] },
   ) {
     this.chunkSize = options.chunkSize ?? 4096;
     this.blobLimit = options.blobLimit ?? 64 * 1024;
@@ -174,7 +174,7 @@ export class Source {
       startTime: time,
       endTime: time,
       toolVersion: 'test',
-      sourceDirs: ['/data'],
+      sourceDirs: this.options.sourceDirs ?? ['/data'],
       excludes: [],
       chunkSize: this.chunkSize,
       blobSizeLimit: this.blobLimit,

@@ -228,6 +228,15 @@ describe('prune: safety', () => {
     expect(await allKeys(store.storage)).toEqual(before);
   });
 
+  it('notes a host name shared by configs with different source dirs', async () => {
+    await src.backup(new Date(T0), sampleFiles(1, ['f'], 3000));
+    const other = new Source(store.storage, keys, { host: 'h', tmpDir: store.tmpDir, sourceDirs: ['/etc'] });
+    await other.backup(new Date(T0 + 60_000), sampleFiles(2, ['f'], 3000));
+    const plan = await planPrune(store.storage, options(store));
+    expect(plan.notes.join('\n')).toMatch(/host 'h' has snapshots of 2 different sets of source directories/);
+    expect(plan.warnings).toEqual([]);
+  });
+
   it('stops when a snapshot metadata cannot be read', async () => {
     const { kept } = await withGarbage();
     await store.ageAll(2 * DAY);
