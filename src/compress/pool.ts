@@ -25,17 +25,20 @@
  * buffer or Node's shared 8 KiB pool slab); otherwise exactly its bytes are copied once.
  *
  * Hash placement, measured with `npm run bench:format` (bench/README.md) on 2 cores with SHA
- * extensions: SHA-256 runs at ~1.7-2 GB/s per core, zstd level 3 at ~350 MB/s on text (3 GB/s on
- * incompressible data), so for new data it makes no difference to total CPU where the hash runs
- * (main-thread hash + pool.compress() and pool.process() measured within noise of each other).
- * Duplicates are what decide it: process() compresses a chunk before anyone knows it is a
- * duplicate, so a backup of an edited VM image would compress every unchanged chunk for nothing.
- * Recommended for the backup pipeline: hash on the main thread (node:crypto), look the id up, and
- * send only new chunks to compress() (with `transfer: true`). process() is for callers with no
- * dedup decision to make, and hash() for CPUs without SHA extensions (~400 MB/s), where hashing
- * on the main thread would become the bottleneck.
+ * extensions: SHA-256 runs at ~1.7-2 GB/s per core, zstd level 3 at ~360 MB/s on text (2.5 GB/s
+ * on incompressible data). Two facts decide it:
+ * - Duplicates: process() compresses a chunk before anyone knows it is a duplicate, so a backup
+ *   of an edited VM image would compress every unchanged chunk for nothing.
+ * - The main thread is the pipeline's bottleneck (chunking ~850 MB/s, encryption and the
+ *   ciphertext hash, I/O), so every job moved off it speeds the whole backup up; hashing the
+ *   plaintext there cost ~25% of the main thread's time in the whole-pipeline bench.
+ * So dedupOrdered(), the backup pipeline's path, hashes in the worker, which keeps the chunk while
+ * the main thread looks the id up, and compresses it only if it is new: one extra small message
+ * per chunk, no second copy. Total CPU is the same as hashing on the main thread (measured); what
+ * changes is the critical path, which matters when cores are free, and on CPUs without SHA
+ * extensions (~400 MB/s), where a main-thread hash would cap the whole backup. process() is for
+ * callers with no dedup decision to make; hash() and compress() are the two halves.
  */
-import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
@@ -90,8 +93,13 @@ export const IN_FLIGHT_PER_WORKER = 2;
 
 const OP_HASH = 1;
 const OP_COMPRESS = 2;
+/** With OP_HASH: reply with the id, keep the chunk, and wait for a {decide, compress} message. */
+const OP_HOLD = 4;
 
-/** Worker body (CommonJS, evaluated). Messages: {seq, op, level, buf, len}. */
+/**
+ * Worker body (CommonJS, evaluated). Messages in: {seq, op, level, buf, len} and, for held
+ * chunks, {seq, decide: true, compress}. Replies: {seq, id?, frame?, held?, dropped?, error?}.
+ */
 const WORKER_SOURCE = String.raw`
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
@@ -114,25 +122,42 @@ function own(b) {
   copy.set(b);
   return copy;
 }
+// Chunks hashed with OP_HOLD wait here for the main thread's decision (compress or drop).
+const held = new Map();
+function compressReply(reply, transfer, level, data) {
+  const frame = own(compressorFor(level).compress(data));
+  reply.frame = frame.buffer;
+  reply.frameOff = frame.byteOffset;
+  reply.frameLen = frame.byteLength;
+  transfer.push(frame.buffer);
+}
 parentPort.on('message', (m) => {
   const reply = { seq: m.seq };
   const transfer = [];
   try {
-    const data = new Uint8Array(m.buf, 0, m.len);
-    if (m.op & ${OP_HASH}) {
-      const id = own(createHash('sha256').update(data).digest());
-      reply.id = id.buffer;
-      reply.idOff = id.byteOffset;
-      transfer.push(id.buffer);
-    }
-    if (m.op & ${OP_COMPRESS}) {
-      const frame = own(compressorFor(m.level).compress(data));
-      reply.frame = frame.buffer;
-      reply.frameOff = frame.byteOffset;
-      reply.frameLen = frame.byteLength;
-      transfer.push(frame.buffer);
+    if (m.decide) {
+      const h = held.get(m.seq);
+      held.delete(m.seq);
+      if (!h) throw new Error('no held chunk ' + m.seq);
+      if (m.compress) compressReply(reply, transfer, h.level, h.data);
+      else reply.dropped = true;
+    } else {
+      const data = new Uint8Array(m.buf, 0, m.len);
+      if (m.op & ${OP_HASH}) {
+        const id = own(createHash('sha256').update(data).digest());
+        reply.id = id.buffer;
+        reply.idOff = id.byteOffset;
+        transfer.push(id.buffer);
+      }
+      if (m.op & ${OP_HOLD}) {
+        held.set(m.seq, { data, level: m.level });
+        reply.held = true;
+      } else if (m.op & ${OP_COMPRESS}) {
+        compressReply(reply, transfer, m.level, data);
+      }
     }
   } catch (err) {
+    held.delete(m.seq);
     reply.error = String(err && err.stack || err);
   }
   parentPort.postMessage(reply, transfer);
@@ -146,6 +171,8 @@ interface Reply {
   frame?: ArrayBuffer;
   frameOff?: number;
   frameLen?: number;
+  held?: boolean;
+  dropped?: boolean;
   error?: string;
 }
 
@@ -156,6 +183,8 @@ interface Task {
   readonly len: number;
   readonly resolve: (r: Reply) => void;
   readonly reject: (e: Error) => void;
+  /** OP_HOLD: called with the id; `decide` tells the worker to compress or drop the chunk. */
+  readonly onHashed?: (id: Buffer, decide: (compress: boolean) => void) => void;
 }
 
 interface Slot {
@@ -271,9 +300,10 @@ export class ChunkPool {
   }
 
   /**
-   * The backup pipeline's path (see "Hash placement" above): hashes each chunk on the calling
-   * thread, asks `isDuplicate(id)` (e.g. a synchronous SQLite lookup), and compresses only new
-   * chunks in the workers, up to `capacity` at a time; yields results in input order.
+   * The backup pipeline's path (see "Hash placement" above). Each chunk goes to a worker, which
+   * hashes it and keeps it; `isDuplicate(id)` (e.g. a synchronous SQLite lookup) is asked on this
+   * thread, in stream order; the worker then compresses the chunk only if it is new. Up to
+   * `capacity` chunks are in flight; results come out in input order.
    * A chunk equal to an earlier one in the same stream is reported as a duplicate without asking
    * (the caller has seen and stored the first one by the time it reaches the repeat). That memory
    * grows by one entry per distinct chunk of the stream (~100 bytes each).
@@ -286,18 +316,59 @@ export class ChunkPool {
   ): AsyncGenerator<DedupResult, void, undefined> {
     const window: Promise<DedupResult>[] = [];
     const seen = new Set<string>();
-    for await (const c of chunks) {
-      const id = createHash('sha256').update(c).digest();
-      const key = id.toString('latin1');
-      const plainLength = c.byteLength; // before a transfer detaches c
-      let p: Promise<DedupResult>;
-      if (seen.has(key) || isDuplicate(id)) {
-        p = Promise.resolve({ id, plainLength, duplicate: true, frame: undefined });
-      } else {
-        seen.add(key);
-        p = this.compress(c, opts).then((frame) => ({ id, plainLength, duplicate: false, frame }));
-        p.catch(() => undefined); // surfaces when the caller reaches it
+    // Chunks hashed or being hashed whose decision is not made yet, in stream order. Hashes come
+    // back in any order; decisions are made strictly in order so that "seen" means "before".
+    const undecided: { id?: Buffer; decide?: (compress: boolean) => void; fail: (e: unknown) => void }[] = [];
+    let failure: unknown;
+    const decideReady = (): void => {
+      while (undecided.length > 0 && undecided[0]!.id !== undefined) {
+        const e = undecided.shift()!;
+        if (failure !== undefined) {
+          e.decide!(false);
+          e.fail(failure);
+          continue;
+        }
+        try {
+          const key = e.id!.toString('latin1');
+          const dup = seen.has(key) || isDuplicate(e.id!);
+          if (!dup) seen.add(key);
+          e.decide!(!dup);
+        } catch (err) {
+          failure = err;
+          e.decide!(false);
+          e.fail(err);
+        }
       }
+    };
+    for await (const c of chunks) {
+      if (failure !== undefined) throw failure;
+      const plainLength = c.byteLength; // before a transfer detaches c
+      let failEntry: (e: unknown) => void = () => undefined;
+      const failed = new Promise<never>((_, reject) => {
+        failEntry = reject;
+      });
+      failed.catch(() => undefined);
+      const entry: (typeof undecided)[number] = { fail: failEntry };
+      undecided.push(entry);
+      const done = this.submit(c, OP_HASH | OP_HOLD, opts, (id, decide) => {
+        entry.id = id;
+        entry.decide = decide;
+        decideReady();
+      });
+      const p = Promise.race([done, failed]).then((r): DedupResult => {
+        const id = entry.id ?? idOf(r);
+        return r.dropped === true
+          ? { id, plainLength, duplicate: true, frame: undefined }
+          : { id, plainLength, duplicate: false, frame: frameOf(r) };
+      });
+      // A worker failure before the hash came back: drop the entry so later ones can proceed.
+      done.catch((err: unknown) => {
+        const i = undecided.indexOf(entry);
+        if (i >= 0) undecided.splice(i, 1);
+        failure ??= err;
+        decideReady();
+      });
+      p.catch(() => undefined); // surfaces when the caller reaches it
       window.push(p);
       if (window.length >= this.capacity) yield await window.shift()!;
     }
@@ -322,7 +393,12 @@ export class ChunkPool {
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
-  private async submit(chunk: Uint8Array, op: number, opts: SubmitOptions): Promise<Reply & { len: number }> {
+  private async submit(
+    chunk: Uint8Array,
+    op: number,
+    opts: SubmitOptions,
+    onHashed?: Task['onHashed'],
+  ): Promise<Reply & { len: number }> {
     if (!(chunk instanceof Uint8Array)) throw new TypeError('chunk must be a Buffer or Uint8Array');
     // Wait for room; newcomers queue behind earlier waiters so nobody starves.
     let first = true;
@@ -335,7 +411,7 @@ export class ChunkPool {
     const len = chunk.byteLength;
     const buf = detachable(chunk, opts.transfer === true);
     const reply = await new Promise<Reply>((resolve, reject) => {
-      this.queue.push({ seq: ++this.seq, op, buf, len, resolve, reject });
+      this.queue.push({ seq: ++this.seq, op, buf, len, resolve, reject, ...(onHashed ? { onHashed } : {}) });
       this.dispatch();
     });
     return { ...reply, len };
@@ -389,6 +465,13 @@ export class ChunkPool {
     worker.on('message', (r: Reply) => {
       const t = slot.inflight.get(r.seq);
       if (!t) return;
+      if (r.held === true && t.onHashed) {
+        // Still in flight (the worker holds the chunk) until the decision comes back.
+        t.onHashed(idOf(r), (compress) => {
+          if (!slot.dead) worker.postMessage({ seq: r.seq, decide: true, compress });
+        });
+        return;
+      }
       slot.inflight.delete(r.seq);
       if (slot.inflight.size === 0) worker.unref();
       this.deathsInARow = 0;

@@ -202,3 +202,48 @@ describe('ChunkPool.dedupOrdered', () => {
     expect(out[0]!.id.equals(sha256(Buffer.alloc(70_000, 3)))).toBe(true);
   });
 });
+
+describe('ChunkPool.dedupOrdered ordering and failures', () => {
+  it('asks isDuplicate in stream order even when later hashes return first', async () => {
+    const p = pool({ size: 2, maxQueued: 4 });
+    const big = text(8 << 20, 31);
+    const small = [text(1000, 32), text(2000, 33), text(3000, 34)];
+    const input = [big, small[0]!, small[1]!, small[0]!, text(6 << 20, 35), small[2]!];
+    const asked: string[] = [];
+    const out = [];
+    for await (const r of p.dedupOrdered(input, (id) => {
+      asked.push(id.toString('hex'));
+      return false;
+    })) {
+      out.push(r);
+    }
+    const ids = input.map((c) => sha256(c).toString('hex'));
+    expect(asked).toEqual([ids[0], ids[1], ids[2], ids[4], ids[5]]);
+    expect(out.map((r) => r.duplicate)).toEqual([false, false, false, true, false, false]);
+  });
+
+  it('an isDuplicate that throws fails the stream and frees the workers', async () => {
+    const p = pool({ size: 1 });
+    const boom = new Error('index unavailable');
+    let calls = 0;
+    const input = Array.from({ length: 10 }, (_, i) => text(100_000, 40 + i));
+    const consume = async (): Promise<number> => {
+      let n = 0;
+      for await (const _r of p.dedupOrdered(input, () => {
+        if (++calls === 3) throw boom;
+        return false;
+      })) {
+        n++;
+      }
+      return n;
+    };
+    await expect(consume()).rejects.toBe(boom);
+    // Nothing is left held in the worker: the pool still has all its room.
+    const c = text(5000, 60);
+    expect((await p.process(c)).id.equals(sha256(c))).toBe(true);
+    const internals = p as unknown as { queue: unknown[]; slots: { inflight: Map<number, unknown> }[] };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(internals.queue).toHaveLength(0);
+    expect(internals.slots.every((s) => s.inflight.size === 0)).toBe(true);
+  });
+});
