@@ -61,6 +61,7 @@ export function storageSpecFromArgs(bucket: string, prefix: string, env: NodeJS.
     throw new UsageError(`invalid prefix '${prefix}': ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   if (bucket.startsWith('file:')) {
+    if (!bucket.startsWith('file://')) throw new UsageError(`invalid store URL '${bucket}': use file:///absolute/path`);
     let path: string;
     try {
       path = fileURLToPath(bucket);

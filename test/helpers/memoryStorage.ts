@@ -45,6 +45,7 @@ export class MemoryStorage implements Storage {
   async put(key: string, body: PutBody, options?: PutOptions): Promise<void> {
     this.enter('put', key);
     checkKey(key);
+    options?.signal?.throwIfAborted();
     let bytes: Buffer;
     if (Buffer.isBuffer(body)) {
       bytes = Buffer.from(body);
