@@ -194,6 +194,24 @@ export class S3Storage implements Storage {
       },
       { step: 'build', priority: 'low', name: 'vaultikDeleteObjectsContentMd5' },
     );
+    // The SigV4 signer hashes every in-memory body with SHA-256 to sign it. For a PutObject whose
+    // SHA-256 the caller gave, that hash is already known; an UploadPart carries Content-MD5 for
+    // integrity. Telling the signer saves a full SHA-256 pass over every byte uploaded.
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const request = args.request as { headers?: Record<string, string> };
+        const input = args.input as { ChecksumSHA256?: string };
+        if (request.headers) {
+          if (context.commandName === 'PutObjectCommand' && input.ChecksumSHA256) {
+            request.headers['x-amz-content-sha256'] = Buffer.from(input.ChecksumSHA256, 'base64').toString('hex');
+          } else if (context.commandName === 'UploadPartCommand') {
+            request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+          }
+        }
+        return next(args);
+      },
+      { step: 'build', priority: 'low', name: 'vaultikKnownPayloadHash' },
+    );
   }
 
   private location(key: string): string {

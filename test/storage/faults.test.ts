@@ -305,6 +305,9 @@ describe('requests and headers on the wire', () => {
     expect(body.opened).toBe(2); // once to hash (Content-MD5), once to send
     const [a, b, c] = proxy.requests;
     expect(a?.headers['x-amz-checksum-sha256']).toBe(sha256(bytes).toString('base64'));
+    // The signer is given the known hash instead of hashing the body again.
+    expect(a?.headers['x-amz-content-sha256']).toBe(sha256(bytes).toString('hex'));
+    expect(c?.headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
     expect(a?.headers['content-md5']).toBeUndefined();
     for (const r of [b, c]) {
       expect(r?.headers['content-md5']).toBe(createHash('md5').update(bytes).digest('base64'));
@@ -332,7 +335,10 @@ describe('requests and headers on the wire', () => {
     expect(proxy.requests.find((x) => x.op === 'PutObject')?.headers['x-amz-checksum-sha256']).toBeDefined();
     const parts = proxy.requests.filter((x) => x.op === 'UploadPart');
     expect(parts).toHaveLength(3);
-    for (const p of parts) expect(p.headers['content-md5']).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+    for (const p of parts) {
+      expect(p.headers['content-md5']).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+      expect(p.headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
+    }
   });
 
   it('DeleteObjects sends Content-MD5 instead of CRC32, in batches of at most 1000', async () => {
