@@ -63,10 +63,16 @@ export interface RestoreOptions {
   tmpDir?: string;
   /** Ranges fetched at once (default 6). */
   concurrency?: number;
-  /** Bytes of fetched ciphertext held at once (default 64 MiB; one larger range may exceed it). */
+  /**
+   * Bytes of range data held at once — each range counts its ciphertext, its plaintext and the
+   * decompressed chunks it is writing — (default 64 MiB; a single larger range runs alone).
+   */
   memoryBudget?: number;
   plan?: PlanOptions;
 }
+
+/** Chunk jobs of one range whose writes may be in flight at once. */
+const WRITE_WINDOW = 16;
 
 /** Waits for room in a byte budget; a request larger than the whole budget takes all of it. */
 class ByteBudget {
@@ -485,11 +491,14 @@ class RestoreRun {
       return this.failJobs(range.chunks, errorMessage(err));
     }
     const span = cipherSpan(range, file.headerLength, size);
-    const release = await budget.acquire(span.end - span.start);
+    // Held at once: the ciphertext, its plaintext, and the decompressed chunks being written.
+    const largest = range.chunks.reduce((m, j) => Math.max(m, j.chunk.plainLength), 0);
+    const limitBytes = Math.max(largest, 1024 * 1024);
+    const release = await budget.acquire(2 * (span.end - span.start) + limitBytes);
     try {
-      let bytes: Buffer;
+      let cipher: Buffer | undefined;
       try {
-        bytes = await this.fetcher.read(range.blob, span.start, span.end);
+        cipher = await this.fetcher.read(range.blob, span.start, span.end);
       } catch (err) {
         if (!isDataError(err)) throw err;
         if (range.chunks.length === 1) return await this.failJobs(range.chunks, errorMessage(err));
@@ -504,26 +513,46 @@ class RestoreRun {
       }
       let plain: Buffer | undefined;
       try {
-        plain = decryptSegments(file.payloadKey, range.firstSegment, bytes, file.segmentCount - 1);
+        plain = decryptSegments(file.payloadKey, range.firstSegment, cipher, file.segmentCount - 1);
+        cipher = undefined; // not needed any more: let it go before the writes
       } catch {
         // Some segment is bad: decode chunk by chunk so only the chunks it holds fail.
         plain = undefined;
       }
-      for (const job of range.chunks) {
-        const { chunk } = job;
-        let data: Buffer;
-        try {
-          const frame = plain
-            ? plain.subarray(frameOffsetInRange(range, chunk), frameOffsetInRange(range, chunk) + chunk.length)
-            : decryptRange(file, span.start, bytes, chunk.offset, chunk.length);
-          data = decodeChunk(frame, chunk, chunk.id);
-        } catch (err) {
-          if (!isDataError(err) && !(err instanceof RangeError)) throw err;
-          await this.failJobs([job], `chunk ${chunk.id.toString('hex').slice(0, 16)}… in blob ${range.blob}: ${errorMessage(err)}`);
-          continue;
+      // Chunks are decoded in order; their writes overlap (small files are mostly file-system
+      // round trips), up to WRITE_WINDOW jobs or `limitBytes` of chunks at a time.
+      const pending = new Set<Promise<void>>();
+      let pendingBytes = 0;
+      let failure: unknown;
+      try {
+        for (const job of range.chunks) {
+          const { chunk } = job;
+          let data: Buffer;
+          try {
+            const at = frameOffsetInRange(range, chunk);
+            const frame = plain ? plain.subarray(at, at + chunk.length) : decryptRange(file, span.start, cipher!, chunk.offset, chunk.length);
+            data = decodeChunk(frame, chunk, chunk.id);
+          } catch (err) {
+            if (!isDataError(err) && !(err instanceof RangeError)) throw err;
+            await this.failJobs([job], `chunk ${chunk.id.toString('hex').slice(0, 16)}… in blob ${range.blob}: ${errorMessage(err)}`);
+            continue;
+          }
+          while (pending.size > 0 && (pending.size >= WRITE_WINDOW || pendingBytes + data.length > limitBytes)) await Promise.race(pending);
+          const size = data.length;
+          pendingBytes += size;
+          const p: Promise<void> = this.writeUses(job, data).finally(() => {
+            pending.delete(p);
+            pendingBytes -= size;
+          });
+          pending.add(p);
         }
-        await this.writeUses(job, data);
+      } catch (err) {
+        failure = err;
       }
+      // Every write settles before the range's memory is released.
+      const results = await Promise.allSettled(pending);
+      if (failure !== undefined) throw failure;
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
     } finally {
       release();
     }
