@@ -65,7 +65,7 @@ OUT=$(timed "vaultik restore:" env VAULTIK_PRIVATE_KEY="$KEY" "${VAULTIK[@]}" re
 }
 cat "$WORK/restore.err" >&2
 echo "$OUT" | node -e '
-  const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  const s = require("fs").readFileSync(0, "utf8").trim().split("\n").map(JSON.parse).find((l) => l.type === "summary");
   console.error(`  ${s.files} files, ${(s.bytes / 1e6).toFixed(0)} MB in ${s.seconds.toFixed(1)} s = ${(s.bytes / 1e6 / s.seconds).toFixed(0)} MB/s; downloaded ${(s.downloaded / 1e6).toFixed(0)} MB in ${s.requests} requests; failed ${s.failed}`);'
 if diff -r --no-dereference "$DATA" "$WORK/target$DATA" > /dev/null; then echo "  verified: identical contents (diff -r)" >&2; else echo "  DIFFERENCES (diff -r)" >&2; fi
 
@@ -75,7 +75,7 @@ rm -f "$WORK/fetched"
 FOUT=$(env VAULTIK_PRIVATE_KEY="$KEY" "${VAULTIK[@]}" fetch "file://$STORE" '' latest "$SMALL" "$WORK/fetched" --json 2> /dev/null)
 BLOBS=$(du -sb "$STORE/blobs" | cut -f1)
 echo "$FOUT" | node -e '
-  const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  const s = require("fs").readFileSync(0, "utf8").trim().split("\n").map(JSON.parse).find((l) => l.type === "summary");
   console.error(`fetch of one ${process.argv[2]}-byte file: downloaded ${s.downloaded} bytes of blob data in ${s.requests} requests (the store holds ${(process.argv[1] / 1e6).toFixed(0)} MB of blobs)`);' "$BLOBS" "$(stat -c %s "$SMALL")"
 cmp "$SMALL" "$WORK/fetched" && echo "  verified: identical" >&2
 META=$(find "$STORE/index" -name '*.db.zst.age' -printf '%s\n' | tail -1)

@@ -13,7 +13,7 @@ import { ExitCode } from '../../src/errors.js';
 import { openStorage } from '../../src/storage/index.js';
 import { buildRichTree, compareTrees, type TypeName } from '../helpers/tree.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { makeKey, runCli, snapshotTree, writeKeyFile, type SnapshotTreeResult } from './helpers.js';
+import { jsonSummary, makeKey, runCli, snapshotTree, writeKeyFile, type SnapshotTreeResult } from './helpers.js';
 import { modeString } from '../../src/cli/commands/ls.js';
 
 const tmp = makeTempDir('vaultik-restore-cli-');
@@ -53,7 +53,7 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     mkdirSync(home);
     const target = join(tmp.dir, 'fresh-target');
     const r = await runCli(['restore', url, 'pc', 'latest', target], { HOME: home, VAULTIK_PRIVATE_KEY: keyFile, TMPDIR: home });
-    expect(r.stderr).toMatch(/restored \d+ files, \d+ dirs, .* from laptop-/);
+    expect(r.stdout).toMatch(/^restored snapshot laptop-.*\nfiles: +[\d,]+ \(2 hard links\), [\d,]+ dirs, [\d,]+ symlinks/);
     expect(r.code).toBe(0);
     expect(compareTrees(src, join(target, src), { ignore, owners: true })).toEqual([]);
     // The decrypted metadata was a temp file: gone.
@@ -77,7 +77,7 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     const target = join(tmp.dir, 'fresh-target-2');
     const r = await runCli(['restore', `file://${store2}`, 'box', 'latest', target, '--json'], { HOME: freshHome, VAULTIK_PRIVATE_KEY: keyFile, TMPDIR: freshHome });
     expect(r.code, r.stderr).toBe(0);
-    expect((JSON.parse(r.stdout) as { failed: number }).failed).toBe(0);
+    expect(jsonSummary(r.stdout).failed).toBe(0);
     expect(compareTrees(src, join(target, src), { ignore, owners: true })).toEqual([]);
   });
 
@@ -132,6 +132,16 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     expect(c.err()).toBe('');
     expect(code).toBe(0);
     expect((JSON.parse(c.out()) as unknown[]).length).toBe(2);
+  });
+
+  it('on a terminal: a live progress line on stderr, the summary on stdout', async () => {
+    const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    c.io.isTTY = true;
+    expect(await main(['restore', url, 'pc', 'latest', join(tmp.dir, 'tty-target')], c.io)).toBe(0);
+    expect(c.err()).toContain('\r\x1b[2Krestoring laptop-');
+    expect(c.err()).toMatch(/restoring laptop-\S+: [\d,]+\/[\d,]+ files · /);
+    expect(c.out()).toMatch(/^restored snapshot laptop-/);
+    expect(c.out()).toMatch(/^duration: +\S+ \(.*\/s\)$/m);
   });
 
   it('argument errors: missing key, missing arguments, bad patterns (exit 2)', async () => {

@@ -18,7 +18,7 @@ import { openStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
 import { compareTrees, pseudoRandom } from '../helpers/tree.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { makeKey, snapPath, snapshotTree, writeKeyFile, type SnapshotTreeResult } from './helpers.js';
+import { jsonSummary, makeKey, snapPath, snapshotTree, writeKeyFile, type SnapshotTreeResult } from './helpers.js';
 
 const tmp = makeTempDir('vaultik-restore-faults-');
 afterAll(tmp.cleanup);
@@ -73,7 +73,7 @@ async function expectPartial(f: Fixture, expected: Set<string>, exact = true): P
   const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
   const code = await main(['restore', `file://${join(f.dir, 'store')}`, '', 'latest', f.target, '--json'], c.io);
   expect(code, c.err()).toBe(ExitCode.DATA);
-  const out = JSON.parse(c.out()) as { failed: number; failures: { path: string; message: string }[] };
+  const out = jsonSummary(c.out());
   const failed = new Set(out.failures.map((x) => x.path));
   expect(failed.size).toBeGreaterThan(0);
   if (exact) expect([...failed].sort()).toEqual([...expected].sort());
@@ -115,7 +115,7 @@ describe('restore with a damaged store', () => {
     const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
     rmSync(f.target, { recursive: true });
     await main(['restore', `file://${join(f.dir, 'store')}`, '', 'latest', f.target, '--json'], c.io);
-    const failed = (JSON.parse(c.out()) as { failed: number }).failed;
+    const failed = jsonSummary(c.out()).failed;
     expect(failed).toBeLessThan(users.size);
     expect(c.err()).toMatch(/failed authentication/);
   });
@@ -129,7 +129,7 @@ describe('restore with a damaged store', () => {
     const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
     rmSync(f.target, { recursive: true });
     await main(['restore', `file://${join(f.dir, 'store')}`, '', 'latest', f.target, '--json'], c.io);
-    expect((JSON.parse(c.out()) as { failed: number }).failed).toBeLessThan(users.size);
+    expect(jsonSummary(c.out()).failed).toBeLessThan(users.size);
   });
 
   it('a wrong key: "no identity matches this backup", exit 4, nothing written', async () => {

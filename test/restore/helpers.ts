@@ -274,3 +274,11 @@ export async function cliBackup(options: CliBackupOptions): Promise<CliResult & 
   const code = await main(['backup', config, '--json'], { stdout, stderr, env: process.env, isTTY: false, signal: new AbortController().signal });
   return { code, stdout: out, stderr: err, config };
 }
+
+/** The summary line of `restore --json` / `fetch --json` output (JSON lines). */
+export function jsonSummary(stdout: string): { failed: number; failures: { path: string; message: string }[]; [k: string]: unknown } {
+  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+  const summary = lines.find((l) => l.type === 'summary');
+  if (!summary) throw new Error(`no summary line in ${stdout}`);
+  return summary as unknown as ReturnType<typeof jsonSummary>;
+}

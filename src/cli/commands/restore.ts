@@ -1,14 +1,15 @@
 /**
  * `vaultik restore <bucket> <prefix> <snapshot_id|latest> <target_dir>`: a whole snapshot (or
  * the part --include/--exclude select) into a directory, with nothing but the store and
- * VAULTIK_PRIVATE_KEY. Also home of the restore renderer that `fetch` shares: live progress on
- * stderr when it is a terminal, failures as they happen, a summary at the end; with --json one
- * JSON object on stdout instead of the summary.
+ * VAULTIK_PRIVATE_KEY. Also home of the restore renderer that `fetch` shares (RestoreRenderer).
  */
 import { ExitCode } from '../../errors.js';
 import { displayPath } from '../../fs/paths.js';
 import { runRestore, type RestoreEvent, type RestoreSummary } from '../../restore/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { formatBytes, formatCount, formatDuration, formatRate, plural } from '../render/format.js';
+import { JsonLines } from '../render/json.js';
+import { ProgressLine } from '../render/progress.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs } from '../storageArgs.js';
 
 const USAGE = `vaultik restore <bucket> <prefix> <snapshot_id|latest> <target_dir> [--overwrite] [--include PATTERN]... [--exclude PATTERN]... [--host H] [--json] ${STORE_USAGE}`;
@@ -23,7 +24,7 @@ export const RESTORE_OPTIONS = {
   json: { type: 'boolean' },
 } as const;
 
-/** Decimal units, like the throughput figures users compare with other tools. */
+/** Decimal units ("1.23 GB"); prune and verify use it. New output uses render/format.ts. */
 export function humanBytes(n: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
   let i = 0;
@@ -44,30 +45,47 @@ export function jsonPath(path: Buffer): { path: string; pathHex?: string } {
 /** Failures and warnings printed one per line before the rest are only counted. */
 const MAX_LINES = 100;
 
-/** Renders restore events on stderr (progress, failures) and the summary on stderr or stdout. */
+/** The end-of-run summary, one fact per line (like backup's). */
+export function restoreSummaryLines(s: RestoreSummary): string[] {
+  const others = s.specials > 0 ? `, ${plural(s.specials, 'special file')}` : '';
+  const links = s.hardLinks > 0 ? ` (${plural(s.hardLinks, 'hard link')})` : '';
+  const unchanged = s.unchanged > 0 ? `; ${plural(s.unchanged, 'entry', 'entries')} already up to date` : '';
+  return [
+    `restored snapshot ${s.snapshotId} into ${s.target}`,
+    `files:     ${formatCount(s.files)}${links}, ${plural(s.dirs, 'dir')}, ${plural(s.symlinks, 'symlink')}${others}${unchanged}`,
+    `data:      ${formatBytes(s.bytes)} (downloaded ${formatBytes(s.downloaded)} in ${plural(s.requests, 'request')})`,
+    `duration:  ${formatDuration(s.elapsedMs)} (${formatRate(s.bytes, s.elapsedMs)})`,
+    ...(s.warnings > 0 ? [`warnings:  ${formatCount(s.warnings)} (see above)`] : []),
+    ...(s.failed > 0 ? [`failed:    ${plural(s.failed, 'entry', 'entries')} not restored (listed above): missing or corrupted data in the store`] : []),
+  ];
+}
+
+/**
+ * Output of restore and fetch. Text: on a TTY a live progress line on stderr; failures and
+ * warnings on stderr as they come (the first MAX_LINES); the summary on stdout. `--json`: JSON
+ * lines on stdout — snapshot, totals, failed, warning, progress (at most once a second) and a
+ * final summary line.
+ */
 export class RestoreRenderer {
-  private lastDraw = 0;
-  private lineShown = false;
+  private readonly line: ProgressLine | undefined;
+  private readonly json: JsonLines | undefined;
   private printed = 0;
   private started = Date.now();
+  private lastJsonProgress = 0;
   private label = 'restoring';
 
   constructor(
     private readonly io: CommandIO,
-    private readonly json: boolean,
-  ) {}
-
-  private clearLine(): void {
-    if (this.lineShown) {
-      this.io.stderr.write('\r\x1b[K');
-      this.lineShown = false;
-    }
+    json: boolean,
+  ) {
+    this.json = json ? new JsonLines(io.stdout) : undefined;
+    this.line = !json && io.isTTY ? new ProgressLine(io.stderr, 250) : undefined;
   }
 
-  private line(text: string): void {
+  private note(text: string): void {
     if (this.printed++ >= MAX_LINES) return;
-    this.clearLine();
-    this.io.stderr.write(`${text}\n`);
+    if (this.line) this.line.print(text);
+    else this.io.stderr.write(`${text}\n`);
   }
 
   readonly onEvent = (e: RestoreEvent): void => {
@@ -75,37 +93,43 @@ export class RestoreRenderer {
       case 'snapshot':
         this.label = `restoring ${e.id}`;
         this.started = Date.now();
-        return;
-      case 'failed':
-        this.line(`vaultik: cannot restore ${displayPath(e.path)}: ${e.message}`);
-        return;
-      case 'warning':
-        this.line(`vaultik: warning: ${e.message}`);
+        this.json?.write({ type: 'snapshot', id: e.id, host: e.host, time: e.time.toISOString(), files: e.files, bytes: e.bytes });
         return;
       case 'totals':
+        this.json?.write({ type: 'totals', ...e.totals });
+        return;
+      case 'failed':
+        this.json?.write({ type: 'failed', ...jsonPath(e.path), message: e.message });
+        this.note(`vaultik: cannot restore ${displayPath(e.path)}: ${e.message}`);
+        return;
+      case 'warning':
+        this.json?.write({ type: 'warning', ...jsonPath(e.path), message: e.message });
+        this.note(`vaultik: warning: ${e.message}`);
         return;
       case 'progress': {
-        if (!this.io.isTTY || this.json) return;
-        const now = Date.now();
-        if (now - this.lastDraw < 250) return;
-        this.lastDraw = now;
         const { progress: p, totals: t } = e;
-        const secs = Math.max((now - this.started) / 1000, 0.001);
-        const text = `${this.label}: ${p.files}/${t.files} files, ${humanBytes(p.bytes)}/${humanBytes(t.bytes)}, ${humanBytes(p.bytes / secs)}/s${p.failed > 0 ? `, ${p.failed} failed` : ''}`;
-        this.io.stderr.write(`\r\x1b[K${text}`);
-        this.lineShown = true;
+        const elapsed = Date.now() - this.started;
+        if (this.json) {
+          if (Date.now() - this.lastJsonProgress < 1000) return;
+          this.lastJsonProgress = Date.now();
+          this.json.write({ type: 'progress', ...p, totalFiles: t.files, totalBytes: t.bytes, elapsedMs: elapsed });
+          return;
+        }
+        const failed = p.failed > 0 ? ` · ${plural(p.failed, 'failure')}` : '';
+        this.line?.update(`${this.label}: ${formatCount(p.files)}/${formatCount(t.files)} files · ${formatBytes(p.bytes)}/${formatBytes(t.bytes)} · ${formatRate(p.bytes, elapsed)}${failed}`);
         return;
       }
     }
   };
 
-  /** Prints the summary; returns the exit code it implies. */
+  /** Prints the summary; returns the exit code it implies (DATA when entries failed). */
   finish(s: RestoreSummary): number {
-    this.clearLine();
+    this.line?.clear();
     if (this.printed > MAX_LINES) this.io.stderr.write(`vaultik: … and ${this.printed - MAX_LINES} more messages\n`);
     const code = s.failed > 0 ? ExitCode.DATA : ExitCode.OK;
     if (this.json) {
-      const out = {
+      this.json.write({
+        type: 'summary',
         snapshot: s.snapshotId,
         target: s.target,
         files: s.files,
@@ -122,22 +146,10 @@ export class RestoreRenderer {
         requests: s.requests,
         seconds: s.elapsedMs / 1000,
         exitCode: code,
-      };
-      this.io.stdout.write(`${JSON.stringify(out)}\n`);
+      });
       return code;
     }
-    const secs = Math.max(s.elapsedMs / 1000, 0.001);
-    const parts = [`${s.files} files`, `${s.dirs} dirs`];
-    if (s.symlinks > 0) parts.push(`${s.symlinks} symlinks`);
-    if (s.specials > 0) parts.push(`${s.specials} special files`);
-    const unchanged = s.unchanged > 0 ? `, ${s.unchanged} entries already up to date` : '';
-    this.io.stderr.write(
-      `restored ${parts.join(', ')} (${humanBytes(s.bytes)}${unchanged}) from ${s.snapshotId} into ${s.target} ` +
-        `in ${secs.toFixed(1)} s (${humanBytes(s.bytes / secs)}/s); downloaded ${humanBytes(s.downloaded)} in ${s.requests} requests\n`,
-    );
-    if (s.failed > 0) {
-      this.io.stderr.write(`vaultik: ${s.failed} entr${s.failed === 1 ? 'y' : 'ies'} could not be restored (listed above): missing or corrupted data in the store\n`);
-    }
+    this.io.stdout.write(restoreSummaryLines(s).join('\n') + '\n');
     return code;
   }
 }

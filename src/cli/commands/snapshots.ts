@@ -7,7 +7,7 @@ import { ExitCode } from '../../errors.js';
 import { describeSnapshots } from '../../restore/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
 import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs } from '../storageArgs.js';
-import { humanBytes } from './restore.js';
+import { formatBytes } from '../render/format.js';
 
 const USAGE = `vaultik snapshots <bucket> <prefix> [--json] [--host H] ${STORE_USAGE}`;
 
@@ -45,7 +45,7 @@ export const snapshotsCommand: Command = {
         s.host,
         s.time.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, ''),
         s.blobCount === undefined ? '?' : String(s.blobCount),
-        s.blobBytes === undefined ? '?' : humanBytes(s.blobBytes),
+        s.blobBytes === undefined ? '?' : formatBytes(s.blobBytes),
       ])];
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
       for (const row of table) io.stdout.write(`${row.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()}\n`);
