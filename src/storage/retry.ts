@@ -217,6 +217,8 @@ interface ResumeContext {
 class ResumingReader extends Readable {
   private source: Readable | undefined;
   private received = 0;
+  /** Cancels a backoff sleep when the consumer destroys the stream (so no timer outlives it). */
+  private readonly stop = new AbortController();
 
   constructor(
     first: Readable,
@@ -250,6 +252,7 @@ class ResumingReader extends Readable {
     const source = this.source;
     this.source = undefined;
     source?.destroy();
+    this.stop.abort();
     done(err);
   }
 
@@ -267,7 +270,7 @@ class ResumingReader extends Readable {
         return;
       }
       try {
-        await sleep(delay, undefined, { signal: this.ctx.signal });
+        await sleep(delay, undefined, { signal: this.ctx.signal ? anySignal(this.ctx.signal, this.stop.signal) : this.stop.signal });
         if (this.destroyed) return;
         this.ctx.length ??= (await this.ctx.size()) - this.ctx.start;
         const remaining = this.ctx.length - this.received;
@@ -283,9 +286,26 @@ class ResumingReader extends Readable {
         this.attach(next);
         return;
       } catch (e) {
+        if (this.destroyed) return;
         // A failed reopen goes through the same budget: transient ones are retried.
         error = e;
       }
     }
   }
+}
+
+/** A signal that fires when either of two does (AbortSignal.any needs Node 20.3). */
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  if (a.aborted) return a;
+  if (b.aborted) return b;
+  const controller = new AbortController();
+  const onA = (): void => controller.abort(a.reason);
+  const onB = (): void => controller.abort(b.reason);
+  a.addEventListener('abort', onA, { once: true });
+  b.addEventListener('abort', onB, { once: true });
+  controller.signal.addEventListener('abort', () => {
+    a.removeEventListener('abort', onA);
+    b.removeEventListener('abort', onB);
+  });
+  return controller.signal;
 }
