@@ -7,11 +7,12 @@
  * nothing else is outstanding (so one chunk larger than the limit still passes instead of
  * deadlocking). `ownHeld` lets a reader that holds bytes of a chunk still being assembled (which
  * only it can turn into releasable work) count them as its own: it is granted as soon as nobody
- * else holds bytes, so it can always finish its chunk.
+ * else holds bytes, so it can always finish its chunk — ahead of earlier waiters, which may be
+ * waiting for exactly those bytes.
  */
 export class ByteBudget {
   private used = 0;
-  private readonly waiters: { bytes: number; ownHeld: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private readonly waiters: { bytes: number; ownHeld: number; resolve: () => void }[] = [];
 
   /** @throws RangeError for a limit below 1. */
   constructor(readonly limit: number) {
@@ -21,6 +22,11 @@ export class ByteBudget {
   /** Bytes currently held. */
   get held(): number {
     return this.used;
+  }
+
+  /** Whether a waiter holding `ownHeld` bytes is the only holder (and must go on to free them). */
+  private soleHolder(ownHeld: number): boolean {
+    return ownHeld > 0 && this.used - ownHeld <= 0;
   }
 
   private fits(bytes: number, ownHeld: number): boolean {
@@ -33,12 +39,12 @@ export class ByteBudget {
    */
   async acquire(bytes: number, ownHeld = 0, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    if (this.waiters.length === 0 && this.fits(bytes, ownHeld)) {
+    if ((this.waiters.length === 0 && this.fits(bytes, ownHeld)) || this.soleHolder(ownHeld)) {
       this.used += bytes;
       return;
     }
     await new Promise<void>((resolve, reject) => {
-      const waiter = { bytes, ownHeld, resolve, reject };
+      const waiter = { bytes, ownHeld, resolve };
       const onAbort = (): void => {
         const i = this.waiters.indexOf(waiter);
         if (i >= 0) this.waiters.splice(i, 1);
@@ -63,11 +69,14 @@ export class ByteBudget {
 
   private wake(): void {
     while (this.waiters.length > 0) {
-      const w = this.waiters[0]!;
-      if (!this.fits(w.bytes, w.ownHeld)) return;
-      this.waiters.shift();
-      this.used += w.bytes;
-      w.resolve();
+      let i = 0;
+      if (!this.fits(this.waiters[0]!.bytes, this.waiters[0]!.ownHeld)) {
+        i = this.waiters.findIndex((w) => this.soleHolder(w.ownHeld));
+        if (i < 0) return;
+      }
+      const [w] = this.waiters.splice(i, 1);
+      this.used += w!.bytes;
+      w!.resolve();
     }
   }
 }

@@ -29,6 +29,7 @@
  *   and a caller may lend it a long-lived ChunkPool.
  */
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -38,7 +39,7 @@ import { ChunkPool } from '../compress/pool.js';
 import type { Config } from '../config/index.js';
 import { parseRecipient, type Recipient } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
-import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, type ChangeReport, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
+import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
 import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../index/index.js';
 import { SnapshotWriter, makeSnapshotId, parseSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../snapshot/index.js';
 import type { Storage } from '../storage/types.js';
@@ -46,6 +47,7 @@ import { BlobSizes } from './blobSizes.js';
 import { ByteBudget } from './budget.js';
 import { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummary, type BackupWarning } from './events.js';
 import { BlobPacker, type SealedBlob } from './packer.js';
+import { readSmallFileSync } from './smallFile.js';
 import { AsyncQueue, Slots } from './queue.js';
 import { scanSources, selfPaths, type SourceEntry } from './sources.js';
 
@@ -57,8 +59,10 @@ export interface BackupTuning {
   maxUploads?: number;
   /** Files up to this size are read in one go, several at once (default 1 MiB). */
   smallFileSize?: number;
-  /** Small files read at once (default 16). */
+  /** Small files read at once by the asynchronous readers (default 16). */
   smallReaders?: number;
+  /** Read small files with synchronous calls while they come from the page cache (default true). */
+  syncSmallReads?: boolean;
   /** Blob ciphertext kept in memory before spooling to disk (default 16 MiB). */
   blobMemoryThreshold?: number;
   /** The run's first blob is sealed at this size, to find out early whether the store takes
@@ -160,7 +164,7 @@ interface ChunkOutcome {
   counted?: boolean;
 }
 
-type FileOutcome = { ok: true; stat: FileStat; report: ChangeReport } | { ok: false; error: SourceFileError };
+type FileOutcome = { ok: true; stat: FileStat; changed: boolean; reasons: ChangeReason[] } | { ok: false; error: SourceFileError };
 
 type WindowItem =
   | { kind: 'chunk'; job: FileJob; result: Promise<ChunkOutcome>; bytes: number }
@@ -196,6 +200,7 @@ class BackupRun {
   private readonly largeQueue: AsyncQueue<FileJob>;
   private readonly smallSlots: Slots;
   private readonly smallReads = new Set<Promise<void>>();
+  private readonly syncReads = new SyncReadGovernor();
   /** Chunk ids sent for compression in hash-first mode and not placed yet (latin1 keys). */
   private readonly inflight = new Map<string, number>();
   private readonly links = new Map<number, LinkGroup>();
@@ -215,6 +220,8 @@ class BackupRun {
     private readonly cache: StateCache,
     private readonly recipients: Recipient[],
   ) {
+    // Every reader, queue wait and upload listens to the run's signal: dozens at once is normal.
+    setMaxListeners(0, this.signal);
     this.startTime = (deps.now ?? (() => new Date()))();
     this.snapshotId = this.uniqueSnapshotId();
     this.workDir = `${config.indexPath}.work`;
@@ -225,6 +232,7 @@ class BackupRun {
       maxUploads: t.maxUploads ?? 4,
       smallFileSize: t.smallFileSize ?? DEFAULT_SMALL_FILE,
       smallReaders: t.smallReaders ?? 16,
+      syncSmallReads: t.syncSmallReads ?? true,
       blobMemoryThreshold: t.blobMemoryThreshold ?? 16 * 1024 * 1024,
       firstBlobLimit: t.firstBlobLimit ?? 8 * 1024 * 1024,
     };
@@ -445,7 +453,9 @@ class BackupRun {
       return;
     }
     this.progress.bytesToRead += entry.size;
-    if (entry.size <= this.tuning.smallFileSize) {
+    if (entry.size <= this.tuning.smallFileSize && this.tuning.syncSmallReads && this.syncReads.useSync()) {
+      await this.readSmallSync(job);
+    } else if (entry.size <= this.tuning.smallFileSize) {
       await this.smallSlots.acquire(this.signal);
       const p = this.readSmall(job)
         .catch((err: unknown) => this.fail(err))
@@ -524,7 +534,33 @@ class BackupRun {
 
   // ---- reading ----
 
-  /** Reads a small file in one go and queues its chunks. */
+  /**
+   * Reads a small file with synchronous calls (see smallFile.ts) and queues its chunks. Times
+   * itself: reads that take long mean a cold disk, and the engine then switches to the
+   * asynchronous readers for a while so the event loop keeps running.
+   */
+  private async readSmallSync(job: FileJob): Promise<void> {
+    const { walked } = job;
+    const started = performance.now();
+    let read;
+    try {
+      read = readSmallFileSync(walked.absPath, walked.stat, this.tuning.smallFileSize);
+    } catch (err) {
+      return this.endWithError(job, err);
+    } finally {
+      this.syncReads.record(performance.now() - started);
+    }
+    if (read === 'too-big') {
+      await this.largeQueue.push(job);
+      return;
+    }
+    this.progress.filesRead++;
+    this.progress.bytesRead += read.data.length;
+    await this.budget.acquire(read.data.length, 0, this.signal);
+    await this.queueWhole(job, read.data, { ok: true, stat: read.stat, changed: read.changed, reasons: read.reasons });
+  }
+
+  /** Reads a small file in one go with the asynchronous reader and queues its chunks. */
   private async readSmall(job: FileJob): Promise<void> {
     const { walked } = job;
     let file: SourceFile;
@@ -553,23 +589,37 @@ class BackupRun {
       }
       const report = await file.finish();
       const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-      if (!report.changed) {
-        let pos = 0;
-        for (const n of chunkBuffer(data, this.chunker)) {
-          reserved -= n;
-          await this.pushChunk(job, data.subarray(pos, pos + n));
-          pos += n;
-        }
-      }
-      this.budget.release(reserved);
+      // Budget: trade the reservation for exactly what was read.
+      this.budget.release(reserved - data.length);
       reserved = 0;
-      await this.window.push({ kind: 'end', job, outcome: { ok: true, stat: file.stat, report } });
+      await this.queueWhole(job, data, { ok: true, stat: file.stat, changed: report.changed, reasons: report.reasons });
     } catch (err) {
       this.budget.release(reserved);
       return this.endWithError(job, err);
     } finally {
       await file.close().catch(noop);
     }
+  }
+
+  /**
+   * Cuts a whole file's bytes (held under the budget) into chunks and queues them and the file's
+   * end. A file that changed while read queues no chunk: it will not be recorded with them.
+   */
+  private async queueWhole(job: FileJob, data: Buffer, outcome: Extract<FileOutcome, { ok: true }>): Promise<void> {
+    let unqueued = data.length;
+    try {
+      if (!outcome.changed) {
+        let pos = 0;
+        for (const n of chunkBuffer(data, this.chunker)) {
+          unqueued -= n;
+          await this.pushChunk(job, data.subarray(pos, pos + n));
+          pos += n;
+        }
+      }
+    } finally {
+      this.budget.release(unqueued);
+    }
+    await this.window.push({ kind: 'end', job, outcome });
   }
 
   /** Streams large files one after the other (sequential reads suit disks; CPU work is parallel). */
@@ -609,7 +659,7 @@ class BackupRun {
         await this.pushChunk(job, chunk);
       }
       const report = await file.finish();
-      await this.window.push({ kind: 'end', job, outcome: { ok: true, stat: file.stat, report } });
+      await this.window.push({ kind: 'end', job, outcome: { ok: true, stat: file.stat, changed: report.changed, reasons: report.reasons } });
     } catch (err) {
       this.budget.release(held);
       return this.endWithError(job, err);
@@ -701,14 +751,14 @@ class BackupRun {
   private finishFile(job: FileJob, outcome: FileOutcome): void {
     const { walked } = job;
     const where = displayPath(walked.absPath);
-    if (outcome.ok && !outcome.report.changed) {
+    if (outcome.ok && !outcome.changed) {
       const st = outcome.stat;
       this.recordFile({ ...walked.entry, size: st.size, mtimeNs: st.mtimeNs, mode: st.mode & 0o7777 }, job.ids, st);
       return;
     }
     let warning: BackupWarning;
     if (outcome.ok) {
-      warning = { path: where, kind: 'changed', message: `file changed while it was read (${outcome.report.reasons.join(', ')}): ${where}` };
+      warning = { path: where, kind: 'changed', message: `file changed while it was read (${outcome.reasons.join(', ')}): ${where}` };
     } else {
       const p = outcome.error.problem;
       warning = { path: where, kind: p === 'vanished' ? 'vanished' : p === 'unreadable' ? 'unreadable' : 'replaced', message: outcome.error.message };
@@ -747,5 +797,33 @@ class BackupRun {
     this.progress.blobsUploaded++;
     this.progress.bytesUploaded += b.size;
     this.emit({ type: 'blob', hash: b.hash, size: b.size, chunks: b.chunks.length, bytesPacked: b.bytesPacked });
+  }
+}
+
+/**
+ * Decides between synchronous and asynchronous small-file reads. Synchronous reads are several
+ * times cheaper for the main thread while the data comes from the page cache; from a cold disk
+ * each one blocks the event loop for a seek. When the recent average goes over SLOW_MS, the next
+ * ASYNC_SPELL files go through the concurrent asynchronous readers (which keep many reads in
+ * flight), then synchronous reads are tried again.
+ */
+class SyncReadGovernor {
+  private static readonly SLOW_MS = 0.5;
+  private static readonly ASYNC_SPELL = 512;
+  private avgMs = 0;
+  private asyncLeft = 0;
+
+  useSync(): boolean {
+    if (this.asyncLeft <= 0) return true;
+    this.asyncLeft--;
+    return false;
+  }
+
+  record(ms: number): void {
+    this.avgMs = 0.9 * this.avgMs + 0.1 * ms;
+    if (this.avgMs > SyncReadGovernor.SLOW_MS) {
+      this.asyncLeft = SyncReadGovernor.ASYNC_SPELL;
+      this.avgMs = 0;
+    }
   }
 }
