@@ -31,7 +31,7 @@
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { chunkBuffer, chunkStream, chunkerOptions, type ChunkerOptions } from '../chunker/index.js';
@@ -287,6 +287,7 @@ class BackupRun {
     let runEnded = false;
     const ownPool = deps.pool === undefined;
     try {
+      await this.checkSourcesExist();
       await rm(this.workDir, { recursive: true, force: true });
       await mkdir(this.workDir, { recursive: true, mode: 0o700 });
       this.writer = new SnapshotWriter(join(this.workDir, 'snapshot.db'));
@@ -377,6 +378,25 @@ class BackupRun {
       this.blobSizes.close();
       await rm(this.workDir, { recursive: true, force: true }).catch(noop);
     }
+  }
+
+  /**
+   * Refuses to run when no source dir exists (an unmounted disk): the snapshot would be empty and,
+   * as the next run's dedup base, would make it upload everything again. One missing dir among
+   * others is only a warning (the walk reports it).
+   * @throws VaultikError naming the missing dirs.
+   */
+  private async checkSourcesExist(): Promise<void> {
+    const problems: string[] = [];
+    for (const dir of this.config.sourceDirs) {
+      try {
+        if ((await stat(dir)).isDirectory()) return;
+        problems.push(`${dir}: not a directory`);
+      } catch (err) {
+        problems.push(`${dir}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : errorMessage(err)}`);
+      }
+    }
+    throw new VaultikError(`none of the source directories can be backed up (${problems.join('; ')}); no snapshot was written`);
   }
 
   // ---- scan: walk, unchanged detection, dispatch of reads ----

@@ -5,7 +5,7 @@
  * exist while a backup runs; the tests decrypt afterwards with the standard tools.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,8 @@ import { acquireLock, lockPathFor } from '../../src/index/index.js';
 import { startFaultProxy, WRITE_OPERATIONS, type FaultProxy } from '../helpers/faultProxy.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { buildRichTree, listTree, pseudoRandom } from '../helpers/tree.js';
-import { cleanEnv, ensureBuilt, runCli, startCli } from './cli.js';
+import { hasTool } from '../helpers/tools.js';
+import { cleanEnv, ensureBuilt, MAIN, runCli, startCli } from './cli.js';
 import { decryptMetadata, makeWorkspace, sqlite, storeObjects, type Workspace } from './helpers.js';
 
 let s3: S3rverHandle;
@@ -260,6 +261,30 @@ describe('vaultik backup (real CLI)', () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  // The summary's counters prove it from the inside (engine tests); strace, where installed,
+  // proves it from the outside: no system call opens a source file that is not a directory.
+  it.runIf(hasTool('strace'))('a no-change run opens no source file (strace)', async () => {
+    ws = makeWorkspace();
+    await buildRichTree(ws.src);
+    const opened = async (): Promise<string[]> => {
+      const trace = join(ws!.root, 'trace.txt');
+      const r = await new Promise<number | null>((resolve) => {
+        const child = spawn('strace', ['-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', trace, process.execPath, MAIN, 'backup', ws!.configPath, '--cron'], {
+          env: cleanEnv(),
+          stdio: 'ignore',
+        });
+        child.once('close', resolve);
+      });
+      expect(r).toBe(0);
+      return readFileSync(trace, 'latin1')
+        .split('\n')
+        .filter((l) => l.includes(`"${ws!.src}/`) && !l.includes('O_DIRECTORY') && !/= -1 /.test(l));
+    };
+    const first = await opened();
+    expect(first.length).toBeGreaterThan(20); // the method sees the files the first run reads
+    expect(await opened()).toEqual([]);
   });
 
   it('--json writes one JSON object per line: start, progress, summary', async () => {

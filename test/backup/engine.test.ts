@@ -3,15 +3,17 @@
  * age/zstd/sqlite3 tools; incremental runs; dedup; no plaintext in the store; warnings; abort
  * and resume; the backup's own files left out.
  */
-import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync, closeSync, linkSync, symlinkSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { appendFileSync, chmodSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, closeSync, linkSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runBackup, type BackupEvent, type BackupSummary } from '../../src/backup/index.js';
 import type { Config } from '../../src/config/index.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { openStorage } from '../../src/storage/index.js';
-import { ODD_NAMES, buildRichTree, listTree, pseudoRandom } from '../helpers/tree.js';
+import { parseIdentity } from '../../src/crypto/index.js';
+import { runRestore } from '../../src/restore/index.js';
+import { ODD_NAMES, buildRichTree, compareTrees, listTree, pseudoRandom } from '../helpers/tree.js';
 import { runTool } from '../helpers/tools.js';
 import { decryptMetadata, makeWorkspace, sqlite, storeObjects, type Workspace } from './helpers.js';
 
@@ -119,6 +121,38 @@ describe('runBackup to a local store', () => {
     const added = [...after.keys()].filter((k) => !before.has(k));
     expect(added.sort()).toEqual([`index/${s.snapshotId}.db.zst.age`, `index/${s.snapshotId}.manifest.json.zst`]);
     expect(second.events.filter((e) => e.type === 'blob')).toEqual([]);
+  });
+
+  it('restores (src/restore) each snapshot of an incremental series exactly', async () => {
+    ws = makeWorkspace({ blobSizeLimit: '1MiB' });
+    await buildRichTree(ws.src, { bigSize: 2 * 1024 * 1024 + 7 });
+    const config = ws.config();
+    const first = await backup(config);
+    const copy = join(ws.root, 'copy-1');
+    execFileSync('cp', ['-a', ws.src, copy]);
+    // Changes: append, rewrite, delete, add, chmod, replace a file by a symlink.
+    appendFileSync(join(ws.src, 'big.bin'), pseudoRandom(100_000, 77));
+    writeFileSync(join(ws.src, 'text.txt'), 'rewritten\n');
+    rmSync(join(ws.src, 'a.b'));
+    writeFileSync(join(ws.src, 'new.bin'), pseudoRandom(300_000, 78));
+    chmodSync(join(ws.src, 'exec.sh'), 0o700);
+    rmSync(join(ws.src, 'a0'));
+    symlinkSync('text.txt', join(ws.src, 'a0'));
+    const second = await backup(config);
+    expect(second.summary.filesUnchanged).toBeGreaterThan(20);
+    const storage = openStorage(config.storage);
+    const identities = [parseIdentity(ws.identity)];
+    const ignore = (_rel: Buffer, type: string): boolean => type === 'socket';
+    try {
+      for (const [id, expected] of [[first.summary.snapshotId, copy], [second.summary.snapshotId, ws.src]] as const) {
+        const target = join(ws.root, `restore-${id}`);
+        await runRestore({ storage, identities, snapshotId: id, target, tmpDir: ws.root });
+        const restoredSrc = join(target, ws.src);
+        expect(compareTrees(expected, restoredSrc, { ignore }), id).toEqual([]);
+      }
+    } finally {
+      await storage.close();
+    }
   });
 
   it('one byte changed in a large file uploads about one chunk', async () => {
@@ -278,6 +312,22 @@ describe('runBackup to a local store', () => {
     const db = decryptMetadata(join(store, `index/${summary.snapshotId}.db.zst.age`), ws.identity);
     const names = sqlite(db, 'SELECT CAST(path AS TEXT) FROM entries').map((r) => r[0]!.slice(ws!.src.length - 1));
     expect(names.filter((n) => n.startsWith('/')).sort()).toEqual(['/data.txt', '/state', '/state/unrelated.txt']);
+  });
+
+  it('refuses to write an empty snapshot when no source dir exists; one missing dir is a warning', async () => {
+    ws = makeWorkspace();
+    writeFileSync(join(ws.src, 'a.txt'), 'a');
+    const missing = join(ws.root, 'unmounted');
+    const none = await backup({ ...ws.config(), sourceDirs: [missing] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(String(none)).toContain(`none of the source directories can be backed up (${missing}: no such directory)`);
+    expect(storeObjects(ws.store).size).toBe(0);
+    const { summary, events } = await backup({ ...ws.config(), sourceDirs: [ws.src, missing] });
+    expect(summary.warnings).toBe(1);
+    expect(events.find((e) => e.type === 'warning')).toMatchObject({ kind: 'vanished' });
+    expect(summary.files).toBe(1);
   });
 
   it('backs up several source dirs with per-source excludes and hard links between them', async () => {

@@ -90,7 +90,11 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
       });
       renderer.done(summary);
       return summary.warnings > 0 ? ExitCode.WARNINGS : ExitCode.OK;
-    } catch (err) {
+    } catch (caught) {
+      const err =
+        caught instanceof VaultikError && caught.exitCode === ExitCode.INTERRUPTED
+          ? new VaultikError(`${caught.message}; no snapshot was written (the blobs uploaded so far are reused by the next run)`, ExitCode.INTERRUPTED, { cause: caught })
+          : caught;
       renderer.failed(err);
       throw err;
     } finally {
