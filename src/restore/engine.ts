@@ -65,7 +65,7 @@ export interface RestoreOptions {
   concurrency?: number;
   /**
    * Bytes of range data held at once — each range counts its ciphertext, its plaintext and the
-   * decompressed chunks it is writing — (default 64 MiB; a single larger range runs alone).
+   * decompressed chunks it is writing — (default 32 MiB; a single larger range runs alone).
    */
   memoryBudget?: number;
   plan?: PlanOptions;
@@ -450,7 +450,7 @@ class RestoreRun {
     const { options } = this;
     for (const b of this.reader.blobs()) this.blobSizes.set(b.hash, b.size);
     const concurrency = options.concurrency ?? 6;
-    const budget = new ByteBudget(options.memoryBudget ?? 64 * 1024 * 1024);
+    const budget = new ByteBudget(options.memoryBudget ?? 32 * 1024 * 1024);
     const ranges = (function* (streams: Iterable<Iterable<ChunkPlacement>>, plan?: PlanOptions) {
       for (const s of streams) yield* planRanges(s, plan);
     })(this.placements(), options.plan);
