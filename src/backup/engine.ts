@@ -291,9 +291,8 @@ class BackupRun {
       await rm(this.workDir, { recursive: true, force: true });
       await mkdir(this.workDir, { recursive: true, mode: 0o700 });
       this.writer = new SnapshotWriter(join(this.workDir, 'snapshot.db'));
-      this.pool = deps.pool ?? new ChunkPool({ size: deps.workers ?? availableParallelism(), level: config.compressionLevel });
-      if (this.pool.level !== config.compressionLevel) {
-        throw new VaultikError(`chunk pool compresses at level ${this.pool.level}, the config asks for ${config.compressionLevel}`);
+      if (deps.pool && deps.pool.level !== config.compressionLevel) {
+        throw new VaultikError(`chunk pool compresses at level ${deps.pool.level}, the config asks for ${config.compressionLevel}`);
       }
       this.packer = new BlobPacker({
         storage: deps.storage,
@@ -697,6 +696,12 @@ class BackupRun {
     throw err;
   }
 
+  /** The worker pool, started on first use: a run where nothing changed never needs it. */
+  private chunkPool(): ChunkPool {
+    this.pool ??= this.deps.pool ?? new ChunkPool({ size: this.deps.workers ?? availableParallelism(), level: this.config.compressionLevel });
+    return this.pool;
+  }
+
   /**
    * Queues one chunk (whose bytes are already held under the budget) for hashing and
    * compression. In hash-first mode a chunk that is already stored is not compressed at all.
@@ -713,10 +718,10 @@ class BackupRun {
         result = Promise.resolve({ id, plainLength, known });
       } else {
         this.inflight.set(key, (this.inflight.get(key) ?? 0) + 1);
-        result = this.pool!.compress(chunk, { transfer: true }).then((frame) => ({ id, plainLength, frame, counted: true }));
+        result = this.chunkPool().compress(chunk, { transfer: true }).then((frame) => ({ id, plainLength, frame, counted: true }));
       }
     } else {
-      result = this.pool!.process(chunk, { transfer: true });
+      result = this.chunkPool().process(chunk, { transfer: true });
     }
     result.catch(noop); // surfaced when the consumer reaches it
     await this.window.push({ kind: 'chunk', job, result, bytes: plainLength });

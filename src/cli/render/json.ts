@@ -13,10 +13,21 @@ function replacer(_key: string, value: unknown): unknown {
 }
 
 export class JsonLines {
-  constructor(private readonly stream: NodeJS.WritableStream) {}
+  private closed = false;
+
+  /**
+   * A reader that goes away (`vaultik backup --json | head -1`) must not crash the command half
+   * way: after a write error (EPIPE) further lines are dropped and the work goes on.
+   */
+  constructor(private readonly stream: NodeJS.WritableStream) {
+    stream.on('error', () => {
+      this.closed = true;
+    });
+  }
 
   /** Writes one object as one line. */
   write(obj: object): void {
+    if (this.closed) return;
     this.stream.write(JSON.stringify(obj, replacer) + '\n');
   }
 }
