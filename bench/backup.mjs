@@ -98,14 +98,14 @@ function storeSize() {
 
 const MiB = 1024 * 1024;
 const row = (step, r, bytes) =>
-  `| ${step.padEnd(18)} | ${r.wall.toFixed(2).padStart(7)} s | ${(bytes / MiB / r.wall).toFixed(0).padStart(6)} MB/s | ${(r.cpu / r.wall).toFixed(2)}x | ${r.rss.toFixed(0).padStart(5)} MiB | ${(r.summary.bytesRead / MiB).toFixed(0).padStart(6)} MiB read | ${(r.summary.bytesUploaded / MiB).toFixed(1).padStart(7)} MiB up |`;
+  `| ${step.padEnd(18)} | ${r.wall.toFixed(2).padStart(7)} s | ${(bytes / MiB / r.wall).toFixed(0).padStart(6)} MiB/s | ${(r.cpu / r.wall).toFixed(2)}x | ${r.rss.toFixed(0).padStart(5)} MiB | ${(r.summary.bytesRead / MiB).toFixed(0).padStart(6)} MiB read | ${(r.summary.bytesUploaded / MiB).toFixed(1).padStart(7)} MiB up |`;
 
 buildDataset();
 const stats = treeStats();
 const recipient = keyPair();
 const cfg = writeConfig(recipient);
 console.log(`dataset: ${stats.files} files, ${(stats.bytes / MiB).toFixed(0)} MiB (${data})`);
-console.log('| step               |    wall   | throughput | cpu   |  peak RSS  |   bytes read    |   uploaded      |');
+console.log('| step               |    wall   | throughput  | cpu   |  peak RSS  |   bytes read    |   uploaded      |');
 console.log('| ---                | ---       | ---        | ---   | ---        | ---             | ---             |');
 for (let i = 0; i < runs; i++) {
   rmSync(join(dir, 'store'), { recursive: true, force: true });

@@ -49,13 +49,18 @@ import { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummar
 import { BlobPacker, type SealedBlob } from './packer.js';
 import { readSmallFileSync } from './smallFile.js';
 import { AsyncQueue, Slots } from './queue.js';
-import { scanSources, selfPaths, type SourceEntry } from './sources.js';
+import { scanSources, selfPaths, type ScanOptions, type SourceEntry } from './sources.js';
 
 /** Knobs with sensible defaults; tests and benchmarks turn them. */
 export interface BackupTuning {
   /** Chunk bytes held between reading and packing (default max(64 MiB, 4 × chunk_size)). */
   budgetBytes?: number;
-  /** Blob uploads in flight (default 4). */
+  /**
+   * Blob uploads in flight (default 4, fewer for big blobs: as many as fit in 2 GiB, at least 1).
+   * Each sealed blob waiting for its upload sits in the spool directory (ciphertext), so with the
+   * default 10 GB blob_size_limit one upload runs while the next blob is packed: about two blobs
+   * of local disk next to the state cache.
+   */
   maxUploads?: number;
   /** Files up to this size are read in one go, several at once (default 1 MiB). */
   smallFileSize?: number;
@@ -87,6 +92,12 @@ export interface BackupDeps {
   progressIntervalMs?: number;
   cache?: StateCacheOptions;
   tuning?: BackupTuning;
+  /**
+   * Where the entries come from (default: scanSources, a full walk of config.sourceDirs). A
+   * daemon can pass a walk limited to dirty paths; it must keep scanSources' contract (path
+   * order, each directory before its contents, hard-link groups, self paths left out).
+   */
+  scan?: (config: Config, options: ScanOptions) => AsyncIterable<SourceEntry>;
 }
 
 const DEFAULT_SMALL_FILE = DEFAULT_READ_SIZE;
@@ -229,7 +240,7 @@ class BackupRun {
     const t = deps.tuning ?? {};
     this.tuning = {
       budgetBytes: t.budgetBytes ?? Math.max(64 * 1024 * 1024, 4 * config.chunkSize),
-      maxUploads: t.maxUploads ?? 4,
+      maxUploads: t.maxUploads ?? Math.max(1, Math.min(4, Math.floor((2 * 1024 ** 3) / config.blobSizeLimit))),
       smallFileSize: t.smallFileSize ?? DEFAULT_SMALL_FILE,
       smallReaders: t.smallReaders ?? 16,
       syncSmallReads: t.syncSmallReads ?? true,
@@ -406,7 +417,8 @@ class BackupRun {
     const lane = this.largeLane().catch((err: unknown) => this.fail(err));
     try {
       const self = selfPaths(this.config);
-      for await (const e of scanSources(this.config, { signal: this.signal, self, onWarning: (w) => this.walkWarning(w) })) {
+      const scan = this.deps.scan ?? scanSources;
+      for await (const e of scan(this.config, { signal: this.signal, self, onWarning: (w) => this.walkWarning(w) })) {
         await this.onEntry(e);
       }
       this.walkDone = true;
