@@ -74,6 +74,17 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  // The AWS SDK prints a "Node.js version support" notice on Node < 22 for every command that
+  // creates an S3 client; it is noise for users (and would break `backup --cron` silence).
+  // A user's explicit setting wins.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  // A closed pipe (`vaultik ls … | head`) is not an error worth a stack trace.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? ExitCode.OK);
+      throw err;
+    });
+  }
   const controller = new AbortController();
   let interrupts = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
