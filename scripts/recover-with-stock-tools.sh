@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recover one file from a vaultik store without vaultik: only age, zstd, sqlite3 and GNU
-# coreutils (plus the aws CLI for an s3:// store). Follows docs/FORMAT.md and
-# docs/FORMAT-snapshot.md; docs/RECOVERY.md explains every step.
+# coreutils (plus the aws CLI for an s3:// store). Follows docs/FORMAT.md;
+# docs/RECOVERY.md explains every step.
 #
 #   recover-with-stock-tools.sh STORE SNAPSHOT KEYFILE PATH OUTPUT
 #

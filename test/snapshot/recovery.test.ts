@@ -1,6 +1,6 @@
 /**
- * Runs the "Recovery with the standard tools" recipe of docs/FORMAT-snapshot.md (or FORMAT.md once
- * merged) verbatim, with the real age, zstd and sqlite3 CLIs, against real blobs and metadata.
+ * Runs the "Recovery with the standard tools" recipe of docs/FORMAT.md (snapshot metadata)
+ * verbatim, with the real age, zstd and sqlite3 CLIs, against real blobs and metadata.
  */
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -15,11 +15,11 @@ import { requireTool } from '../helpers/tools.js';
 import { MemoryStorage, T0, entry } from './helpers.js';
 
 function recipe(): string {
-  const doc = ['docs/FORMAT-snapshot.md', 'docs/FORMAT.md'].filter((p) => existsSync(p)).map((p) => readFileSync(p, 'utf8'));
+  const doc = ['docs/FORMAT.md'].filter((p) => existsSync(p)).map((p) => readFileSync(p, 'utf8'));
   for (const text of doc) {
     for (const m of text.matchAll(/```sh\n([\s\S]*?)```/g)) if (m[1]!.includes('snap.db')) return m[1]!;
   }
-  throw new Error('no recovery recipe with snap.db in docs/FORMAT-snapshot.md or docs/FORMAT.md');
+  throw new Error('no recovery recipe with snap.db in docs/FORMAT.md');
 }
 
 describe('recovery with stock tools (docs recipe, verbatim)', () => {
