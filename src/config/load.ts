@@ -20,6 +20,7 @@ import { ConfigError, type ConfigIssue } from './error.js';
 import { ExcludePatternError, compileExcludes } from './exclude.js';
 import { checkRecipient, checkRecipientsFile } from './recipient.js';
 import { formatSize, parseDuration, parseSize } from './size.js';
+import { editDistance } from '../util/editDistance.js';
 
 /** A validated config. Sizes are bytes, durations milliseconds, paths absolute and normalized. */
 export interface Config {
@@ -180,18 +181,6 @@ const ALIASES: ReadonlyMap<string, string> = new Map([
   ['directory', 'path'],
   ['retention', 'days'],
 ]);
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
 
 /** "did you mean …?" for an unknown key, or where the key belongs if it is in the wrong block. */
 function unknownKeyHint(key: string, known: readonly string[], block: 'top' | 's3' | 'local' | 'object_lock'): string {

@@ -6,6 +6,7 @@
 import { UsageError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 import { compareSnapshots, MANIFEST_SUFFIX, METADATA_SUFFIX, tryParseSnapshotId } from './id.js';
+import { editDistance } from '../util/editDistance.js';
 
 export interface SnapshotListing {
   id: string;
@@ -72,19 +73,6 @@ export async function scanIndex(storage: Storage, indexPrefix: string): Promise<
  */
 export async function listSnapshots(storage: Storage, indexPrefix: string): Promise<SnapshotListing[]> {
   return (await scanIndex(storage, indexPrefix)).snapshots;
-}
-
-/** Levenshtein distance, for suggesting ids close to a mistyped one. */
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 /** The `count` ids closest to `wanted` by edit distance (ties: newest first). */
