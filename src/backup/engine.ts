@@ -50,6 +50,7 @@ import { BlobPacker, type SealedBlob } from './packer.js';
 import { readSmallFileSync } from './smallFile.js';
 import { AsyncQueue, Slots } from './queue.js';
 import { scanSources, selfPaths, type ScanOptions, type SourceEntry } from './sources.js';
+import { killPoint, killableStorage } from './testHooks.js';
 
 /** Knobs with sensible defaults; tests and benchmarks turn them. */
 export interface BackupTuning {
@@ -306,7 +307,7 @@ class BackupRun {
         throw new VaultikError(`chunk pool compresses at level ${deps.pool.level}, the config asks for ${config.compressionLevel}`);
       }
       this.packer = new BlobPacker({
-        storage: deps.storage,
+        storage: killableStorage(deps.storage), // test-only crash points; the storage itself when unset
         recipients: this.recipients,
         blobSizeLimit: config.blobSizeLimit,
         firstBlobLimit: this.tuning.firstBlobLimit,
@@ -330,6 +331,7 @@ class BackupRun {
       this.emit({ type: 'phase', phase: 'flush' });
       await this.packer.flush();
       this.signal.throwIfAborted();
+      killPoint('blobs-done'); // test-only (VAULTIK_TEST_KILL_AT); no-op when unset
 
       this.emit({ type: 'phase', phase: 'metadata' });
       const endTime = (deps.now ?? (() => new Date()))();
@@ -345,12 +347,13 @@ class BackupRun {
         compressionLevel: config.compressionLevel,
         warnings: this.progress.warnings,
       });
-      const published = await publishSnapshot(deps.storage, {
+      const published = await publishSnapshot(killableStorage(deps.storage), {
         indexPrefix: config.indexPrefix,
         dbPath: finished.dbPath,
         recipients: this.recipients,
         signal: this.signal,
       });
+      killPoint('cache-commit'); // test-only
       cache.completeSnapshot(this.snapshotId, published.blobs.map((b) => b.hash));
       runEnded = true;
       const done = new Date();
@@ -419,6 +422,7 @@ class BackupRun {
       const self = selfPaths(this.config);
       const scan = this.deps.scan ?? scanSources;
       for await (const e of scan(this.config, { signal: this.signal, self, onWarning: (w) => this.walkWarning(w) })) {
+        killPoint('scan'); // test-only
         await this.onEntry(e);
       }
       this.walkDone = true;
@@ -781,6 +785,7 @@ class BackupRun {
       throw new VaultikError(`internal error: chunk ${out.id.toString('hex')} was deduplicated against nothing`);
     }
     await packer.add(key, out.id, out.frame, out.plainLength);
+    killPoint('chunk'); // test-only
     this.progress.bytesNew += out.plainLength;
     this.progress.bytesPacked += out.frame.length;
   }
@@ -831,6 +836,7 @@ class BackupRun {
       b.size,
       b.chunks.map((c) => ({ id: c.id, blob: b.hash, offset: c.offset, length: c.length, plainLength: c.plainLength })),
     );
+    killPoint('blob-recorded'); // test-only
     this.progress.blobsUploaded++;
     this.progress.bytesUploaded += b.size;
     this.emit({ type: 'blob', hash: b.hash, size: b.size, chunks: b.chunks.length, bytesPacked: b.bytesPacked });
