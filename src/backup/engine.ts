@@ -33,7 +33,7 @@ import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { chunkBuffer, chunkStream, chunkerOptions, type ChunkerOptions } from '../chunker/index.js';
 import { ChunkPool } from '../compress/pool.js';
 import type { Config } from '../config/index.js';
@@ -148,10 +148,26 @@ export async function runBackup(config: Config, deps: BackupDeps): Promise<Backu
       deps.onEvent?.({ type: 'notice', message: `state cache reset: ${cache.resetReason}; this backup uploads everything again` });
     }
     return await new BackupRun(config, deps, cache, recipients).execute();
+  } catch (err) {
+    throw diskFull(err, config.indexPath) ?? err;
   } finally {
     cache?.close();
     lock.release();
   }
+}
+
+/**
+ * A full disk under the state cache or the work directory (SQLITE_FULL, ENOSPC) as a clear
+ * error naming where room is needed; undefined for any other error.
+ */
+function diskFull(err: unknown, indexPath: string): VaultikError | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code !== 'SQLITE_FULL' && code !== 'ENOSPC') return undefined;
+  return new VaultikError(
+    `no space left on the disk of the state cache (${dirname(indexPath)}): ${errorMessage(err)}; no snapshot was written, the next run resumes once there is room`,
+    ExitCode.FAILURE,
+    { cause: err },
+  );
 }
 
 /** A file to read, from the walk to its entry in the snapshot. */
@@ -581,7 +597,7 @@ class BackupRun {
     try {
       read = readSmallFileSync(walked.absPath, walked.stat, this.tuning.smallFileSize);
     } catch (err) {
-      return this.endWithError(job, err);
+      return await this.endWithError(job, err);
     } finally {
       this.syncReads.record(performance.now() - started);
     }
@@ -602,7 +618,7 @@ class BackupRun {
     try {
       file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal, readSize: Math.max(1, walked.stat.size) });
     } catch (err) {
-      return this.endWithError(job, err);
+      return await this.endWithError(job, err);
     }
     let reserved = 0;
     try {
@@ -630,7 +646,7 @@ class BackupRun {
       await this.queueWhole(job, data, { ok: true, stat: file.stat, changed: report.changed, reasons: report.reasons });
     } catch (err) {
       this.budget.release(reserved);
-      return this.endWithError(job, err);
+      return await this.endWithError(job, err);
     } finally {
       await file.close().catch(noop);
     }
@@ -672,7 +688,7 @@ class BackupRun {
     try {
       file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal });
     } catch (err) {
-      return this.endWithError(job, err);
+      return await this.endWithError(job, err);
     }
     // Bytes read and held under the budget but not yet cut into a queued chunk.
     let held = 0;
@@ -697,7 +713,7 @@ class BackupRun {
       await this.window.push({ kind: 'end', job, outcome: { ok: true, stat: file.stat, changed: report.changed, reasons: report.reasons } });
     } catch (err) {
       this.budget.release(held);
-      return this.endWithError(job, err);
+      return await this.endWithError(job, err);
     } finally {
       await file.close().catch(noop);
     }
