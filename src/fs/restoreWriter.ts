@@ -40,7 +40,7 @@
  */
 import { constants } from 'node:fs';
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rmdir, symlink, unlink, type FileHandle } from 'node:fs/promises';
-import { existsSync, type BigIntStats, type Stats } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, fchownSync, fstatSync, ftruncateSync, futimesSync, open as openCallback, writeSync, type BigIntStats, type Stats } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -50,6 +50,11 @@ import { UnsafePathError, displayPath, splitEntryPath } from './paths.js';
 import { entryTypeOf } from './walk.js';
 
 const execFileAsync = promisify(execFile);
+/** fs.open without a FileHandle: a plain descriptor for the synchronous calls that follow. */
+const openFd = promisify(openCallback);
+
+/** Largest file restored by one synchronous writeWholeFile (larger ones use async positional writes). */
+export const WHOLE_FILE_MAX = 1024 * 1024;
 
 /** Open directory descriptors kept for reuse (entries arrive in path order, so hits dominate). */
 const DIR_CACHE_LIMIT = 64;
@@ -414,6 +419,46 @@ export class TargetWriter {
       const handle = await this.createFresh(p, components, () => open(p, CREATE_FILE, 0o600));
       return RestoreFile.start(this, path, handle, size);
     });
+  }
+
+  /**
+   * Creates a regular file whose whole content is `data` (or, with `zero`, a hole of
+   * `entry.size` bytes), with its owner, mode and mtime, in one call: the same safety as
+   * createFile + write + finish. Only the open runs on the thread pool: creating the inode is the
+   * one slow call (≈100 µs on ext4, 4.5 s of a 46,000-file restore when it ran here). The rest
+   * are synchronous on purpose: for the tens of thousands of small files of a restore, promise-
+   * based FileHandle calls (each a thread-pool round trip) cost 3–5 times as much main-thread CPU
+   * as the calls themselves, and these are page-cache writes of at most WHOLE_FILE_MAX bytes.
+   * @throws UnsafePathError, RestoreError (the partial file is removed first).
+   */
+  async writeWholeFile(entry: Entry, data: Uint8Array, zero = false): Promise<void> {
+    const size = entry.size;
+    if (!Number.isSafeInteger(size) || size < 0 || (!zero && data.length !== size)) throw new RangeError(`invalid whole-file write of ${data.length} bytes for size ${size}`);
+    const components = splitEntryPath(entry.path);
+    let created: { ino: number; dev: number } | undefined;
+    try {
+      await this.inParent(components, entry.path, true, 'create file', async (p) => {
+        const fd = await this.createFresh(p, components, () => openFd(p, CREATE_FILE, 0o600));
+        try {
+          const st = fstatSync(fd);
+          created = { ino: st.ino, dev: st.dev };
+          if (zero) {
+            ftruncateSync(fd, size);
+          } else {
+            for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, done);
+          }
+          if (this.owners) fchownSync(fd, entry.uid, entry.gid);
+          fchmodSync(fd, entry.mode);
+          const t = utimesSeconds(entry.mtimeNs);
+          futimesSync(fd, t, t);
+        } finally {
+          closeSync(fd);
+        }
+      });
+    } catch (err) {
+      if (created) await this.removeCreated(entry.path, created.ino, created.dev).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**

@@ -15,7 +15,7 @@
  * partial file.
  */
 import type { Entry } from '../snapshot/types.js';
-import { RestoreError, type RestoreFile, type TargetWriter } from '../fs/restoreWriter.js';
+import { RestoreError, WHOLE_FILE_MAX, type RestoreFile, type TargetWriter } from '../fs/restoreWriter.js';
 import { VaultikError, errorMessage } from '../errors.js';
 
 /** errno codes after which continuing is pointless: the target's disk is full. */
@@ -104,6 +104,18 @@ export class FileTable {
       const entry = this.deps.lookup(path);
       if (!entry || entry.type !== 'file') {
         await this.fail(path, 'the snapshot lists chunks for this path but no regular file');
+        return;
+      }
+      if (offset === 0 && data.length === entry.size && data.length <= WHOLE_FILE_MAX && !this.deps.skipUnchanged) {
+        // A small file in one chunk, the common case: created, written and finished in one call.
+        try {
+          await this.deps.writer.writeWholeFile(entry, data, zero && data.length >= HOLE_MIN);
+        } catch (err) {
+          await this.handleError(path, err);
+          return;
+        }
+        this.deps.onBytes(data.length);
+        this.deps.onDone(entry, true);
         return;
       }
       const created: FileState = { entry, remaining: entry.size, ready: Promise.resolve('write'), file: undefined, last: undefined, opening: undefined, busy: 0 };
