@@ -30,6 +30,7 @@ import type { ChunkPlacement } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/types.js';
 import type { Storage } from '../storage/types.js';
 import { MAX_REPORTED, type FailedPath, type RestoreEvent, type RestoreProgress, type RestoreSummary, type RestoreTotals } from './events.js';
+import { DecodePool, type DecodeResult } from './decodePool.js';
 import { BlobFetcher, isDataError } from './fetcher.js';
 import { FileTable, diskFullError, isAllZero, isFatalWriteError } from './files.js';
 import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
@@ -73,6 +74,11 @@ export interface RestoreOptions {
 
 /** Chunk jobs of one range whose writes may be in flight at once. */
 const WRITE_WINDOW = 16;
+
+/** Chunk bytes per decode-worker message. */
+const DECODE_BATCH_BYTES = 2 * 1024 * 1024;
+/** Ranges with fewer chunk bytes are decoded on the main thread (no worker start-up for a small fetch). */
+const DECODE_POOL_MIN = 256 * 1024;
 
 /** Waits for room in a byte budget; a request larger than the whole budget takes all of it. */
 class ByteBudget {
@@ -165,6 +171,8 @@ class RestoreRun {
   private files!: FileTable;
   private blobSizes = new Map<string, number>();
   private lastProgress = 0;
+  /** Started by the first range large enough to need it; closed after the content pass. */
+  private pool: DecodePool | undefined;
 
   constructor(
     private readonly options: RestoreOptions,
@@ -475,6 +483,8 @@ class RestoreRun {
     } finally {
       // Ends the open SQLite statements (the reader cannot close while one is open).
       ranges.return(undefined);
+      await this.pool?.close();
+      this.pool = undefined;
     }
     if (fatal !== undefined) throw fatal;
   }
@@ -494,7 +504,8 @@ class RestoreRun {
     // Held at once: the ciphertext, its plaintext, and the decompressed chunks being written.
     const largest = range.chunks.reduce((m, j) => Math.max(m, j.chunk.plainLength), 0);
     const limitBytes = Math.max(largest, 1024 * 1024);
-    const release = await budget.acquire(2 * (span.end - span.start) + limitBytes);
+    // Plus up to two decode batches (one decoding while the other is written).
+    const release = await budget.acquire(2 * (span.end - span.start) + limitBytes + 2 * DECODE_BATCH_BYTES);
     try {
       let cipher: Buffer | undefined;
       try {
@@ -524,19 +535,14 @@ class RestoreRun {
       const pending = new Set<Promise<void>>();
       let pendingBytes = 0;
       let failure: unknown;
+      const chunkFailure = (job: ChunkJob, message: string): string => `chunk ${job.chunk.id.toString('hex').slice(0, 16)}… in blob ${range.blob}: ${message}`;
       try {
-        for (const job of range.chunks) {
-          const { chunk } = job;
-          let data: Buffer;
-          try {
-            const at = frameOffsetInRange(range, chunk);
-            const frame = plain ? plain.subarray(at, at + chunk.length) : decryptRange(file, span.start, cipher!, chunk.offset, chunk.length);
-            data = decodeChunk(frame, chunk, chunk.id);
-          } catch (err) {
-            if (!isDataError(err) && !(err instanceof RangeError)) throw err;
-            await this.failJobs([job], `chunk ${chunk.id.toString('hex').slice(0, 16)}… in blob ${range.blob}: ${errorMessage(err)}`);
+        for await (const [job, decoded] of this.decoded(range, plain, span.start, file, cipher)) {
+          if (typeof decoded === 'string') {
+            await this.failJobs([job], chunkFailure(job, decoded));
             continue;
           }
+          const data = decoded;
           while (pending.size > 0 && (pending.size >= WRITE_WINDOW || pendingBytes + data.length > limitBytes)) await Promise.race(pending);
           const size = data.length;
           pendingBytes += size;
@@ -555,6 +561,65 @@ class RestoreRun {
       for (const r of results) if (r.status === 'rejected') throw r.reason;
     } finally {
       release();
+    }
+  }
+
+  /**
+   * The range's chunks in order, each decoded and verified or with the reason it could not be.
+   * With the whole range decrypted and at least DECODE_POOL_MIN bytes of chunks, batches go to
+   * the decode workers, the next one decoding while the caller writes the last; otherwise (a
+   * fetch of a few small files, or a range with a bad segment, decrypted chunk by chunk) they
+   * are decoded here.
+   */
+  private async *decoded(range: RangePlan, plain: Buffer | undefined, spanStart: number, file: AgeFileInfo, cipher: Buffer | undefined): AsyncGenerator<[ChunkJob, Buffer | string]> {
+    const plainBytes = range.chunks.reduce((n, j) => n + j.chunk.plainLength, 0);
+    if (!plain || plainBytes < DECODE_POOL_MIN) {
+      for (const job of range.chunks) {
+        const { chunk } = job;
+        try {
+          const at = frameOffsetInRange(range, chunk);
+          const frame = plain ? plain.subarray(at, at + chunk.length) : decryptRange(file, spanStart, cipher!, chunk.offset, chunk.length);
+          yield [job, decodeChunk(frame, chunk, chunk.id)];
+        } catch (err) {
+          if (!isDataError(err) && !(err instanceof RangeError)) throw err;
+          yield [job, errorMessage(err)];
+        }
+      }
+      return;
+    }
+    this.pool ??= new DecodePool();
+    const pool = this.pool;
+    const batches: ChunkJob[][] = [];
+    let batch: ChunkJob[] = [];
+    let batchBytes = 0;
+    for (const job of range.chunks) {
+      if (batch.length > 0 && (batchBytes + job.chunk.plainLength > DECODE_BATCH_BYTES || batch.length >= 512)) {
+        batches.push(batch);
+        batch = [];
+        batchBytes = 0;
+      }
+      batch.push(job);
+      batchBytes += job.chunk.plainLength;
+    }
+    if (batch.length > 0) batches.push(batch);
+    const submit = (jobs: ChunkJob[]): Promise<DecodeResult[]> => {
+      const p = pool.decode(
+        jobs.map((j) => {
+          const at = frameOffsetInRange(range, j.chunk);
+          return { frame: plain.subarray(at, at + j.chunk.length), plainLength: j.chunk.plainLength, id: j.chunk.id };
+        }),
+      );
+      p.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled
+      return p;
+    };
+    let next = submit(batches[0]!);
+    for (let b = 0; b < batches.length; b++) {
+      const results = await next;
+      if (b + 1 < batches.length) next = submit(batches[b + 1]!);
+      for (let i = 0; i < results.length; i++) {
+        const r = results[i]!;
+        yield [batches[b]![i]!, 'chunk' in r ? r.chunk : r.error];
+      }
     }
   }
 
