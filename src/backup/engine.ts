@@ -363,6 +363,9 @@ class BackupRun {
         compressionLevel: config.compressionLevel,
         warnings: this.progress.warnings,
       });
+      // Should the run die between the metadata upload and completeSnapshot, the next run
+      // knows which blobs the possibly-published snapshot holds (cache.ts: the cache may lag).
+      cache.preparePublish(this.snapshotId, this.snapshotBlobs);
       const published = await publishSnapshot(killableStorage(deps.storage), {
         indexPrefix: config.indexPrefix,
         dbPath: finished.dbPath,

@@ -12,6 +12,12 @@
  *   run uploaded less than `resumeWindowMs` ago (default 6 h). That is safe while
  *   resumeWindowMs + the backup's duration stays below prune's grace period (default 24 h),
  *   the same bound that protects any blob uploaded early in a long run.
+ * - The cache may lag the store: a run can upload its metadata and die before completeSnapshot.
+ *   The store's latest snapshot is then one the cache never made its base, and the user may
+ *   forget the base and prune its blobs. So before the metadata upload, preparePublish records
+ *   the pending snapshot and its blobs; a run that begins with a pending snapshot left over
+ *   narrows the base to the blobs in BOTH the base and the pending snapshot (whichever of the
+ *   two exists keeps them), plus the resume window above.
  * - A cache for another store or key is useless and dangerous (deduping against blobs that are
  *   not there, or that the new key cannot decrypt): open() compares the store identity and
  *   starts empty on a mismatch. So it does for an unknown schema version or an unreadable file.
@@ -303,6 +309,7 @@ export class StateCache {
     if (this.run !== undefined) throw new VaultikError(`state cache: run ${this.run} is still in progress`);
     if (runId === '') throw new VaultikError('state cache: empty run id');
     this.flush();
+    this.settlePending();
     const since = this.resumeWindowMs > 0 ? this.now() - this.resumeWindowMs : Number.POSITIVE_INFINITY;
     const adopted = this.db.transaction(() => {
       const notBase = "hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = COALESCE((SELECT value FROM meta WHERE key = 'base_snapshot'), ''))";
@@ -313,6 +320,41 @@ export class StateCache {
     })();
     this.run = runId;
     return { adoptedBlobs: adopted };
+  }
+
+  /**
+   * A snapshot left pending by an earlier run (metadata perhaps uploaded, never completed): keep
+   * in the base only the blobs it shares with the pending snapshot, then forget it.
+   */
+  private settlePending(): void {
+    const pending = this.getMeta('pending_snapshot');
+    if (pending === undefined) return;
+    this.db.transaction(() => {
+      if (pending !== this.base) {
+        this.db
+          .prepare('DELETE FROM snapshot_blobs WHERE snapshot = ? AND blob NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)')
+          .run(this.base ?? '', pending);
+        this.db.prepare('DELETE FROM snapshot_blobs WHERE snapshot = ?').run(pending);
+      }
+      this.db.prepare("DELETE FROM meta WHERE key = 'pending_snapshot'").run();
+    })();
+  }
+
+  /**
+   * Records that the run's snapshot is about to be published, with every blob it references
+   * (hex hashes): call it before uploading the metadata, and completeSnapshot after. Committed
+   * before returning. If the run never completes, the next beginRun narrows the base (see top).
+   * @throws VaultikError when no run is in progress.
+   */
+  preparePublish(snapshotId: string, blobs: Iterable<string>): void {
+    this.requireRun();
+    this.flush();
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM snapshot_blobs WHERE snapshot = ?').run(snapshotId);
+      const put = this.db.prepare('INSERT OR IGNORE INTO snapshot_blobs (snapshot, blob) VALUES (?, ?)');
+      for (const b of blobs) put.run(snapshotId, hashBytes(b));
+      this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('pending_snapshot', ?)").run(snapshotId);
+    })();
   }
 
   /**
@@ -381,6 +423,7 @@ export class StateCache {
       const put = this.db.prepare('INSERT OR IGNORE INTO snapshot_blobs (snapshot, blob) VALUES (?, ?)');
       for (const b of blobs) put.run(snapshotId, hashBytes(b));
       this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('base_snapshot', ?)").run(snapshotId);
+      this.db.prepare("DELETE FROM meta WHERE key = 'pending_snapshot'").run();
       this.db.prepare('DELETE FROM blobs WHERE hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)').run(snapshotId);
       this.db.exec('DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = chunks.blob)');
       this.db.prepare('DELETE FROM files WHERE run != ?').run(run);
