@@ -28,13 +28,14 @@
  * - Memory is bounded: point lookups and batched writes, never a whole table in memory.
  *
  * It holds file names and stat data of the source, like the metadata DB being built; it stays
- * on the source machine (the directory is created mode 0700).
+ * on the source machine (the directory is created mode 0700, the files are kept mode 0600 —
+ * SQLite gives its -wal and -shm files the main file's mode).
  *
  * Not thread-safe and single-writer: hold the lock (lock.ts) for the duration of a backup.
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { mkdirSync, rmSync, type BigIntStats } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
 import { ExitCode, VaultikError } from '../errors.js';
 import type { ChunkLocation } from '../snapshot/types.js';
@@ -449,7 +450,20 @@ export class StateCache {
   }
 }
 
+/** Creates the cache file mode 0600 (or tightens an existing one, and its -wal/-shm) before SQLite opens it. */
+function restrictMode(path: string): void {
+  closeSync(openSync(path, 'a', 0o600));
+  for (const p of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      if (existsSync(p)) chmodSync(p, 0o600);
+    } catch {
+      // Not ours to change (another owner): SQLite still opens it; the directory is 0700.
+    }
+  }
+}
+
 function openAndCheck(path: string): Database.Database {
+  restrictMode(path);
   const db = new Database(path, { timeout: 5000 });
   try {
     db.pragma('journal_mode = WAL');
