@@ -268,7 +268,7 @@ class BackupRun {
     this.window = new AsyncQueue<WindowItem>(WINDOW_ITEMS, this.signal);
     this.largeQueue = new AsyncQueue<FileJob>(2, this.signal);
     this.smallSlots = new Slots(this.tuning.smallReaders);
-    this.blobSizes = new BlobSizes(config.indexPath);
+    this.blobSizes = new BlobSizes(cache);
   }
 
   /** `<host>-<time>`, strictly after the cache's latest snapshot (ids name immutable objects). */

@@ -134,6 +134,7 @@ export class StateCache {
     findChunk: Database.Statement;
     putBlob: Database.Statement;
     putChunk: Database.Statement;
+    blobSize: Database.Statement;
   };
   private base: string | undefined;
 
@@ -169,6 +170,7 @@ export class StateCache {
       ),
       putBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, uploaded_at, run) VALUES (?, ?, ?, ?)'),
       putChunk: db.prepare('INSERT OR IGNORE INTO chunks (id, blob, offset, length, plain_length) VALUES (?, ?, ?, ?, ?)'),
+      blobSize: db.prepare('SELECT size FROM blobs WHERE hash = ?'),
     };
   }
 
@@ -250,6 +252,15 @@ export class StateCache {
   flush(): void {
     if (this.db.inTransaction) this.db.exec('COMMIT');
     this.pending = 0;
+  }
+
+  /**
+   * The stored size of a blob the cache recorded (in the base snapshot or uploaded by a run), or
+   * undefined when it does not know it.
+   */
+  blobSize(hash: string): number | undefined {
+    const r = this.stmts.blobSize.get(hashBytes(hash)) as { size: number | bigint } | undefined;
+    return r === undefined ? undefined : Number(r.size);
   }
 
   /** The base snapshot (latest completed), if any. */
