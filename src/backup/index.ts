@@ -4,4 +4,4 @@
  */
 export { runBackup, type BackupDeps, type BackupTuning } from './engine.js';
 export { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummary, type BackupWarning } from './events.js';
-export { scanSources, selfPaths, excludeFor, type ScanOptions, type SelfPaths, type SourceEntry } from './sources.js';
+export { scanSources, selfPaths, excludeFor, withHardLinks, type ScanOptions, type SelfPaths, type SourceEntry } from './sources.js';

@@ -97,8 +97,18 @@ export async function* scanSources(config: Pick<Config, 'exclude' | 'sourceDirs'
   const streams = config.sourceDirs.map((dir) =>
     walk([dir], { exclude: excludeFor(config, dir, options.self), signal: options.signal, onWarning: options.onWarning }),
   );
+  yield* withHardLinks(mergeByPath(streams));
+}
+
+/**
+ * Numbers hard-link groups over a stream that is already in snapshot path order: what
+ * scanSources does after its merge, for scans that assemble their stream another way (the
+ * daemon's walk of dirty paths, src/daemon/scan.ts). Any `linkGroup`/`hardLinkTo` already set on
+ * an entry is replaced.
+ */
+export async function* withHardLinks(stream: AsyncIterable<SourceEntry>): AsyncGenerator<SourceEntry> {
   const links = new HardLinks();
-  for await (const e of mergeByPath(streams)) yield links.assign(e);
+  for await (const e of stream) yield links.assign(e);
 }
 
 /** Merges path-ordered streams into one, dropping repeats of a path (shared ancestors). */
