@@ -220,9 +220,10 @@ describe('vaultik backup (real CLI)', () => {
 
     expect((await runCli(['backup'])).code).toBe(2);
     expect((await runCli(['backup', ws.configPath, '--cron', '--json'])).code).toBe(2);
+    // The config is checked before the daemon starts (its behaviour: test/daemon).
     const daemon = await runCli(['backup', ws.configPath, '--daemon']);
-    expect(daemon.code).not.toBe(0);
-    expect(daemon.stderr).toContain('not implemented yet (see issue 7)');
+    expect(daemon.code).toBe(2);
+    expect(daemon.stderr).toMatch(/recipient/);
   });
 
   it('SIGINT mid-run: exit 130, no snapshot; the next run reuses the uploaded blobs', async () => {

@@ -1,17 +1,25 @@
 /**
  * `vaultik backup <config.yaml> [--cron | --daemon] [--json]`: argument parsing and output mode
- * only; the run itself is runBackup() (src/backup).
+ * only; the run itself is runBackup() (src/backup), the daemon is src/daemon.
+ *
+ * `--daemon` runs in the foreground until SIGTERM or SIGINT (exit 0; a run in progress is
+ * cancelled, no snapshot half written); SIGHUP reloads the config. It logs one line per event
+ * to stderr, each starting with an ISO 8601 timestamp; with `--json`, one JSON object per line
+ * on stdout instead (like every --json of vaultik).
  *
  * Exit codes: 0 snapshot written; 3 snapshot written with warnings (paths left out); 2 bad
  * arguments or config; 6 store unreachable or refusing; 7 another backup holds the cache lock;
  * 130 interrupted (no snapshot written); 1 anything else.
  */
 import { runBackup } from '../../backup/index.js';
-import { loadConfig, parseDuration } from '../../config/index.js';
-import { ExitCode, UsageError, VaultikError } from '../../errors.js';
+import { loadConfig, parseDuration, type Config } from '../../config/index.js';
+import { Daemon, type DaemonEvent } from '../../daemon/index.js';
+import { ExitCode, UsageError, VaultikError, errorMessage } from '../../errors.js';
 import { openStorage } from '../../storage/index.js';
 import { expectPositionals, parseCommandArgs, type Command, type CommandIO } from '../command.js';
 import { CronRenderer, JsonRenderer, TextRenderer, type BackupRenderer } from '../render/backup.js';
+import { formatBytes, formatCount, formatDuration, plural } from '../render/format.js';
+import { JsonLines } from '../render/json.js';
 
 const USAGE = 'vaultik backup <config.yaml> [--cron | --daemon] [--json]';
 
@@ -50,7 +58,6 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
   expectPositionals(positionals, 1, 1, USAGE);
   if (values.cron && values.daemon) throw new UsageError(`--cron and --daemon exclude each other\n\nusage: ${USAGE}`);
   if (values.cron && values.json) throw new UsageError(`--cron prints nothing on success; it cannot be combined with --json\n\nusage: ${USAGE}`);
-  if (values.daemon) throw new VaultikError('--daemon is not implemented yet (see issue 7); run `vaultik backup <config.yaml>` from a timer instead');
 
   const config = loadConfig(positionals[0]!);
   // The SDK reads this from process.env when the S3 client is created; a user's explicit
@@ -58,12 +65,6 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
   if (process.env[AWS_SDK_NODE_WARNING_ENV] === undefined && io.env[AWS_SDK_NODE_WARNING_ENV] === undefined) {
     process.env[AWS_SDK_NODE_WARNING_ENV] = 'true';
   }
-  const renderer: BackupRenderer = values.json
-    ? new JsonRenderer(io.stdout)
-    : values.cron
-      ? new CronRenderer(io.stderr)
-      : new TextRenderer(io.stdout, io.stderr, io.isTTY);
-
   const retryTime = io.env[RETRY_TIME_ENV];
   let maxElapsedMs: number | undefined;
   if (retryTime !== undefined && retryTime !== '') {
@@ -73,6 +74,13 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
       throw new UsageError(`${RETRY_TIME_ENV}=${retryTime}: ${(err as Error).message}`);
     }
   }
+  if (values.daemon) return runDaemon(positionals[0]!, config, values.json === true, io, maxElapsedMs);
+
+  const renderer: BackupRenderer = values.json
+    ? new JsonRenderer(io.stdout)
+    : values.cron
+      ? new CronRenderer(io.stderr)
+      : new TextRenderer(io.stdout, io.stderr, io.isTTY);
 
   const run = async (): Promise<number> => {
     const storage = openStorage(config.storage, {
@@ -102,6 +110,83 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
     }
   };
   return values.cron ? withoutProcessWarnings(run) : run();
+}
+
+/** One line of the daemon's text log (undefined: not logged in text, only in --json). */
+export function daemonLogLine(e: DaemonEvent): string | undefined {
+  // One event, one line: a multi-line message (a config error lists its problems) is joined.
+  const msg = (text: string): string => text.replace(/\s*\n\s*/g, '; ');
+  const t = e.time;
+  switch (e.type) {
+    case 'started':
+      return (
+        `${t} vaultik daemon started (pid ${e.pid}): ${plural(e.sourceDirs.length, 'source dir')} to ${e.store}; ` +
+        `a run every ${formatDuration(e.backupIntervalMs)}, a full scan every ${formatDuration(e.fullScanIntervalMs)}, ` +
+        `runs at least ${formatDuration(e.minTimeBetweenRunMs)} apart`
+      );
+    case 'watching':
+      return `${t} watching ${plural(e.directories, 'directory', 'directories')} for changes (ready in ${formatDuration(e.ms)})`;
+    case 'watch-failed':
+      return `${t} warning: cannot watch for changes: ${msg(e.message)}; falling back to a full scan at every run (every ${formatDuration(e.fullScanEveryMs)})`;
+    case 'run-start':
+      return undefined;
+    case 'run': {
+      const how = e.scan === 'full' ? 'full walk' : e.fullScan ? `full scan found ${plural(e.dirtyPaths, 'changed path')}` : `${plural(e.dirtyPaths, 'dirty path')} re-checked`;
+      const warned = e.warnings > 0 ? `; ${plural(e.warnings, 'path')} left out (see the warnings above)` : '';
+      return `${t} snapshot ${e.snapshotId}: ${plural(e.filesChanged, 'file')} changed (${formatCount(e.filesNew)} new), ${formatBytes(e.bytesAdded)} added, ${formatDuration(e.durationMs)} (${how})${warned}`;
+    }
+    case 'skipped':
+      return `${t} skipped: ${e.reason}`;
+    case 'run-failed':
+      return `${t} error: backup failed: ${msg(e.message)}; retrying in ${formatDuration(e.retryInMs)} (${plural(e.failures, 'failure')} in a row)`;
+    case 'warning':
+      return `${t} warning: ${msg(e.message)}`;
+    case 'notice':
+      return `${t} note: ${msg(e.message)}`;
+    case 'reloaded': {
+      const what = e.changed.length > 0 ? ` (changed: ${e.changed.join(', ')})` : ' (no change)';
+      return `${t} config reloaded from ${e.config}${what}; ${e.deferred ? 'applies once the run in progress ends' : 'applies from the next run'}`;
+    }
+    case 'reload-failed':
+      return `${t} error: config reload failed, the running config stays: ${msg(e.message)}`;
+    case 'stopping':
+      return `${t} stopping (${msg(e.reason)})${e.runInProgress ? ': cancelling the run in progress; no snapshot is written' : ''}`;
+    case 'stopped':
+      return `${t} stopped`;
+  }
+}
+
+/** `--daemon`: runs until io.signal is aborted; SIGHUP reloads the config. */
+async function runDaemon(configPath: string, config: Config, json: boolean, io: CommandIO, maxElapsedMs: number | undefined): Promise<number> {
+  const out = json ? new JsonLines(io.stdout) : undefined;
+  const log = (e: DaemonEvent): void => {
+    if (out) return out.write(e);
+    const line = daemonLogLine(e);
+    if (line !== undefined) io.stderr.write(line + '\n');
+  };
+  const daemon = new Daemon({
+    config,
+    reloadConfig: () => loadConfig(configPath),
+    openStorage: (c) =>
+      openStorage(c.storage, {
+        retry: {
+          ...(maxElapsedMs !== undefined ? { maxElapsedMs } : {}),
+          onRetry: (r) =>
+            log({ time: new Date().toISOString(), type: 'notice', message: `retrying (attempt ${r.attempt + 1} in ${Math.round(r.delayMs)} ms): ${errorMessage(r.error)}` }),
+        },
+      }),
+    signal: io.signal,
+    onEvent: log,
+  });
+  // SIGHUP would end the process by default; for a daemon it means "read your config again".
+  const onHangup = (): void => daemon.reload();
+  process.on('SIGHUP', onHangup);
+  try {
+    await daemon.run();
+  } finally {
+    process.off('SIGHUP', onHangup);
+  }
+  return ExitCode.OK;
 }
 
 export const backupCommand: Command = {
