@@ -74,7 +74,17 @@ export interface BackupTuning {
   /** The run's first blob is sealed at this size, to find out early whether the store takes
    *  writes (default 8 MiB; never above blob_size_limit). */
   firstBlobLimit?: number;
+  /** Blobs are sealed at this size (default 256 MiB; never above blob_size_limit). See DEFAULT_PACK_TARGET. */
+  packTarget?: number;
 }
+
+/**
+ * blob_size_limit is a limit, not a target: with the default 10 GB, a first backup of 2 GB put
+ * all new data into one blob whose upload (≈3 s to a local store: read, hash, write, fsync) ran
+ * alone after the last chunk. Sealing at 256 MiB lets uploads overlap packing; the cost is more,
+ * still large, objects. Restoring one file still reads only its segments.
+ */
+export const DEFAULT_PACK_TARGET = 256 * 1024 * 1024;
 
 export interface BackupDeps {
   /** The store. Only `put` is called. */
@@ -257,7 +267,8 @@ class BackupRun {
     const t = deps.tuning ?? {};
     this.tuning = {
       budgetBytes: t.budgetBytes ?? Math.max(64 * 1024 * 1024, 4 * config.chunkSize),
-      maxUploads: t.maxUploads ?? Math.max(1, Math.min(4, Math.floor((2 * 1024 ** 3) / config.blobSizeLimit))),
+      packTarget: Math.min(config.blobSizeLimit, t.packTarget ?? DEFAULT_PACK_TARGET),
+      maxUploads: t.maxUploads ?? Math.max(1, Math.min(4, Math.floor((2 * 1024 ** 3) / Math.min(config.blobSizeLimit, t.packTarget ?? DEFAULT_PACK_TARGET)))),
       smallFileSize: t.smallFileSize ?? DEFAULT_SMALL_FILE,
       smallReaders: t.smallReaders ?? 16,
       syncSmallReads: t.syncSmallReads ?? true,
@@ -325,7 +336,7 @@ class BackupRun {
       this.packer = new BlobPacker({
         storage: killableStorage(deps.storage), // test-only crash points; the storage itself when unset
         recipients: this.recipients,
-        blobSizeLimit: config.blobSizeLimit,
+        blobSizeLimit: this.tuning.packTarget,
         firstBlobLimit: this.tuning.firstBlobLimit,
         spoolDir: this.workDir,
         memoryThreshold: this.tuning.blobMemoryThreshold,
