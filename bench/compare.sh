@@ -9,8 +9,8 @@
 #
 # Every step runs both tools, alternating (vaultik first in odd runs, restic first in even
 # runs), so slow phases of a shared machine hit both. The table gives wall time, CPU time
-# (user+sys, all threads), peak RSS from /usr/bin/time, and the vaultik/restic ratio of the
-# summed wall times of each step. The page cache is left warm: both tools read the same files.
+# (user+sys, all threads), peak RSS from /usr/bin/time, and the vaultik/restic ratios of the
+# summed wall and CPU times of each step. The page cache is left warm: both tools read the same files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -177,11 +177,11 @@ rm -rf "$WORK/target" "$WORK/one"
       w[key] += $4; c[key] += $5; if ($6 > m[key]) m[key] = $6; n[key]++
       if (!($1 in seen)) { seen[$1] = 1; order[++steps] = $1 } }
     END {
-      printf "| step | vaultik wall s | restic wall s | wall ratio | vaultik cpu s | restic cpu s | vaultik RSS MiB | restic RSS MiB |\n"
-      printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+      printf "| step | vaultik wall s | restic wall s | wall ratio | vaultik cpu s | restic cpu s | cpu ratio | vaultik RSS MiB | restic RSS MiB |\n"
+      printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
       for (i = 1; i <= steps; i++) {
         s = order[i]; v = s SUBSEP "vaultik"; r = s SUBSEP "restic"
-        printf "| %s | %s | %s | **%.2f** | %.1f | %.1f | %d | %d |\n", s, wall[v], wall[r], w[v] / w[r], c[v] / n[v], c[r] / n[r], m[v] / 1024, m[r] / 1024
+        printf "| %s | %s | %s | **%.2f** | %.1f | %.1f | %.2f | %d | %d |\n", s, wall[v], wall[r], w[v] / w[r], c[v] / n[v], c[r] / n[r], c[v] / c[r], m[v] / 1024, m[r] / 1024
       }
     }' "$RESULTS"
   echo
