@@ -68,14 +68,14 @@ FILES=$(find "$DATA" -type f | wc -l)
 # are deleted, 50 new files appear, and 1 MiB in the middle of a large file is overwritten.
 change_set() {
   local r=$1
-  awk -v r="$r" 'NR % 500 == r' "$WORK/files.txt" | while IFS= read -r f; do
+  awk -v r="$((r % 500))" 'NR % 500 == r' "$WORK/files.txt" | while IFS= read -r f; do
     [ -f "$f" ] && echo "vaultik compare change $r" >> "$f"
   done
-  awk -v r="$r" 'NR % 2000 == 250 + r' "$WORK/files.txt" | while IFS= read -r f; do rm -f "$f"; done
+  awk -v r="$((r % 1000))" 'NR % 2000 == 250 + r' "$WORK/files.txt" | while IFS= read -r f; do rm -f "$f"; done
   mkdir -p "$DATA/new-$r"
   for i in $(seq 1 50); do seq "$i" $((i * 100)) > "$DATA/new-$r/file-$i.txt"; done
   keystream "change-$r" $((1024 * 1024)) |
-    dd of="$DATA/random.bin" bs=1M seek=$((BIG / 4 + r)) conv=notrunc status=none
+    dd of="$DATA/random.bin" bs=1M seek=$((BIG / 4 + r % (BIG / 2))) conv=notrunc status=none
 }
 
 # ---------------------------------------------------------------- tools
@@ -158,8 +158,12 @@ for run in $(seq 1 "$RUNS"); do both initial "$run"; done
 VSIZE=$(du -sb "$VSTORE" | cut -f1)
 RSIZE=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
 for run in $(seq 1 "$RUNS"); do both backup "$run" no-change; done
+# Change sets are numbered across invocations (the dataset is reused), so each one changes files.
+CHANGES=$(cat "$WORK/changes.count" 2> /dev/null || echo 0)
 for run in $(seq 1 "$RUNS"); do
-  change_set "$run"
+  CHANGES=$((CHANGES + 1))
+  echo "$CHANGES" > "$WORK/changes.count"
+  change_set "$CHANGES"
   both backup "$run" incremental
 done
 for run in $(seq 1 "$RUNS"); do both restore "$run"; done
