@@ -146,7 +146,12 @@ export async function runBackup(config: Config, deps: BackupDeps): Promise<Backu
       throw new UsageError(`invalid recipient ${r}: ${errorMessage(err)}`, { cause: err });
     }
   });
-  const lock = acquireLock(lockPathFor(config.indexPath));
+  let lock: ReturnType<typeof acquireLock>;
+  try {
+    lock = acquireLock(lockPathFor(config.indexPath));
+  } catch (err) {
+    throw diskFull(err, config.indexPath) ?? err;
+  }
   let cache: StateCache | undefined;
   try {
     cache = StateCache.open(

@@ -193,11 +193,19 @@ describe('disk full under the state cache', () => {
       const full = await runCli(['backup', ws.configPath, '--cron'], cleanEnv());
       expect(full.code, full.stderr).not.toBe(0);
       expect(full.code).not.toBeNull();
-      expect(full.stderr).toMatch(/no space|ENOSPC|disk.*full|SQLITE_FULL/i);
+      expect(full.stderr).toMatch(/no space left|disk (is )?full/i);
       expect(full.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
       const storage = openStorage({ type: 'local', path: ws.store, prefix: '' });
       try {
         expect(await listSnapshots(storage, 'index/')).toEqual([]);
+        // Not one byte left: even the lock file cannot be written. Same clear message.
+        const rest = join(mnt, 'rest');
+        spawnSync('dd', ['if=/dev/zero', `of=${rest}`, 'bs=4k'], { stdio: 'ignore' });
+        const none = await runCli(['backup', ws.configPath, '--cron'], cleanEnv());
+        expect(none.code, none.stderr).toBe(1);
+        expect(none.stderr).toMatch(/no space left on the disk of the state cache/);
+        expect(none.stderr.trimEnd().split('\n')).toHaveLength(1);
+        rmSync(rest);
         rmSync(filler);
         const next = await runCli(['backup', ws.configPath, '--cron'], cleanEnv());
         expect(next.code, next.stderr).toBe(0);
