@@ -11,7 +11,8 @@
  *   name, never a partial one; readers never see a partial object.
  * - Temp files are named `.vaultik-tmp-*`; keys may not contain a segment with that prefix, and
  *   list() never returns one, so a leftover temp file from a crash is invisible (it is garbage,
- *   safe to delete once no backup runs).
+ *   safe to delete once no backup writes it). listIncompleteUploads/abortIncompleteUpload expose
+ *   them like S3's incomplete multipart uploads, so prune removes those older than its grace.
  * - list() walks the directory tree in exact S3 key order (UTF-8 byte order of whole keys), lazily:
  *   memory stays bounded by the largest directory, not by the number of keys.
  * - Empty directories are left in place after delete(): removing them would race with a
@@ -232,6 +233,50 @@ export class LocalStorage implements Storage {
         const st = await stats[j];
         if (st) yield { key, size: st.size, lastModified: st.mtime };
       }
+    }
+  }
+
+  /**
+   * Temp files left by puts that never finished (a killed process), as "incomplete uploads":
+   * `key` is the directory key they were written in, `uploadId` the temp file's path relative
+   * to the root, `initiated` its mtime (a put in progress keeps it fresh). Prune aborts those
+   * older than its grace. Not part of the Storage contract (see src/prune/janitor.ts).
+   */
+  async *listIncompleteUploads(): AsyncIterable<{ key: string; uploadId: string; initiated: Date }> {
+    const visit = async function* (dir: string, rel: string): AsyncGenerator<{ key: string; uploadId: string; initiated: Date }> {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return;
+        throw err;
+      }
+      for (const e of entries) {
+        const r = rel === '' ? e.name : `${rel}/${e.name}`;
+        if (e.isDirectory() && !e.name.startsWith(TEMP_PREFIX)) yield* visit(join(dir, e.name), r);
+        else if (e.isFile() && e.name.startsWith(TEMP_PREFIX)) {
+          const st = await stat(join(dir, e.name)).catch(() => undefined);
+          if (st) yield { key: rel, uploadId: r, initiated: st.mtime };
+        }
+      }
+    };
+    try {
+      yield* visit(this.root, '');
+    } catch (err) {
+      throw fsError(err, 'listing', '', this.description);
+    }
+  }
+
+  /** Deletes a leftover temp file found by listIncompleteUploads; one already gone is fine. */
+  async abortIncompleteUpload(upload: { uploadId: string }): Promise<void> {
+    const segments = upload.uploadId.split('/');
+    if (!segments.at(-1)!.startsWith(TEMP_PREFIX) || segments.some((s) => s === '..' || s === '' || s === '.')) {
+      throw new StorageError(`not a temp file of this store: '${upload.uploadId}'`, 'permanent');
+    }
+    try {
+      await unlink(join(this.root, ...segments));
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw fsError(err, 'deleting', upload.uploadId, this.description);
     }
   }
 

@@ -25,6 +25,7 @@ import {
   type PruneResult,
 } from '../../prune/index.js';
 import { S3Storage } from '../../storage/s3.js';
+import { LocalStorage } from '../../storage/local.js';
 import type { StorageSpec } from '../../storage/types.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs } from '../storageArgs.js';
@@ -73,9 +74,12 @@ export function parseGrace(value: string | undefined): number {
   }
 }
 
-/** The multipart janitor of an S3 store (none for a local directory). */
+/**
+ * The janitor of what killed uploads leave behind: S3's incomplete multipart uploads, a local
+ * directory's `.vaultik-tmp-*` files.
+ */
 function janitorFor(spec: StorageSpec): { janitor: MultipartJanitor | undefined; close: () => Promise<void> } {
-  if (spec.type !== 's3') return { janitor: undefined, close: async () => undefined };
+  if (spec.type === 'local') return { janitor: asMultipartJanitor(new LocalStorage(spec)), close: async () => undefined };
   // Its own raw backend: the retry and limit wrappers of openStorage expose only Storage.
   const raw = new S3Storage(spec);
   return { janitor: asMultipartJanitor(raw) ?? new S3MultipartJanitor(raw), close: () => raw.close() };
