@@ -37,7 +37,7 @@ import { DEFAULT_DIRTY_LIMIT, DirtySet } from './dirty.js';
 import type { DaemonEvent, DaemonEventBody, ScanKind } from './events.js';
 import { SourceMap, diffTree, dirtyScan, recordingScan, type ScanFn } from './scan.js';
 import { fullScanDue, nextDue, retryDelay, startAt } from './schedule.js';
-import { TreeRecordError, TreeWriter, readTree, removeTree, treeFingerprint, treeMatches, treePathFor, type TreeRecord } from './tree.js';
+import { TreeRecordError, TreeWriter, readTreeBatches, removeTree, treeFingerprint, treeMatches, treePathFor, type TreeRecord } from './tree.js';
 import { inotifyWatcher, type Watcher, type WatcherFactory } from './watcher.js';
 
 export interface DaemonOptions {
@@ -282,7 +282,7 @@ export class Daemon {
     const self = selfPaths(config);
     const treePath = treePathFor(config.indexPath);
     const fingerprint = treeFingerprint(config, self);
-    const openTree = (): AsyncIterable<TreeRecord> => readTree(treePath, fingerprint);
+    const openTree = (): AsyncIterable<TreeRecord[]> => readTreeBatches(treePath, fingerprint);
     const marks = this.dirty.take();
     const scanOptions: ScanOptions = {
       signal,

@@ -59,6 +59,8 @@ export type Location =
 /** Where paths lie relative to the config's source dirs, and which of them are excluded. */
 export class SourceMap {
   readonly sources: SourceInfo[];
+  /** The source dirs and their ancestors (latin1 snapshot paths): stat'ed at every run. */
+  readonly virtualKeys = new Set<string>();
 
   constructor(config: Pick<Config, 'sourceDirs' | 'exclude'>, self: SelfPaths) {
     this.sources = config.sourceDirs.map((dir) => ({
@@ -66,6 +68,11 @@ export class SourceMap {
       path: Buffer.from(resolvePath(dir).slice(1), 'utf8'),
       exclude: excludeFor(config, dir, self),
     }));
+    for (const { path } of this.sources) {
+      if (path.length === 0) continue;
+      for (let i = path.indexOf(0x2f); i >= 0; i = path.indexOf(0x2f, i + 1)) this.virtualKeys.add(path.toString('latin1', 0, i));
+      this.virtualKeys.add(path.toString('latin1'));
+    }
   }
 
   /**
@@ -203,8 +210,56 @@ function sameVirtualDir(a: { entry: Entry; stat: FileStat }, b: { entry: Entry; 
 interface MergeItem {
   key: Buffer;
   /** The entry at `key`, if any; afterwards `key` is the next one's, or `done` is set. */
-  pull(): Promise<SourceEntry | undefined>;
+  pull(): SourceEntry | undefined | Promise<SourceEntry | undefined>;
   done: boolean;
+}
+
+/**
+ * Walks batches of records (tree.ts readTreeBatches) one record at a time; `advance` returns a
+ * promise only when the next batch must be read, so most records cost no await.
+ */
+export class RecordCursor {
+  private batch: TreeRecord[] = [];
+  private i = 0;
+
+  constructor(private readonly batches: AsyncIterator<TreeRecord[]>) {}
+
+  /** The current record; undefined once every record was seen. */
+  get current(): TreeRecord | undefined {
+    return this.batch[this.i];
+  }
+
+  /** Reads the first batch. */
+  async start(): Promise<void> {
+    this.i = -1;
+    await this.advance();
+  }
+
+  advance(): Promise<void> | undefined {
+    this.i++;
+    if (this.i < this.batch.length) return undefined;
+    return this.fill();
+  }
+
+  private async fill(): Promise<void> {
+    for (;;) {
+      const r = await this.batches.next();
+      if (r.done) {
+        this.batch = [];
+        this.i = 0;
+        return;
+      }
+      if (r.value.length > 0) {
+        this.batch = r.value;
+        this.i = 0;
+        return;
+      }
+    }
+  }
+
+  close(): Promise<unknown> | undefined {
+    return this.batches.return?.();
+  }
 }
 
 /** A binary min-heap of merge items by key (memcmp: snapshot path order). */
@@ -251,8 +306,11 @@ class ItemHeap {
 
 /** What the dirty scan needs besides the config. */
 export interface DirtyScanInput {
-  /** Opens the previous scan's record; called twice (first to collect names of directories to re-list). */
-  openTree: () => AsyncIterable<TreeRecord>;
+  /**
+   * Opens the previous scan's record, in batches (tree.ts readTreeBatches); called twice when
+   * directories are to be listed again (first to collect the names they had).
+   */
+  openTree: () => AsyncIterable<TreeRecord[]>;
   marks: DirtySet;
 }
 
@@ -281,16 +339,18 @@ class DirtyWalk {
 
   async *entries(): AsyncGenerator<SourceEntry> {
     await this.collectListedNames();
-    const tree = this.input.openTree()[Symbol.asyncIterator]();
+    const tree = new RecordCursor(this.input.openTree()[Symbol.asyncIterator]());
     try {
       await this.startRoot();
-      const first = await tree.next();
-      if (!first.done) this.heap.push(new TreeItem(this, tree, first.value));
+      await tree.start();
+      if (tree.current !== undefined) this.heap.push(new TreeItem(this, tree));
       let last: Buffer | undefined;
+      let n = 0;
       while (this.heap.size > 0) {
-        this.options.signal?.throwIfAborted();
+        if ((++n & 255) === 0) this.options.signal?.throwIfAborted();
         const item = this.heap.pop()!;
-        const e = await item.pull();
+        const pulled = item.pull();
+        const e = pulled instanceof Promise ? await pulled : pulled;
         if (!item.done) this.heap.push(item);
         if (e === undefined) continue;
         if (last !== undefined) {
@@ -303,20 +363,21 @@ class DirtyWalk {
         yield e;
       }
     } finally {
-      await tree.return?.();
+      await tree.close();
     }
   }
 
   private async collectListedNames(): Promise<void> {
     for (const [key, flags] of this.input.marks.entries()) if (flags & LIST) this.listed.set(key, new Set());
     if (this.listed.size === 0) return;
-    let n = 0;
-    for await (const r of this.input.openTree()) {
-      if ((++n & 1023) === 0) this.options.signal?.throwIfAborted();
-      const p = r.entry.path;
-      const slash = p.lastIndexOf(0x2f);
-      const names = this.listed.get(slash < 0 ? '' : p.toString('latin1', 0, slash));
-      names?.add(p.toString('latin1', slash + 1));
+    for await (const batch of this.input.openTree()) {
+      this.options.signal?.throwIfAborted();
+      for (const r of batch) {
+        const p = r.entry.path;
+        const slash = p.lastIndexOf(0x2f);
+        const names = this.listed.get(slash < 0 ? '' : p.toString('latin1', 0, slash));
+        names?.add(p.toString('latin1', slash + 1));
+      }
     }
   }
 
@@ -347,16 +408,22 @@ class DirtyWalk {
     return this.gone.has(path.toString('latin1'));
   }
 
-  /** A recorded entry: carried over, or looked at again when marked. */
-  async visitRecord(rec: TreeRecord): Promise<SourceEntry | undefined> {
+  /** A recorded entry: carried over (without an await), or looked at again when marked. */
+  visitRecord(rec: TreeRecord): SourceEntry | undefined | Promise<SourceEntry | undefined> {
     const path = rec.entry.path;
     if (this.covered(path, true)) return undefined;
-    let flags = this.input.marks.flags(path);
-    const loc = this.map.locate(path);
+    const key = path.toString('latin1');
+    let flags = this.input.marks.flagsOf(key);
     // Source dirs and their ancestors are few and not watched themselves (inotify reports a
     // change to a watched directory's own attributes only obscurely): always stat them again.
-    if (loc.kind === 'ancestor' || (loc.kind === 'inside' && loc.rel === '')) flags |= SELF;
+    if (this.map.virtualKeys.has(key)) flags |= SELF;
     if (flags === 0) return fromRecord(rec);
+    return this.visitMarked(rec, flags);
+  }
+
+  private async visitMarked(rec: TreeRecord, flags: number): Promise<SourceEntry | undefined> {
+    const path = rec.entry.path;
+    const loc = this.map.locate(path);
     const fresh = await this.restat(path, loc);
     if (fresh === undefined) {
       this.gone.add(path.toString('latin1'));
@@ -461,21 +528,29 @@ class TreeItem implements MergeItem {
 
   constructor(
     private readonly walk: DirtyWalk,
-    private readonly tree: AsyncIterator<TreeRecord>,
-    private current: TreeRecord,
+    private readonly tree: RecordCursor,
   ) {
-    this.key = current.entry.path;
+    this.key = tree.current!.entry.path;
   }
 
-  async pull(): Promise<SourceEntry | undefined> {
-    const e = await this.walk.visitRecord(this.current);
-    const next = await this.tree.next();
-    if (next.done) this.done = true;
-    else {
-      this.current = next.value;
-      this.key = next.value.entry.path;
-    }
-    return e;
+  pull(): SourceEntry | undefined | Promise<SourceEntry | undefined> {
+    const visited = this.walk.visitRecord(this.tree.current!);
+    if (visited instanceof Promise) return visited.then(async (e) => (await this.next(), e));
+    const moved = this.next();
+    return moved === undefined ? visited : moved.then(() => visited);
+  }
+
+  private next(): Promise<void> | undefined {
+    const moved = this.tree.advance();
+    if (moved !== undefined) return moved.then(() => this.settle());
+    this.settle();
+    return undefined;
+  }
+
+  private settle(): void {
+    const rec = this.tree.current;
+    if (rec === undefined) this.done = true;
+    else this.key = rec.entry.path;
   }
 }
 
@@ -518,7 +593,7 @@ export interface TreeDiff {
  * The full stat scan: walks every source dir and compares each entry with the record.
  * @throws TreeRecordError when the record is unusable; the signal's reason once aborted.
  */
-export async function diffTree(config: Config, options: ScanOptions, openTree: () => AsyncIterable<TreeRecord>, limit?: number): Promise<TreeDiff> {
+export async function diffTree(config: Config, options: ScanOptions, openTree: () => AsyncIterable<TreeRecord[]>, limit?: number): Promise<TreeDiff> {
   const map = new SourceMap(config, options.self);
   const marks = new DirtySet(limit);
   const addedDirs = new Set<string>();
@@ -530,12 +605,18 @@ export async function diffTree(config: Config, options: ScanOptions, openTree: (
     return loc.kind !== 'inside' || loc.rel === '';
   };
   const walked = scanSources(config, options)[Symbol.asyncIterator]();
-  const tree = openTree()[Symbol.asyncIterator]();
+  const tree = new RecordCursor(openTree()[Symbol.asyncIterator]());
+  const advance = async (): Promise<void> => {
+    const moved = tree.advance();
+    if (moved !== undefined) await moved;
+  };
   try {
     let w = await walked.next();
-    let r = await tree.next();
-    while (!w.done || !r.done) {
-      const c = w.done ? 1 : r.done ? -1 : Buffer.compare(w.value.entry.path, r.value.entry.path);
+    await tree.start();
+    for (;;) {
+      const rec = tree.current;
+      if (w.done && rec === undefined) break;
+      const c = w.done ? 1 : rec === undefined ? -1 : Buffer.compare(w.value.entry.path, rec.entry.path);
       if (c < 0) {
         const e = w.value as SourceEntry;
         const parent = parentPath(e.entry.path).toString('latin1');
@@ -549,29 +630,29 @@ export async function diffTree(config: Config, options: ScanOptions, openTree: (
         if (e.entry.type === 'dir') addedDirs.add(key);
         w = await walked.next();
       } else if (c > 0) {
-        const rec = r.value as TreeRecord;
-        const parent = parentPath(rec.entry.path).toString('latin1');
+        const gone = rec!;
+        const parent = parentPath(gone.entry.path).toString('latin1');
         if (!removedDirs.has(parent)) {
           changed++;
-          if (isVirtual(rec.entry.path)) structural = true;
-          marks.mark(parentPath(rec.entry.path), SELF | LIST);
+          if (isVirtual(gone.entry.path)) structural = true;
+          marks.mark(parentPath(gone.entry.path), SELF | LIST);
         }
-        if (rec.entry.type === 'dir') removedDirs.add(rec.entry.path.toString('latin1'));
-        r = await tree.next();
+        if (gone.entry.type === 'dir') removedDirs.add(gone.entry.path.toString('latin1'));
+        await advance();
       } else {
         const we = w.value as SourceEntry;
-        const differs = isVirtual(we.entry.path) ? !sameVirtualDir(we, r.value as TreeRecord) : !sameEntry(we, r.value as TreeRecord);
+        const differs = isVirtual(we.entry.path) ? !sameVirtualDir(we, rec!) : !sameEntry(we, rec!);
         if (differs) {
           changed++;
-          marks.mark((w.value as SourceEntry).entry.path, SELF);
+          marks.mark(we.entry.path, SELF);
         }
         w = await walked.next();
-        r = await tree.next();
+        await advance();
       }
     }
   } finally {
     await walked.return?.(undefined);
-    await tree.return?.();
+    await tree.close();
   }
   return { marks, changed, structural };
 }

@@ -19,9 +19,9 @@
  * (paths and symlink targets base64, 64-bit numbers as decimal strings), a trailer `{"end":n}`.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Config } from '../config/index.js';
 import type { SelfPaths, SourceEntry } from '../backup/index.js';
 import type { FileStat } from '../fs/index.js';
@@ -29,6 +29,7 @@ import type { Entry, EntryType } from '../snapshot/types.js';
 
 const FORMAT_VERSION = 1;
 const WRITE_BUFFER = 256 * 1024;
+const READ_SIZE = 256 * 1024;
 
 /** One entry of the record: what a walk yielded for it. Its absolute path is '/' + entry.path. */
 export interface TreeRecord {
@@ -181,66 +182,71 @@ export function treeMatches(path: string, fingerprint: string): boolean {
 }
 
 /**
- * The records at `path`, in path order.
+ * The records at `path`, in path order, in batches (one per 256 KiB read): a consumer that walks
+ * tens of thousands of them pays for one promise per batch, not per record.
  * @throws TreeRecordError (possibly after yielding some records) when the file is missing, was
  *   made under another fingerprint, is malformed or was cut short: a scan built on it must fail.
  */
-export async function* readTree(path: string, fingerprint: string): AsyncGenerator<TreeRecord> {
-  const stream = createReadStream(path, { encoding: 'utf8', highWaterMark: 256 * 1024 });
-  const opened = new Promise<void>((resolve, reject) => {
-    stream.once('open', () => resolve());
-    stream.once('error', reject);
-  });
+export async function* readTreeBatches(path: string, fingerprint: string): AsyncGenerator<TreeRecord[]> {
+  let handle;
   try {
-    await opened;
+    handle = await open(path, 'r');
   } catch (err) {
-    stream.destroy();
     throw new TreeRecordError(`cannot read the daemon's scan record ${path}: ${(err as Error).message}`);
   }
-  const rl = createInterface({ input: stream, crlfDelay: Infinity });
-  const lines = rl[Symbol.asyncIterator]();
-  let count = 0;
-  let ended = false;
-  let first = true;
+  const where = `the daemon's scan record ${path}`;
   try {
+    const buf = Buffer.allocUnsafe(READ_SIZE);
+    let rest = '';
+    let count = 0;
+    let first = true;
+    let ended = false;
     for (;;) {
-      const next = await lines.next();
-      if (next.done) break;
-      const text = next.value;
-      if (ended) throw new TreeRecordError(`the daemon's scan record ${path} has data after its end`);
-      if (first) {
-        first = false;
-        let header: { vaultikDaemonTree?: unknown; fingerprint?: unknown };
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      // Lines are ASCII (JSON with base64 paths): a read boundary never splits a character.
+      const lines = (rest + buf.toString('latin1', 0, bytesRead)).split('\n');
+      rest = lines.pop()!;
+      const batch: TreeRecord[] = [];
+      for (const text of lines) {
+        if (ended) throw new TreeRecordError(`${where} has data after its end`);
+        if (first) {
+          first = false;
+          let header: { vaultikDaemonTree?: unknown; fingerprint?: unknown };
+          try {
+            header = JSON.parse(text) as typeof header;
+          } catch {
+            throw new TreeRecordError(`${where} has no valid header`);
+          }
+          if (header.vaultikDaemonTree !== FORMAT_VERSION || header.fingerprint !== fingerprint) {
+            throw new TreeRecordError(`${where} belongs to another configuration`);
+          }
+          continue;
+        }
+        if (text.startsWith('{"end":')) {
+          const end = (JSON.parse(text) as { end: number }).end;
+          if (end !== count) throw new TreeRecordError(`${where} is damaged (${count} entries, ${end} announced)`);
+          ended = true;
+          continue;
+        }
         try {
-          header = JSON.parse(text) as typeof header;
-        } catch {
-          throw new TreeRecordError(`the daemon's scan record ${path} has no valid header`);
+          batch.push(decode(text));
+        } catch (err) {
+          throw new TreeRecordError(`${where} is malformed at entry ${count + 1}: ${(err as Error).message}`);
         }
-        if (header.vaultikDaemonTree !== FORMAT_VERSION || header.fingerprint !== fingerprint) {
-          throw new TreeRecordError(`the daemon's scan record ${path} belongs to another configuration`);
-        }
-        continue;
+        count++;
       }
-      if (text.startsWith('{"end":')) {
-        const end = (JSON.parse(text) as { end: number }).end;
-        if (end !== count) throw new TreeRecordError(`the daemon's scan record ${path} is damaged (${count} entries, ${end} announced)`);
-        ended = true;
-        continue;
-      }
-      let record: TreeRecord;
-      try {
-        record = decode(text);
-      } catch (err) {
-        throw new TreeRecordError(`the daemon's scan record ${path} is malformed at entry ${count + 1}: ${(err as Error).message}`);
-      }
-      count++;
-      yield record;
+      if (batch.length > 0) yield batch;
     }
-    if (!ended) throw new TreeRecordError(`the daemon's scan record ${path} was cut short`);
+    if (rest !== '' || !ended) throw new TreeRecordError(`${where} was cut short`);
   } finally {
-    rl.close();
-    stream.destroy();
+    await handle.close();
   }
+}
+
+/** The records at `path` one by one (see readTreeBatches). */
+export async function* readTree(path: string, fingerprint: string): AsyncGenerator<TreeRecord> {
+  for await (const batch of readTreeBatches(path, fingerprint)) yield* batch;
 }
 
 /** Deletes the record (and a leftover temp file). */

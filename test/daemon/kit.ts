@@ -10,7 +10,7 @@ import type { Config } from '../../src/config/index.js';
 import { parseIdentity } from '../../src/crypto/index.js';
 import { Daemon, type DaemonEvent, type DaemonOptions } from '../../src/daemon/index.js';
 import type { ScanFn } from '../../src/daemon/scan.js';
-import { readTree, treeFingerprint, treePathFor, TreeWriter, type TreeRecord } from '../../src/daemon/tree.js';
+import { readTreeBatches, treeFingerprint, treePathFor, TreeWriter, type TreeRecord } from '../../src/daemon/tree.js';
 import type { WalkWarning } from '../../src/fs/index.js';
 import { runRestore } from '../../src/restore/index.js';
 import { openStorage } from '../../src/storage/index.js';
@@ -56,8 +56,8 @@ export async function recordFullScan(config: Config): Promise<void> {
   writer.commit();
 }
 
-export function openRecord(config: Config): () => AsyncIterable<TreeRecord> {
-  return () => readTree(treePathFor(config.indexPath), treeFingerprint(config, selfPaths(config)));
+export function openRecord(config: Config): () => AsyncIterable<TreeRecord[]> {
+  return () => readTreeBatches(treePathFor(config.indexPath), treeFingerprint(config, selfPaths(config)));
 }
 
 export function sleep(ms: number): Promise<void> {
