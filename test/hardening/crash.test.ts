@@ -169,10 +169,14 @@ describe('SIGKILL of restore and prune', () => {
     const span = Date.now() - t0;
     rmSync(join(ws.root, 'r-whole'), { recursive: true, force: true });
     let killed = 0;
-    for (let i = 0; i < 6; i++) {
+    let tries = 0;
+    // Until 6 restores were killed mid-run (a kill that comes after the exit does not count;
+    // under load runs vary in length), at most 15 tries.
+    for (let i = 0; killed < 6 && i < 15; i++) {
+      tries++;
       const target = join(ws.root, `r${i}`);
       const { child, done } = startCli(args(target, false), env);
-      await new Promise((r) => setTimeout(r, span * (0.3 + 0.6 * rnd())));
+      await new Promise((r) => setTimeout(r, span * (0.2 + 0.6 * rnd())));
       child.kill('SIGKILL');
       const r = await done;
       if (r.signal === 'SIGKILL') killed++;
@@ -181,8 +185,8 @@ describe('SIGKILL of restore and prune', () => {
       expect(compareTrees(golden, join(target, ws.src))).toEqual([]);
       rmSync(target, { recursive: true, force: true });
     }
-    console.log(`[hardening] crash/restore: ${killed} of 6 restores killed mid-run (restore takes ~${span} ms)`);
-    expect(killed).toBeGreaterThanOrEqual(3);
+    console.log(`[hardening] crash/restore: ${killed} of ${tries} restores killed mid-run (restore takes ~${span} ms)`);
+    expect(killed).toBeGreaterThanOrEqual(4);
   }, 90_000);
 
   it('prune --keep-latest --grace 0 killed at random times; rerun finishes; the kept snapshot restores', async () => {
@@ -196,13 +200,15 @@ describe('SIGKILL of restore and prune', () => {
     expect((await runCli(['prune', `file://${probe}`, '', '--keep-latest', '--grace', '0'], env)).code).toBe(0);
     const span = Date.now() - t0;
     rmSync(probe, { recursive: true, force: true });
-    for (let i = 0; i < 5; i++) {
+    let tries = 0;
+    for (let i = 0; killed < 5 && i < 15; i++) {
+      tries++;
       const copy = join(ws.root, `store-copy${i}`);
       mkdirSync(join(ws.root, 'scratch-prune'), { recursive: true });
       goldenCopy(ws.store, copy);
       const args = ['prune', `file://${copy}`, '', '--keep-latest', '--grace', '0'];
       const { child, done } = startCli(args, env);
-      await new Promise((r) => setTimeout(r, span * (0.3 + 0.65 * rnd())));
+      await new Promise((r) => setTimeout(r, span * (0.2 + 0.6 * rnd())));
       child.kill('SIGKILL');
       const r = await done;
       if (r.signal === 'SIGKILL') killed++;
@@ -219,7 +225,7 @@ describe('SIGKILL of restore and prune', () => {
         rmSync(copy, { recursive: true, force: true });
       }
     }
-    console.log(`[hardening] crash/prune: ${killed} of 5 prunes killed mid-run (prune takes ~${span} ms)`);
-    expect(killed).toBeGreaterThanOrEqual(2);
+    console.log(`[hardening] crash/prune: ${killed} of ${tries} prunes killed mid-run (prune takes ~${span} ms)`);
+    expect(killed).toBeGreaterThanOrEqual(4);
   }, 90_000);
 });
