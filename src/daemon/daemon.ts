@@ -67,6 +67,7 @@ export interface DaemonOptions {
 }
 
 const DEFAULT_POOL_IDLE_MS = 10 * 60 * 1000;
+const MAX_SLEEP_MS = 60 * 60 * 1000;
 
 type CycleResult = 'ran' | 'skipped' | 'failed' | 'stopped';
 
@@ -145,6 +146,8 @@ export class Daemon {
     const { signal } = this.options;
     const onAbort = (): void => {
       this.emit({ type: 'stopping', reason: errorMessage(signal.reason), runInProgress: this.running });
+      // Also ends a start-up crawl of a large tree at once (the watcher's `ready` resolves).
+      this.watcher?.close();
       this.wake?.();
     };
     signal.addEventListener('abort', onAbort, { once: true });
@@ -195,9 +198,10 @@ export class Daemon {
     }
   }
 
+  /** Sleeps until `at`, at most an hour at a time (setTimeout overflows past 24.8 days; the loop decides again on waking). */
   private sleepUntil(at: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, at - this.now()));
+      const timer = setTimeout(done, Math.min(MAX_SLEEP_MS, Math.max(0, at - this.now())));
       function done(): void {
         clearTimeout(timer);
         resolve();
@@ -261,7 +265,9 @@ export class Daemon {
     this.watcher = watcher;
     this.watching = !failed;
     await watcher.ready;
-    if (!failed && this.watcherToken === token) this.emit({ type: 'watching', directories: watcher.watchedDirs, ms: this.now() - started });
+    if (!failed && this.watcherToken === token && !this.options.signal.aborted) {
+      this.emit({ type: 'watching', directories: watcher.watchedDirs, ms: this.now() - started });
+    }
   }
 
   /** One tick: decide, maybe back up. Never throws for a failed run. */
@@ -273,8 +279,7 @@ export class Daemon {
       // Watching failed earlier: try again once per full_scan_interval (the limit may have been
       // raised, the source dir may be back).
       this.watcher?.close();
-      await this.startWatcher();
-      if (this.watching) this.emit({ type: 'notice', message: 'watching for changes again; runs between full scans re-stat only changed paths' });
+      await this.startWatcher(); // 'watching' again, or one more 'watch-failed'
     }
     // Without a working watcher the marks are incomplete: only a full scan finds every change.
     const full = !this.watching || fullScanDue(this.lastFullScan, config.fullScanInterval, started) || this.dirty.overflowed;
