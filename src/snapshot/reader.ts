@@ -182,8 +182,12 @@ export class SnapshotReader {
     this.snapshotInfo = info;
   }
 
-  /** @internal Opens and validates; see openSnapshotFile. */
-  static open(dbPath: string, options: OpenSnapshotOptions = {}): SnapshotReader {
+  /**
+   * @internal Opens and validates; see openSnapshotFile. `written` is for SnapshotWriter.finish
+   * only: the DB it has just built gets the checks it cannot guarantee by construction
+   * (validateWritten), not the full validation of a DB read from a store.
+   */
+  static open(dbPath: string, options: OpenSnapshotOptions = {}, written = false): SnapshotReader {
     let db: DB | undefined;
     const label = options.expectedId ?? dbPath;
     try {
@@ -193,7 +197,7 @@ export class SnapshotReader {
       db.pragma('cell_size_check = ON');
       // Sorts of large result sets spill to temp files instead of growing memory.
       db.pragma('temp_store = FILE');
-      const info = validate(db, options.expectedId);
+      const info = written ? validateWritten(db, options.expectedId) : validate(db, options.expectedId);
       return new SnapshotReader(db, info, options.deleteOnClose);
     } catch (err) {
       db?.close();
@@ -408,6 +412,26 @@ function validate(db: DB, expectedId: string | undefined): SnapshotInfo {
   return info;
 }
 
+/**
+ * The checks of validate() that a DB SnapshotWriter has just built still needs. The writer
+ * created the schema, checked the type and range of every value and every path as rows were
+ * added, numbered each file's chunks, computed their file offsets and wrote the counts from the
+ * tables; what it cannot know is whether its caller's rows agree with one another (an entry under
+ * a file, a chunk without a location or outside its blob, sizes that do not add up, hard-link
+ * groups). Skipping the rest saves ~0.2 s of a 48,000-file no-change backup; a DB read from a
+ * store always gets the full validate().
+ */
+function validateWritten(db: DB, expectedId: string | undefined): SnapshotInfo {
+  const info = validateSnapshotRow(db, expectedId);
+  checkNothingUnderNonDirs(db);
+  checkChunkLocations(db);
+  const unknown = first(db, 'SELECT 1 AS bad FROM file_chunks fc WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = fc.chunk) LIMIT 1');
+  if (unknown || !fileSizesLookValid(db)) explainFileChunks(db);
+  checkFilesHaveChunks(db);
+  validateLinkGroups(db);
+  return info;
+}
+
 function validateSnapshotRow(db: DB, expectedId: string | undefined): SnapshotInfo {
   const rows = db.prepare('SELECT * FROM snapshot').safeIntegers(true).all() as Row[];
   if (rows.length !== 1) throw new Invalid(`the snapshot table has ${rows.length} rows, expected 1`);
@@ -497,6 +521,10 @@ function validateEntries(db: DB): void {
     const problem = entryPathProblem(path);
     if (problem) throw new Invalid(`${problem}: ${describePath(path)}`);
   }
+  checkNothingUnderNonDirs(db);
+}
+
+function checkNothingUnderNonDirs(db: DB): void {
   // Nothing may live under a non-directory: restoring "a" as a symlink and then "a/b" would
   // write through the link. Descendants of p are the keys in (p + '/', p + '0').
   const under = first(
@@ -527,6 +555,11 @@ function validateChunksAndBlobs(db: DB): void {
     rowToChunk,
     () => 'invalid chunk row',
   );
+  checkChunkLocations(db);
+}
+
+/** Every chunk lies inside a listed blob. */
+function checkChunkLocations(db: DB): void {
   const orphan = first(db, 'SELECT c.id AS id, c.blob AS blob FROM chunks c LEFT JOIN blobs b ON b.hash = c.blob WHERE b.hash IS NULL LIMIT 1');
   if (orphan) {
     throw new Invalid(`chunk ${(orphan.id as Buffer).toString('hex')} is in blob ${(orphan.blob as Buffer).toString('hex')}, which is not listed in blobs`);
@@ -553,6 +586,10 @@ function validateFileChunks(db: DB): void {
   );
   if (badType) throw new Invalid(`invalid file_chunks row for ${Buffer.isBuffer(badType.path) ? describePath(badType.path) : 'a non-BLOB path'}`);
   if (!fileChunksLookValid(db)) explainFileChunks(db);
+  checkFilesHaveChunks(db);
+}
+
+function checkFilesHaveChunks(db: DB): void {
   const missing = first(
     db,
     `SELECT e.path AS path, e.size AS size FROM entries e
@@ -587,6 +624,15 @@ function fileChunksLookValid(db: DB): boolean {
        LIMIT 1`,
     );
     if (rowProblem) return false;
+    return fileSizesLookValid(db);
+  } catch {
+    return false;
+  }
+}
+
+/** The chunks of each path add up to the size of a regular-file entry; false on any doubt. */
+function fileSizesLookValid(db: DB): boolean {
+  try {
     const sizeProblem = first(
       db,
       `SELECT 1 AS bad FROM (SELECT fc.path AS path, SUM(c.plain_length) AS total FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk GROUP BY fc.path) s

@@ -18,7 +18,7 @@ import { describePath, entryPathProblem } from './paths.js';
 import { INDEXES_DDL, SNAPSHOT_APPLICATION_ID, SNAPSHOT_FORMAT_VERSION, TABLES_DDL, ENTRY_TYPES, MAX_CHUNK_PLAIN_LENGTH } from './schema.js';
 import { computeCounts, isHexHash, type DB } from './sql.js';
 import type { BlobRef, ChunkLocation, Entry, SnapshotInfo, SnapshotSummary } from './types.js';
-import { openSnapshotFile } from './reader.js';
+import { SnapshotReader } from './reader.js';
 
 export interface SnapshotWriterOptions {
   /** Rows per transaction (default 50,000). */
@@ -204,8 +204,8 @@ export class SnapshotWriter {
   /**
    * Completes the DB: builds the indexes, computes each chunk's offset in its file, drops
    * chunks no file uses and blobs no chunk uses (a file skipped late may leave some), writes the
-   * snapshot row, and validates the result exactly as a restorer would. The writer is closed
-   * afterwards; the file at dbPath is ready for packSnapshot.
+   * snapshot row, and checks that the rows agree with one another (validateWritten in
+   * reader.ts). The writer is closed afterwards; the file at dbPath is ready for packSnapshot.
    * @throws VaultikError when the content is inconsistent (a chunk without a location, a blob
    *   missing, sizes that do not add up): a bug in the caller; the file is left for inspection.
    */
@@ -264,7 +264,9 @@ export class SnapshotWriter {
     }
     let reader;
     try {
-      reader = openSnapshotFile(this.dbPath, { expectedId: summary.id });
+      // The checks this DB needs beyond what addEntry/addChunk/addBlob and the SQL above
+      // guarantee; openSnapshot still validates it fully when it is read back from a store.
+      reader = SnapshotReader.open(this.dbPath, { expectedId: summary.id }, true);
     } catch (err) {
       throw callerError(`the finished snapshot does not validate: ${(err as Error).message}`, err);
     }
