@@ -8,7 +8,6 @@
  * implement the listing (s3rver answers 501 NotImplemented) make listIncompleteUploads throw,
  * and prune then notes that the bucket's lifecycle rule must do the job.
  */
-import { AbortMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import type { S3Storage } from '../storage/s3.js';
 import { StorageError } from '../storage/types.js';
 import type { IncompleteUpload, MultipartJanitor } from './janitor.js';
@@ -26,6 +25,9 @@ export class S3MultipartJanitor implements MultipartJanitor {
     for (;;) {
       let page;
       try {
+        // Loaded here, not at the top: src/prune is imported by the CLI for every store, and
+        // the AWS SDK costs ~90 ms and ~27 MB to load.
+        const { ListMultipartUploadsCommand } = await import('@aws-sdk/client-s3');
         page = await this.store.client.send(
           new ListMultipartUploadsCommand({ Bucket: this.store.bucket, Prefix: this.store.prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: 1000 }),
         );
@@ -49,6 +51,7 @@ export class S3MultipartJanitor implements MultipartJanitor {
   /** @throws StorageError; an upload already gone (404 NoSuchUpload) is fine. */
   async abortIncompleteUpload(upload: IncompleteUpload): Promise<void> {
     try {
+      const { AbortMultipartUploadCommand } = await import('@aws-sdk/client-s3');
       await this.store.client.send(new AbortMultipartUploadCommand({ Bucket: this.store.bucket, Key: this.store.prefix + upload.key, UploadId: upload.uploadId }));
     } catch (err) {
       const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;

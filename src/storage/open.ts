@@ -4,13 +4,24 @@
  */
 import { fileURLToPath } from 'node:url';
 import { isAbsolute } from 'node:path';
+import type { Readable } from 'node:stream';
 import { UsageError } from '../errors.js';
 import { normalizePrefix } from './keys.js';
 import { LimitStorage } from './limit.js';
 import { LocalStorage } from './local.js';
 import { RetryStorage, type RetryOptions } from './retry.js';
-import { S3Storage, type S3StorageOptions } from './s3.js';
-import { isStorageError, type Storage, type StorageSpec } from './types.js';
+import type { S3Storage } from './s3.js';
+import { checkS3Spec, type S3StorageOptions } from './s3Settings.js';
+import {
+  isStorageError,
+  type ByteRange,
+  type ObjectInfo,
+  type PutBody,
+  type PutOptions,
+  type S3StorageSpec,
+  type Storage,
+  type StorageSpec,
+} from './types.js';
 
 export interface OpenStorageOptions {
   /** Retry policy; false disables retries (tests of the raw backends). */
@@ -31,7 +42,7 @@ export interface OpenStorageOptions {
 export function openStorage(spec: StorageSpec, options: OpenStorageOptions = {}): Storage {
   let backend: Storage;
   try {
-    backend = spec.type === 'local' ? new LocalStorage(spec) : new S3Storage(spec, options.s3);
+    backend = spec.type === 'local' ? new LocalStorage(spec) : new LazyS3Storage(spec, options.s3);
   } catch (err) {
     if (isStorageError(err)) throw new UsageError(err.message, { cause: err });
     throw err;
@@ -39,6 +50,54 @@ export function openStorage(spec: StorageSpec, options: OpenStorageOptions = {})
   const concurrency = options.concurrency ?? (spec.type === 's3' ? spec.concurrency : undefined) ?? 8;
   const limited = new LimitStorage(backend, concurrency);
   return options.retry === false ? limited : new RetryStorage(limited, options.retry);
+}
+
+/**
+ * An S3Storage built on first use: its module loads the AWS SDK (~90 ms and ~27 MB), which a
+ * command on a local store never needs. The spec is checked now, so a bad one still fails at
+ * open; the client is built by the first operation (opening makes no request either way).
+ */
+class LazyS3Storage implements Storage {
+  readonly description: string;
+  private backend: Promise<S3Storage> | undefined;
+
+  constructor(
+    private readonly spec: S3StorageSpec,
+    private readonly options: S3StorageOptions | undefined,
+  ) {
+    checkS3Spec(spec, options);
+    this.description = `s3://${spec.bucket}/${normalizePrefix(spec.prefix)}`;
+  }
+
+  private load(): Promise<S3Storage> {
+    this.backend ??= import('./s3.js').then((m) => new m.S3Storage(this.spec, this.options));
+    return this.backend;
+  }
+
+  async put(key: string, body: PutBody, options?: PutOptions): Promise<void> {
+    return (await this.load()).put(key, body, options);
+  }
+
+  async get(key: string, range?: ByteRange, options?: { signal?: AbortSignal }): Promise<Readable> {
+    return (await this.load()).get(key, range, options);
+  }
+
+  async stat(key: string): Promise<ObjectInfo> {
+    return (await this.load()).stat(key);
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    yield* (await this.load()).list(prefix);
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    return (await this.load()).delete(keys);
+  }
+
+  async close(): Promise<void> {
+    // Never built: nothing to close, and no reason to load the SDK now.
+    if (this.backend) await (await this.backend).close();
+  }
 }
 
 /**

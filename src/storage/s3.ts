@@ -44,6 +44,7 @@ import {
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { checkKey, normalizePrefix } from './keys.js';
+import { S3_DEFAULTS, checkS3Spec, type S3StorageOptions, type SdkLogger } from './s3Settings.js';
 import { checkRange } from './local.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { BodyLengthError, bodySize, emptyStream, guardDownload, lengthChecker, openBody } from './streams.js';
@@ -58,48 +59,12 @@ import {
   type StorageErrorKind,
 } from './types.js';
 
-const MiB = 1024 * 1024;
 /** S3 allows at most 10,000 parts per upload. */
 const MAX_PARTS = 10_000;
 /** DeleteObjects takes at most 1,000 keys per request. */
 const DELETE_BATCH = 1000;
 
-export const S3_DEFAULTS = {
-  multipartThreshold: 32 * MiB,
-  partSize: 8 * MiB,
-  /** Parts in flight per multipart upload. */
-  concurrency: 4,
-  /** S3's minimum size of every part but the last. */
-  minPartSize: 5 * MiB,
-  connectionTimeoutMs: 10_000,
-  socketTimeoutMs: 60_000,
-  maxSockets: 64,
-} as const;
-
-export interface S3StorageOptions {
-  /** Give up connecting after this long (transient error). Default 10 s. */
-  connectionTimeoutMs?: number;
-  /** A connection with no traffic for this long is dropped (transient error). Default 60 s. */
-  socketTimeoutMs?: number;
-  /** HTTP connections kept per endpoint. Default 64. */
-  maxSockets?: number;
-  /**
-   * Smallest part size accepted (default 5 MiB, S3's rule). Tests lower it to exercise multipart
-   * with small objects; real S3 rejects smaller parts with EntityTooSmall at completion.
-   */
-  minPartSize?: number;
-  /** Retries of one multipart part (the whole put is retried by RetryStorage). Default 4 attempts. */
-  partRetry?: RetryOptions;
-  /** Where the AWS SDK's own log lines go (debugging); silent by default. */
-  sdkLogger?: SdkLogger;
-}
-
-export interface SdkLogger {
-  debug: (...content: unknown[]) => void;
-  info: (...content: unknown[]) => void;
-  warn: (...content: unknown[]) => void;
-  error: (...content: unknown[]) => void;
-}
+export { S3_DEFAULTS, type S3StorageOptions, type SdkLogger };
 
 const SILENT_LOGGER: SdkLogger = {
   debug: () => undefined,
@@ -146,13 +111,7 @@ export class S3Storage implements Storage {
     this.threshold = spec.multipartThreshold ?? S3_DEFAULTS.multipartThreshold;
     this.partSize = spec.partSize ?? S3_DEFAULTS.partSize;
     this.partConcurrency = spec.concurrency ?? S3_DEFAULTS.concurrency;
-    const minPartSize = options.minPartSize ?? S3_DEFAULTS.minPartSize;
-    if (!Number.isSafeInteger(this.partSize) || this.partSize < minPartSize) {
-      throw new StorageError(`S3 part size ${this.partSize} is below the minimum of ${minPartSize} bytes`, 'permanent');
-    }
-    if (!Number.isSafeInteger(this.partConcurrency) || this.partConcurrency < 1) {
-      throw new StorageError(`S3 concurrency must be a positive integer, got ${this.partConcurrency}`, 'permanent');
-    }
+    checkS3Spec(spec, options);
     this.partRetry = options.partRetry ?? { maxAttempts: 4, maxElapsedMs: 60_000 };
     const maxSockets = options.maxSockets ?? S3_DEFAULTS.maxSockets;
     this.client = new S3Client({

@@ -24,7 +24,6 @@ import {
   type PrunePlan,
   type PruneResult,
 } from '../../prune/index.js';
-import { S3Storage } from '../../storage/s3.js';
 import { LocalStorage } from '../../storage/local.js';
 import type { StorageSpec } from '../../storage/types.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
@@ -78,9 +77,11 @@ export function parseGrace(value: string | undefined): number {
  * The janitor of what killed uploads leave behind: S3's incomplete multipart uploads, a local
  * directory's `.vaultik-tmp-*` files.
  */
-function janitorFor(spec: StorageSpec): { janitor: MultipartJanitor | undefined; close: () => Promise<void> } {
+async function janitorFor(spec: StorageSpec): Promise<{ janitor: MultipartJanitor | undefined; close: () => Promise<void> }> {
   if (spec.type === 'local') return { janitor: asMultipartJanitor(new LocalStorage(spec)), close: async () => undefined };
-  // Its own raw backend: the retry and limit wrappers of openStorage expose only Storage.
+  // Its own raw backend: the retry and limit wrappers of openStorage expose only Storage. Loaded
+  // here, so that prune of a local store never loads the AWS SDK.
+  const { S3Storage } = await import('../../storage/s3.js');
   const raw = new S3Storage(spec);
   return { janitor: asMultipartJanitor(raw) ?? new S3MultipartJanitor(raw), close: () => raw.close() };
 }
@@ -149,7 +150,7 @@ export const pruneCommand: Command = {
     const identities = await identitiesFromEnv(io.env);
     const started = Date.now();
     const storage = openStore(spec);
-    const { janitor, close } = janitorFor(spec);
+    const { janitor, close } = await janitorFor(spec);
     const status = new StatusLine(io, io.isTTY && !json);
     const state = { phase: '' };
     const options = {
