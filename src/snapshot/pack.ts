@@ -24,8 +24,19 @@ import { buildManifest } from './manifest.js';
 import { openSnapshotFile, type SnapshotReader } from './reader.js';
 import type { BlobRef } from './types.js';
 
-/** zstd level of metadata DBs: SQLite pages compress well, and this runs once per backup. */
-export const METADATA_COMPRESSION_LEVEL = 9;
+/**
+ * zstd level of metadata DBs. SQLite pages repeat at long distances (the same paths and chunk
+ * ids in entries, file_chunks and their indexes), so a larger window and match table pay more
+ * than a slower search: on a 20 MB DB of 42,000 files level 4 with METADATA_ZSTD_PARAMETERS
+ * stores 4.65 MB in ~60 ms where plain level 9 stored 5.75 MB in ~170 ms, and this runs in
+ * every backup, no-change ones included.
+ */
+export const METADATA_COMPRESSION_LEVEL = 4;
+/**
+ * An 8 MiB window (what a restore's decoder allocates at most; within the default limit of
+ * `zstd -d`) and a 2^21-entry match table (8 MiB while packing).
+ */
+const METADATA_ZSTD_PARAMETERS = { windowLog: 23, hashLog: 21 } as const;
 
 export interface PackOptions {
   /** Ciphertext above this many bytes is spooled to a file (default 16 MiB). */
@@ -111,7 +122,11 @@ export async function packSnapshot(dbPath: string, recipients: readonly Recipien
   try {
     await pipeline(
       createReadStream(dbPath),
-      new CompressStream({ compressionLevel: options.compressionLevel ?? METADATA_COMPRESSION_LEVEL, checksumFlag: true }),
+      new CompressStream({
+        ...METADATA_ZSTD_PARAMETERS,
+        compressionLevel: options.compressionLevel ?? METADATA_COMPRESSION_LEVEL,
+        checksumFlag: true,
+      }),
       encrypt,
       async (source: AsyncIterable<Buffer>) => {
         for await (const b of source) await spool.write(b);
