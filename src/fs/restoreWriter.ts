@@ -181,7 +181,9 @@ class DirCache {
       const key = keyOf(components, depth);
       const existing = this.slots.get(key);
       if (existing) {
-        await child.close(); // a concurrent acquire opened it first
+        // A concurrent acquire opened it first. Take `existing` before any await: while this
+        // function waited, another acquire's evict() could close it (fd -1) if its refs were 0.
+        void child.close().catch(() => undefined);
         slot = existing;
       } else {
         slot = { handle: child, refs: 0, dropped: false };
