@@ -157,7 +157,10 @@ describe('vaultik backup (real CLI)', () => {
     writeFileSync(join(ws.src, 'calm.txt'), 'calm');
     const writer = spawn('sh', ['-c', `while :; do printf x >> '${busy}'; done`], { stdio: 'ignore' });
     try {
-      await new Promise((r) => setTimeout(r, 50));
+      // Start only once the writer is really appending (a loaded machine may not schedule it at once).
+      const start = statSync(busy).size;
+      for (let i = 0; i < 500 && statSync(busy).size === start; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(statSync(busy).size).toBeGreaterThan(start);
       const r = await runCli(['backup', ws.configPath, '--cron']);
       expect(r.code).toBe(3);
       expect(r.stdout).toBe('');
