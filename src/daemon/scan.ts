@@ -19,13 +19,13 @@
  * Memory: bounded by the directories being walked (their names), the marked paths, and, for the
  * directories to re-list, the names the record holds for them; never by the size of the record.
  */
-import { constants, type BigIntStats } from 'node:fs';
-import { lstat, open, readdir, readlink, stat } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { lstat, readlink, stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { excludeFor, scanSources, withHardLinks, type ScanOptions, type SelfPaths, type SourceEntry } from '../backup/index.js';
 import type { Config } from '../config/index.js';
 import { VaultikError, errorMessage } from '../errors.js';
-import { displayPath, entryTypeOf, fileStatOf, joinAbsPath, joinEntryPath, type FileStat, type WalkOperation } from '../fs/index.js';
+import { displayPath, entryTypeOf, fileStatOf, joinAbsPath, joinEntryPath, readDirectory, type FileStat, type WalkOperation } from '../fs/index.js';
 import type { Entry } from '../snapshot/types.js';
 import { DirtySet, LIST, SELF, TREE, parentPath } from './dirty.js';
 import type { TreeRecord, TreeWriter } from './tree.js';
@@ -109,25 +109,6 @@ function warningFor(onWarning: ScanOptions['onWarning'], abs: Buffer, op: WalkOp
   const warning: Parameters<ScanOptions['onWarning']>[0] = { absPath: abs, op, message: `${what} ${displayPath(abs)}: ${errorMessage(err)}` };
   if (err.code !== undefined) warning.code = err.code;
   onWarning(warning);
-}
-
-/**
- * Lists a directory through a descriptor opened with O_DIRECTORY (and O_NOFOLLOW unless
- * `follow`) whose (dev, ino) must be those of `expected`: the names are those of the directory
- * that was classified, not of whatever replaced it since (as the walker does, src/fs/walk.ts).
- * @throws the fs error, or one with code 'ECHANGED' when the directory was replaced.
- */
-async function readDirectory(abs: Buffer, expected: FileStat, follow: boolean): Promise<Buffer[]> {
-  const handle = await open(abs, constants.O_RDONLY | constants.O_DIRECTORY | (follow ? 0 : constants.O_NOFOLLOW));
-  try {
-    const st = await handle.stat({ bigint: true });
-    if (st.dev !== expected.dev || st.ino !== expected.ino) {
-      throw Object.assign(new Error('directory was replaced during the walk'), { code: 'ECHANGED' });
-    }
-    return await readdir(`/proc/self/fd/${handle.fd}`, { encoding: 'buffer' });
-  } finally {
-    await handle.close();
-  }
 }
 
 /** The snapshot entry for a stat result; undefined (warned) when a symlink cannot be read. */

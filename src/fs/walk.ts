@@ -423,7 +423,7 @@ class Walker {
  * are those of the directory that was classified, not of whatever replaced it since.
  * @throws the fs error, or an Error with code 'ECHANGED' when the directory was replaced.
  */
-async function readDirectory(abs: Buffer, expected: BigIntStats, followFinal: boolean): Promise<Buffer[]> {
+export async function readDirectory(abs: Buffer, expected: { dev: bigint; ino: bigint }, followFinal: boolean): Promise<Buffer[]> {
   if (!HAVE_PROC_FD) return readdir(abs, { encoding: 'buffer' });
   const flags = constants.O_RDONLY | constants.O_DIRECTORY | (followFinal ? 0 : constants.O_NOFOLLOW);
   const handle = await open(abs, flags);
