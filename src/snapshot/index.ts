@@ -3,7 +3,7 @@
  * and from the store, the keyless manifest, and listing. The format is documented in
  * docs/FORMAT.md ("Snapshot metadata"). The only public surface of src/snapshot.
  */
-export type { BlobRef, ChunkLocation, Entry, EntryType, SnapshotInfo, SnapshotSummary } from './types.js';
+export type { BlobRef, ChunkLocation, Entry, EntryType, SnapshotCounts, SnapshotInfo, SnapshotSummary } from './types.js';
 export {
   MANIFEST_SUFFIX,
   METADATA_SUFFIX,

@@ -3,18 +3,9 @@
  */
 import type Database from 'better-sqlite3';
 
-export type DB = Database.Database;
+import type { SnapshotCounts } from './types.js';
 
-export interface Counts {
-  fileCount: number;
-  dirCount: number;
-  symlinkCount: number;
-  otherCount: number;
-  totalSize: number;
-  chunkCount: number;
-  blobCount: number;
-  blobBytes: number;
-}
+export type DB = Database.Database;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -27,7 +18,7 @@ export function isHexHash(s: unknown): s is string {
  * What the DB's own rows add up to. The writer stores it in the snapshot row; the reader checks
  * the stored row against it. Hard-link followers add to fileCount but not to totalSize.
  */
-export function computeCounts(db: DB): Counts {
+export function computeCounts(db: DB): SnapshotCounts {
   const byType = db.prepare('SELECT type, COUNT(*) AS n FROM entries GROUP BY type').all() as { type: string; n: number }[];
   const count = (t: string): number => byType.find((r) => r.type === t)?.n ?? 0;
   const other = byType.filter((r) => !['file', 'dir', 'symlink'].includes(r.type)).reduce((a, r) => a + r.n, 0);

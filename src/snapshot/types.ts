@@ -73,13 +73,8 @@ export interface SnapshotSummary {
   warnings?: number;
 }
 
-/** The snapshot row of a metadata DB: the summary plus what the DB itself counts. */
-export interface SnapshotInfo extends Required<SnapshotSummary> {
-  formatVersion: number;
-  host: string;
-  /** Chunker and compressor names, so the format is self-describing ('fastcdc', 'zstd'). */
-  chunker: string;
-  compression: string;
+/** What a metadata DB's rows add up to (stored in its snapshot row and checked on open). */
+export interface SnapshotCounts {
   /** Entries of type 'file' (hard links counted per name). */
   fileCount: number;
   dirCount: number;
@@ -92,4 +87,13 @@ export interface SnapshotInfo extends Required<SnapshotSummary> {
   blobCount: number;
   /** Sum of the referenced blobs' stored sizes. */
   blobBytes: number;
+}
+
+/** The snapshot row of a metadata DB: the summary plus what the DB itself counts. */
+export interface SnapshotInfo extends Required<SnapshotSummary>, SnapshotCounts {
+  formatVersion: number;
+  host: string;
+  /** Chunker and compressor names, so the format is self-describing ('fastcdc', 'zstd'). */
+  chunker: string;
+  compression: string;
 }
