@@ -15,7 +15,7 @@
  * mtime or ctime changed while it was read, or fewer bytes than its size could be read.
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import { SourceFileError, displayPath, fileStatOf, type ChangeReason, type FileStat } from '../fs/index.js';
+import { SOURCE_OPEN_FLAGS, SourceFileError, checkOpenedSourceFile, displayPath, fileStatOf, sourceOpenError, type ChangeReason, type FileStat } from '../fs/index.js';
 import { errorMessage } from '../errors.js';
 
 export interface SmallFileRead {
@@ -27,8 +27,6 @@ export interface SmallFileRead {
   reasons: ChangeReason[];
 }
 
-const BASE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-
 /**
  * Reads a whole regular file of at most `maxSize` bytes.
  * @returns the read, or 'too-big' when the file has grown past `maxSize` since the walk (then
@@ -39,26 +37,17 @@ export function readSmallFileSync(absPath: Buffer, expected: Pick<FileStat, 'dev
   let fd: number;
   try {
     try {
-      fd = openSync(absPath, BASE_FLAGS | constants.O_NOATIME);
+      fd = openSync(absPath, SOURCE_OPEN_FLAGS | constants.O_NOATIME);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-      fd = openSync(absPath, BASE_FLAGS);
+      fd = openSync(absPath, SOURCE_OPEN_FLAGS);
     }
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const where = displayPath(absPath);
-    if (code === 'ENOENT') throw new SourceFileError(absPath, 'vanished', `file vanished before it was read: ${where}`, { cause: err });
-    if (code === 'ELOOP') throw new SourceFileError(absPath, 'replaced', `file was replaced by a symlink: ${where}`, { cause: err });
-    throw new SourceFileError(absPath, 'unreadable', `cannot open ${where}: ${errorMessage(err)}`, { cause: err });
+    throw sourceOpenError(absPath, err);
   }
   try {
     const before = fileStatOf(fstatSync(fd, { bigint: true }));
-    if ((before.mode & constants.S_IFMT) !== constants.S_IFREG) {
-      throw new SourceFileError(absPath, 'not-regular', `file was replaced by a non-regular file: ${displayPath(absPath)}`);
-    }
-    if (before.dev !== expected.dev || before.ino !== expected.ino) {
-      throw new SourceFileError(absPath, 'replaced', `file was replaced by another file: ${displayPath(absPath)}`);
-    }
+    checkOpenedSourceFile(absPath, before, expected);
     if (before.size > maxSize) return 'too-big';
     const data = Buffer.allocUnsafe(before.size);
     let got = 0;

@@ -57,6 +57,34 @@ export interface OpenSourceOptions {
 }
 
 /**
+ * Flags for opening a source file: never through a symlink, and never blocking on a FIFO that
+ * was swapped in. Callers add O_NOATIME and retry without it on EPERM (not the file's owner).
+ */
+export const SOURCE_OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** The SourceFileError for a failed open of a source file. */
+export function sourceOpenError(absPath: Buffer, err: unknown): SourceFileError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = displayPath(absPath);
+  if (code === 'ENOENT') return new SourceFileError(absPath, 'vanished', `file vanished before it was read: ${where}`, { cause: err });
+  if (code === 'ELOOP') return new SourceFileError(absPath, 'replaced', `file was replaced by a symlink: ${where}`, { cause: err });
+  return new SourceFileError(absPath, 'unreadable', `cannot open ${where}: ${errorMessage(err)}`, { cause: err });
+}
+
+/**
+ * Checks that the opened file is the regular file the walk saw (same dev and inode).
+ * @throws SourceFileError 'not-regular' or 'replaced'.
+ */
+export function checkOpenedSourceFile(absPath: Buffer, st: FileStat, expected: Pick<FileStat, 'dev' | 'ino'>): void {
+  if ((st.mode & constants.S_IFMT) !== constants.S_IFREG) {
+    throw new SourceFileError(absPath, 'not-regular', `file was replaced by a non-regular file: ${displayPath(absPath)}`);
+  }
+  if (st.dev !== expected.dev || st.ino !== expected.ino) {
+    throw new SourceFileError(absPath, 'replaced', `file was replaced by another file: ${displayPath(absPath)}`);
+  }
+}
+
+/**
  * Opens a regular file found by the walk for reading.
  *
  * Flags: O_NOFOLLOW (a symlink swapped in fails, never followed), O_NONBLOCK (a FIFO swapped in
@@ -73,30 +101,20 @@ export async function openSourceFile(
   expected: Pick<FileStat, 'dev' | 'ino'>,
   options: OpenSourceOptions = {},
 ): Promise<SourceFile> {
-  const base = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
   let handle: FileHandle;
   try {
     try {
-      handle = await open(absPath, base | constants.O_NOATIME);
+      handle = await open(absPath, SOURCE_OPEN_FLAGS | constants.O_NOATIME);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-      handle = await open(absPath, base);
+      handle = await open(absPath, SOURCE_OPEN_FLAGS);
     }
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const where = displayPath(absPath);
-    if (code === 'ENOENT') throw new SourceFileError(absPath, 'vanished', `file vanished before it was read: ${where}`, { cause: err });
-    if (code === 'ELOOP') throw new SourceFileError(absPath, 'replaced', `file was replaced by a symlink: ${where}`, { cause: err });
-    throw new SourceFileError(absPath, 'unreadable', `cannot open ${where}: ${errorMessage(err)}`, { cause: err });
+    throw sourceOpenError(absPath, err);
   }
   try {
     const st = fileStatOf(await handle.stat({ bigint: true }));
-    if ((st.mode & constants.S_IFMT) !== constants.S_IFREG) {
-      throw new SourceFileError(absPath, 'not-regular', `file was replaced by a non-regular file: ${displayPath(absPath)}`);
-    }
-    if (st.dev !== expected.dev || st.ino !== expected.ino) {
-      throw new SourceFileError(absPath, 'replaced', `file was replaced by another file: ${displayPath(absPath)}`);
-    }
+    checkOpenedSourceFile(absPath, st, expected);
     return new SourceFile(absPath, handle, st, options);
   } catch (err) {
     await handle.close();
