@@ -19,6 +19,7 @@ import { INDEXES_DDL, SNAPSHOT_APPLICATION_ID, SNAPSHOT_FORMAT_VERSION, TABLES_D
 import { computeCounts, isHexHash, type DB } from './sql.js';
 import type { BlobRef, ChunkLocation, Entry, SnapshotInfo, SnapshotSummary } from './types.js';
 import { SnapshotReader } from './reader.js';
+import { BatchInsert } from './batchInsert.js';
 
 export interface SnapshotWriterOptions {
   /** Rows per transaction (default 50,000). */
@@ -58,8 +59,9 @@ export class SnapshotWriter {
   private readonly batchSize: number;
   private pending = 0;
   private readonly insertEntry: Database.Statement;
-  private readonly insertFileChunk: Database.Statement;
-  private readonly insertChunk: Database.Statement;
+  /** file_chunks rows: their key (path, seq) is unique once the entry row went in. */
+  private readonly insertFileChunk: BatchInsert;
+  private readonly insertChunk: BatchInsert;
   private readonly insertBlob: Database.Statement;
   private readonly getBlob: Database.Statement;
 
@@ -89,10 +91,8 @@ export class SnapshotWriter {
         `INSERT INTO entries (path, type, mode, uid, gid, mtime_ns, size, target, rdev, link_group)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
-      this.insertFileChunk = db.prepare('INSERT INTO file_chunks (path, seq, chunk, file_offset) VALUES (?, ?, ?, 0)');
-      this.insertChunk = db.prepare(
-        'INSERT OR IGNORE INTO chunks (id, blob, offset, length, plain_length) VALUES (?, ?, ?, ?, ?)',
-      );
+      this.insertFileChunk = new BatchInsert(db, 'INSERT INTO file_chunks (path, seq, chunk, file_offset)', 4);
+      this.insertChunk = new BatchInsert(db, 'INSERT OR IGNORE INTO chunks (id, blob, offset, length, plain_length)', 5);
       this.insertBlob = db.prepare('INSERT OR IGNORE INTO blobs (hash, size) VALUES (?, ?)');
       this.getBlob = db.prepare('SELECT size FROM blobs WHERE hash = ?');
     } catch (err) {
@@ -116,6 +116,8 @@ export class SnapshotWriter {
   }
 
   private commit(): void {
+    this.insertFileChunk.flush();
+    this.insertChunk.flush();
     if (this.db?.inTransaction) this.db.exec('COMMIT');
     this.pending = 0;
   }
@@ -145,6 +147,7 @@ export class SnapshotWriter {
       if (entry.type !== 'file') throw callerError(`link group on a ${entry.type}: ${describePath(entry.path)}`);
     }
     if (chunks && chunks.length > 0 && entry.type !== 'file') throw callerError(`chunks for a ${entry.type}: ${describePath(entry.path)}`);
+    if (chunks) for (const id of chunks) if (id.length !== 32) throw callerError(`chunk id of ${id.length} bytes: ${describePath(entry.path)}`);
     this.wrote(1 + (chunks?.length ?? 0));
     try {
       this.insertEntry.run(
@@ -159,10 +162,9 @@ export class SnapshotWriter {
         entry.rdev ?? null,
         entry.linkGroup ?? null,
       );
-      chunks?.forEach((id, seq) => {
-        if (id.length !== 32) throw callerError(`chunk id of ${id.length} bytes: ${describePath(entry.path)}`);
-        this.insertFileChunk.run(entry.path, seq, id);
-      });
+      if (chunks) {
+        for (let seq = 0; seq < chunks.length; seq++) this.insertFileChunk.add(entry.path, seq, chunks[seq], 0);
+      }
     } catch (err) {
       if (err instanceof VaultikError) throw err;
       throw callerError(`cannot add ${describePath(entry.path)}: ${(err as Error).message}`, err);
@@ -182,7 +184,7 @@ export class SnapshotWriter {
     checkUint(loc.plainLength, 'chunk plain length', MAX_CHUNK_PLAIN_LENGTH);
     if (loc.length === 0) throw callerError('chunk of length 0');
     this.wrote(1);
-    this.insertChunk.run(loc.id, blob, loc.offset, loc.length, loc.plainLength);
+    this.insertChunk.add(loc.id, blob, loc.offset, loc.length, loc.plainLength);
   }
 
   /**
