@@ -460,6 +460,8 @@ class BackupRun {
         killPoint('scan'); // test-only
         await this.onEntry(e);
       }
+      // Every file was looked up in walk order: the cache forgets the ones gone from the source.
+      if (!this.failure) this.cache.endOrderedScan();
       this.walkDone = true;
       while (this.smallReads.size > 0) await Promise.race(this.smallReads);
       this.largeQueue.close();
@@ -508,10 +510,12 @@ class BackupRun {
     }
     if (entry.linkGroup !== undefined) this.links.set(entry.linkGroup, { leader: undefined, waiting: [], remaining: e.stat.nlink - 1 });
 
-    const cached = this.cache.lookupFile(entry.path);
+    const cached = this.cache.lookupInOrder(entry.path);
     if (cached && sameStat(cached, e.stat) && this.usable(cached.chunks)) {
       this.progress.filesUnchanged++;
-      this.recordFile(entry, cached.chunks, e.stat);
+      // The cache's row already says exactly this: only the snapshot gets the entry.
+      this.writer!.addEntry(entry, cached.chunks);
+      if (entry.linkGroup !== undefined) this.settleLinks(entry.linkGroup, entry);
       return;
     }
     if (cached) this.progress.filesChanged++;
@@ -851,6 +855,8 @@ class BackupRun {
     }
     if (warning.kind === 'changed') warning.message += '; left out of this snapshot';
     this.warn(warning);
+    // Not in this snapshot: the cache must not offer its chunks as the file's any more.
+    if (prev) this.cache.forgetFile(walked.entry.path);
     if (walked.entry.linkGroup !== undefined) this.settleLinks(walked.entry.linkGroup, null);
   }
 

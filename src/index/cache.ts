@@ -6,7 +6,9 @@
  * - Only blobs whose upload completed are recorded (recordBlob is called after the put
  *   succeeded), so the cache never claims a blob the store lacks because of this machine.
  * - Dedup (findChunk) sees only chunks in blobs referenced by this source's latest completed
- *   snapshot (the base) or uploaded in the current run. Prune may delete every blob no existing
+ *   snapshot (the base) or uploaded in the current run. beginRun enforces it by deleting every
+ *   other blob (and its chunks), and a run only adds its own: so during a run every chunk row is
+ *   usable and the lookups need no per-row restriction. Prune may delete every blob no existing
  *   snapshot references once it is older than its grace period, so an older blob may be gone.
  *   Exception, to resume an interrupted run: beginRun adopts blobs that an unfinished earlier
  *   run uploaded less than `resumeWindowMs` ago (default 6 h). That is safe while
@@ -25,7 +27,13 @@
  *   last uncommitted batch and leaves a consistent DB. Every state it can be left in is
  *   correct for the next run: file rows whose chunks no longer resolve are simply re-read.
  *   Worst case: some data is uploaded again.
- * - Memory is bounded: point lookups and batched writes, never a whole table in memory.
+ * - Unchanged files cost no write: a backup asks for its files in walk (path) order with
+ *   lookupInOrder, which reads the files table with one sequential cursor, and records only the
+ *   files it read again (recordFile). Rows the ordered walk passes over are files gone from the
+ *   source: they are forgotten as the cursor passes them and, once the walk ends
+ *   (endOrderedScan), after it. A run without a complete ordered walk keeps the older rule:
+ *   completeSnapshot forgets every file not recorded in the run.
+ * - Memory is bounded: point lookups, one cursor and batched writes, never a whole table in memory.
  *
  * It holds file names and stat data of the source, like the metadata DB being built; it stays
  * on the source machine (the directory is created mode 0700, the files are kept mode 0600 —
@@ -38,6 +46,8 @@ import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
 import { ExitCode, VaultikError } from '../errors.js';
+import { OrderedFiles } from './orderedFiles.js';
+import { rowToCachedFile, rowToLocation, toI64, type Row } from './rows.js';
 import type { ChunkLocation } from '../snapshot/types.js';
 import { CACHE_DDL, CACHE_SCHEMA_VERSION, CACHE_TABLES } from './schema.js';
 
@@ -95,9 +105,6 @@ function hashBytes(hex: string): Buffer {
   return Buffer.from(hex, 'hex');
 }
 
-/** Inode and device numbers are unsigned 64-bit; SQLite integers are signed. */
-const toI64 = (n: bigint): bigint => BigInt.asIntN(64, n);
-const fromI64 = (n: bigint): bigint => BigInt.asUintN(64, n);
 
 function sameStat(a: FileStat, b: FileStat): boolean {
   return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev && a.mode === b.mode;
@@ -107,17 +114,6 @@ function removeDbFiles(path: string): void {
   for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) rmSync(p, { force: true });
 }
 
-type Row = Record<string, unknown>;
-
-function rowToLocation(r: Row): ChunkLocation {
-  return {
-    id: r.id as Buffer,
-    blob: (r.blob as Buffer).toString('hex'),
-    offset: Number(r.offset),
-    length: Number(r.length),
-    plainLength: Number(r.plain_length),
-  };
-}
 
 export class StateCache {
   private db: Database.Database;
@@ -133,6 +129,7 @@ export class StateCache {
     getFileInRun: Database.Statement;
     putFile: Database.Statement;
     findChunk: Database.Statement;
+    forgetFile: Database.Statement;
     putBlob: Database.Statement;
     putChunk: Database.Statement;
     blobSize: Database.Statement;
@@ -143,6 +140,10 @@ export class StateCache {
    * the findChunk that follows it. Valid for the rest of the run: a run only adds usable blobs.
    */
   private prefetched: { id: Buffer; loc: ChunkLocation } | undefined;
+  /** The run's ordered walk over the files table (lookupInOrder), while it is open. */
+  private ordered: OrderedFiles | undefined;
+  /** The run's ordered walk reached its end (endOrderedScan): it forgot every file gone. */
+  private orderedDone = false;
 
   /**
    * Why the cache was emptied on open (another store or key, an unknown schema version, an
@@ -151,7 +152,12 @@ export class StateCache {
    */
   readonly resetReason: string | undefined;
 
-  private constructor(db: Database.Database, resetReason: string | undefined, options: StateCacheOptions) {
+  private constructor(
+    db: Database.Database,
+    private readonly dbPath: string,
+    resetReason: string | undefined,
+    options: StateCacheOptions,
+  ) {
     this.db = db;
     this.resetReason = resetReason;
     this.batchSize = options.batchSize ?? 2000;
@@ -162,14 +168,14 @@ export class StateCache {
     this.stmts = {
       getFile: db.prepare('SELECT size, mtime_ns, ctime_ns, inode, device, mode, chunks, run FROM files WHERE path = ?').safeIntegers(true),
       // getFile and findChunk of the first chunk in one statement: most files are one chunk, and
-      // each statement costs a few µs, per file of every backup. The restriction is findChunk's.
+      // each statement costs a few µs, per file of every backup. During a run every chunk row is
+      // usable (see the top), so no restriction is needed.
       getFileInRun: db
         .prepare(
           `SELECT f.size AS size, f.mtime_ns AS mtime_ns, f.ctime_ns AS ctime_ns, f.inode AS inode, f.device AS device,
                   f.mode AS mode, f.chunks AS chunks, f.run AS run,
                   c.id AS id, c.blob AS blob, c.offset AS offset, c.length AS length, c.plain_length AS plain_length
-           FROM files f LEFT JOIN chunks c ON c.id = substr(f.chunks, 1, 32) AND EXISTS (SELECT 1 FROM blobs b WHERE b.hash = c.blob
-             AND (b.run = ? OR EXISTS (SELECT 1 FROM snapshot_blobs sb WHERE sb.snapshot = ? AND sb.blob = c.blob)))
+           FROM files f LEFT JOIN chunks c ON c.id = substr(f.chunks, 1, 32)
            WHERE f.path = ? LIMIT 1`,
         )
         .safeIntegers(true),
@@ -178,14 +184,11 @@ export class StateCache {
          ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
            inode = excluded.inode, device = excluded.device, mode = excluded.mode, chunks = excluded.chunks, run = excluded.run`,
       ),
-      // The dedup restriction lives in this one query: a location counts only if its blob was
-      // uploaded (or adopted) by the current run, or the base snapshot references it.
+      // Only used during a run, when every chunk row is usable (beginRun dropped the others).
       findChunk: db.prepare(
-        `SELECT c.id AS id, c.blob AS blob, c.offset AS offset, c.length AS length, c.plain_length AS plain_length
-         FROM chunks c JOIN blobs b ON b.hash = c.blob
-         WHERE c.id = ? AND (b.run = ? OR EXISTS (SELECT 1 FROM snapshot_blobs sb WHERE sb.snapshot = ? AND sb.blob = c.blob))
-         LIMIT 1`,
+        'SELECT id, blob, offset, length, plain_length FROM chunks WHERE id = ? LIMIT 1',
       ),
+      forgetFile: db.prepare('DELETE FROM files WHERE path = ?'),
       putBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, uploaded_at, run) VALUES (?, ?, ?, ?)'),
       putChunk: db.prepare('INSERT OR IGNORE INTO chunks (id, blob, offset, length, plain_length) VALUES (?, ?, ?, ?, ?)'),
       blobSize: db.prepare('SELECT size FROM blobs WHERE hash = ?'),
@@ -240,7 +243,7 @@ export class StateCache {
           })();
         }
       }
-      return new StateCache(db, reset, options);
+      return new StateCache(db, path, reset, options);
     } catch (err) {
       db.close();
       throw new VaultikError(`cannot initialize the state cache ${path}: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
@@ -288,24 +291,52 @@ export class StateCache {
 
   /** The cached record of `path`, or undefined. */
   lookupFile(path: Buffer): CachedFile | undefined {
-    const r = (
-      this.run === undefined ? this.stmts.getFile.get(path) : this.stmts.getFileInRun.get(this.run, this.base ?? '', path)
-    ) as Row | undefined;
-    if (!r) return undefined;
-    const blob = r.chunks as Buffer;
-    const chunks: Buffer[] = [];
-    for (let i = 0; i + 32 <= blob.length; i += 32) chunks.push(Buffer.from(blob.subarray(i, i + 32)));
-    if (r.id !== undefined && r.id !== null) this.prefetched = { id: chunks[0]!, loc: rowToLocation(r) };
-    return {
-      size: Number(r.size),
-      mtimeNs: r.mtime_ns as bigint,
-      ctimeNs: r.ctime_ns as bigint,
-      ino: fromI64(r.inode as bigint),
-      dev: fromI64(r.device as bigint),
-      mode: Number(r.mode),
-      chunks,
-      run: r.run as string,
-    };
+    const r = (this.run === undefined ? this.stmts.getFile.get(path) : this.stmts.getFileInRun.get(path)) as Row | undefined;
+    return r === undefined ? undefined : this.cachedFile(r);
+  }
+
+  private cachedFile(r: Row): CachedFile {
+    const { file, first } = rowToCachedFile(r);
+    if (first !== undefined) this.prefetched = { id: file.chunks[0]!, loc: first };
+    return file;
+  }
+
+  /**
+   * lookupFile for a backup that walks its whole source: it asks for every file it may reuse,
+   * once each, in ascending byte order of the path, and ends with endOrderedScan. Files it
+   * passes over are gone from the source and forgotten. Unchanged files then need no
+   * recordFile: their rows stay as they are.
+   * @throws VaultikError when no run is in progress or a path does not come after the previous one.
+   */
+  lookupInOrder(path: Buffer): CachedFile | undefined {
+    this.requireRun();
+    if (this.orderedDone) throw new VaultikError('state cache: the ordered walk of this run has ended');
+    this.ordered ??= new OrderedFiles(this.dbPath, (gone) => this.forgetFile(gone));
+    const r = this.ordered.seek(path);
+    return r === undefined ? undefined : this.cachedFile(r);
+  }
+
+  /**
+   * The run's ordered walk saw every file of the source: the files it did not ask for are
+   * forgotten, and completeSnapshot keeps every row (the unchanged files were never rewritten).
+   * @throws VaultikError when no run is in progress.
+   */
+  endOrderedScan(): void {
+    this.requireRun();
+    this.ordered ??= new OrderedFiles(this.dbPath, (gone) => this.forgetFile(gone));
+    this.ordered.finish();
+    this.ordered = undefined;
+    this.orderedDone = true;
+  }
+
+  /**
+   * Forgets `path` (a file left out of the snapshot, or gone). Batched.
+   * @throws VaultikError when no run is in progress.
+   */
+  forgetFile(path: Buffer): void {
+    this.requireRun();
+    this.wrote(1);
+    this.stmts.forgetFile.run(path);
   }
 
   /** True when `path` is cached with exactly this size, mtime, ctime, inode, device and mode. */
@@ -397,9 +428,9 @@ export class StateCache {
    * @throws VaultikError when no run is in progress.
    */
   findChunk(id: Buffer): ChunkLocation | undefined {
-    const run = this.requireRun();
+    this.requireRun();
     if (this.prefetched !== undefined && this.prefetched.id.equals(id)) return { ...this.prefetched.loc };
-    const r = this.stmts.findChunk.get(id, run, this.base ?? '') as Row | undefined;
+    const r = this.stmts.findChunk.get(id) as Row | undefined;
     return r ? rowToLocation(r) : undefined;
   }
 
@@ -461,9 +492,18 @@ export class StateCache {
       this.db.prepare("DELETE FROM meta WHERE key = 'pending_snapshot'").run();
       this.db.prepare('DELETE FROM blobs WHERE hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)').run(snapshotId);
       this.db.exec('DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = chunks.blob)');
-      this.db.prepare('DELETE FROM files WHERE run != ?').run(run);
+      // After a complete ordered walk, unchanged files kept their older rows; the gone ones
+      // were forgotten already.
+      if (!this.orderedDone) this.db.prepare('DELETE FROM files WHERE run != ?').run(run);
     })();
+    this.endRun();
     this.base = snapshotId;
+  }
+
+  private endRun(): void {
+    this.ordered?.close();
+    this.ordered = undefined;
+    this.orderedDone = false;
     this.run = undefined;
     this.prefetched = undefined;
   }
@@ -474,13 +514,13 @@ export class StateCache {
    */
   abortRun(): void {
     this.flush();
-    this.run = undefined;
-    this.prefetched = undefined;
+    this.endRun();
   }
 
   /** Commits pending writes and closes. Idempotent. */
   close(): void {
     if (!this.db.open) return;
+    this.ordered?.close();
     this.flush();
     this.db.close();
   }

@@ -121,6 +121,8 @@ describe('runBackup to a local store', () => {
     const added = [...after.keys()].filter((k) => !before.has(k));
     expect(added.sort()).toEqual([`index/${s.snapshotId}.db.zst.age`, `index/${s.snapshotId}.manifest.json.zst`]);
     expect(second.events.filter((e) => e.type === 'blob')).toEqual([]);
+    // The state cache was not rewritten for unchanged files: every row is still the first run's.
+    expect(sqlite(ws.indexPath, 'SELECT run, COUNT(*) FROM files GROUP BY run')).toEqual([[first.summary.snapshotId, String(first.summary.filesNew)]]);
   });
 
   it('restores (src/restore) each snapshot of an incremental series exactly', async () => {
@@ -140,6 +142,11 @@ describe('runBackup to a local store', () => {
     symlinkSync('text.txt', join(ws.src, 'a0'));
     const second = await backup(config);
     expect(second.summary.filesUnchanged).toBeGreaterThan(20);
+    // The cache forgot the deleted file and the file replaced by a symlink, and keeps the rest.
+    const cached = sqlite(ws.indexPath, 'SELECT hex(path) FROM files').map((r) => Buffer.from(r[0]!, 'hex').toString());
+    expect(cached).toContain(join(ws.src, 'new.bin').slice(1));
+    expect(cached).toContain(join(ws.src, 'exec.sh').slice(1));
+    for (const gone of ['a.b', 'a0']) expect(cached).not.toContain(join(ws.src, gone).slice(1));
     const storage = openStorage(config.storage);
     const identities = [parseIdentity(ws.identity)];
     const ignore = (_rel: Buffer, type: string): boolean => type === 'socket';

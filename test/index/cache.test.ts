@@ -231,6 +231,72 @@ describe('StateCache', () => {
     e.close();
   });
 
+  it('an ordered walk reuses rows without rewriting them and forgets the files it passed over', () => {
+    const c = StateCache.open(path, ID);
+    c.beginRun('r1');
+    c.recordBlob(blobHash('A'), 1000, [loc('c1', 'A'), loc('c2', 'A', 50)]);
+    // Byte order, not depth-first order: 'd-x' and 'd.x' sort before 'd/a'.
+    for (const name of ['a', 'd-x', 'd.x', 'd/a', 'd/b', 'z']) c.recordFile(P(name), stat(), [sha('c1'), sha('c2')]);
+    c.completeSnapshot('h-20260101T000000.000Z', [blobHash('A')]);
+
+    c.beginRun('r2');
+    const a = c.lookupInOrder(P('a'));
+    expect(a).toEqual({ ...stat(), chunks: [sha('c1'), sha('c2')], run: 'r1' });
+    // The first chunk's location comes with the row; the second is looked up.
+    expect(c.findChunk(sha('c1'))).toEqual(loc('c1', 'A'));
+    expect(c.findChunk(sha('c2'))).toEqual(loc('c2', 'A', 50));
+    expect(c.lookupInOrder(P('b-new'))).toBeUndefined();
+    // 'd-x' is passed over: gone from the source.
+    expect(c.lookupInOrder(P('d.x'))?.run).toBe('r1');
+    expect(() => c.lookupInOrder(P('d.x'))).toThrow(/out of path order/);
+    expect(() => c.lookupInOrder(P('a'))).toThrow(/out of path order/);
+    expect(c.lookupInOrder(P('d/a'))?.run).toBe('r1');
+    // 'd/a' changed: read again and recorded; 'd/b' and 'z' come after the last path asked.
+    c.recordFile(P('d/a'), stat({ size: 7 }), [sha('c1')]);
+    c.endOrderedScan();
+    expect(() => c.lookupInOrder(P('zz'))).toThrow(/has ended/);
+    c.completeSnapshot('h-20260102T000000.000Z', [blobHash('A')]);
+
+    // Unchanged rows kept their run; the changed one is r2's; the passed-over ones are gone.
+    expect(c.lookupFile(P('a'))?.run).toBe('r1');
+    expect(c.lookupFile(P('d.x'))?.run).toBe('r1');
+    expect(c.lookupFile(P('d/a'))).toMatchObject({ size: 7, run: 'r2' });
+    for (const gone of ['d-x', 'd/b', 'z']) expect(c.lookupFile(P(gone)), gone).toBeUndefined();
+
+    // A run that asks nothing in order keeps the old rule: files it did not record are forgotten.
+    c.beginRun('r3');
+    c.recordFile(P('a'), stat(), [sha('c1')]);
+    c.completeSnapshot('h-20260103T000000.000Z', [blobHash('A')]);
+    expect(c.lookupFile(P('a'))?.run).toBe('r3');
+    expect(c.lookupFile(P('d.x'))).toBeUndefined();
+
+    // forgetFile drops one row; an aborted run keeps the rest.
+    c.beginRun('r4');
+    c.forgetFile(P('a'));
+    c.abortRun();
+    expect(c.lookupFile(P('a'))).toBeUndefined();
+    c.close();
+  });
+
+  it('a chunk stored in two blobs gives one row to the ordered walk', () => {
+    const c = StateCache.open(path, ID);
+    c.beginRun('r1');
+    c.recordBlob(blobHash('A'), 1000, [loc('c1', 'A')]);
+    c.recordBlob(blobHash('B'), 1000, [loc('c1', 'B', 10)]);
+    c.recordFile(P('f'), stat(), [sha('c1')]);
+    c.recordFile(P('g'), stat(), [sha('c1')]);
+    c.completeSnapshot('h-20260101T000000.000Z', [blobHash('A'), blobHash('B')]);
+    c.beginRun('r2');
+    expect(c.lookupInOrder(P('f'))?.chunks).toEqual([sha('c1')]);
+    expect(c.lookupInOrder(P('g'))?.chunks).toEqual([sha('c1')]);
+    expect([blobHash('A'), blobHash('B')]).toContain(c.findChunk(sha('c1'))?.blob);
+    c.endOrderedScan();
+    c.completeSnapshot('h-20260102T000000.000Z', [blobHash('A'), blobHash('B')]);
+    expect(c.lookupFile(P('f'))).toBeDefined();
+    expect(c.lookupFile(P('g'))).toBeDefined();
+    c.close();
+  });
+
   it('handles 100,000 files in batches quickly', () => {
     const c = StateCache.open(path, ID);
     const t = Date.now();
