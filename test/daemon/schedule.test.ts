@@ -2,7 +2,7 @@
  * The daemon's timing rules (pure functions, no waiting) and its text log lines.
  */
 import { describe, expect, it } from 'vitest';
-import { daemonLogLine } from '../../src/cli/commands/backup.js';
+import { daemonLogLine } from '../../src/cli/render/daemon.js';
 import type { DaemonEvent, DaemonEventBody } from '../../src/daemon/index.js';
 import { DirtySet, LIST, SELF } from '../../src/daemon/dirty.js';
 import { fullScanDue, nextDue, retryDelay, startAt } from '../../src/daemon/schedule.js';
