@@ -14,7 +14,7 @@ import { excludeFor, scanSources, selfPaths, type SourceEntry } from '../../src/
 import { emptyProgress, type BackupSummary } from '../../src/backup/index.js';
 import { SourceFileError, fileStatOf } from '../../src/fs/index.js';
 import { CronRenderer, JsonRenderer, TextRenderer, progressText, summaryLines } from '../../src/cli/render/backup.js';
-import { formatBytes, formatDuration, formatRate } from '../../src/cli/render/format.js';
+import { formatBytes, formatCount, formatDuration, formatRate } from '../../src/cli/render/format.js';
 import { ProgressLine } from '../../src/cli/render/progress.js';
 import { lstatSync } from 'node:fs';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -235,6 +235,9 @@ describe('renderers', () => {
     expect(formatRate(10 * 1024 * 1024, 2000)).toBe('5.00 MiB/s');
     expect(formatRate(1, 0)).toBe('-');
     expect([formatDuration(400), formatDuration(65_000), formatDuration(7_380_000)]).toEqual(['0.4s', '1m05s', '2h03m']);
+    // Grouped like toLocaleString('en-US'), without loading ICU (and no "-0").
+    expect(formatCount(-0.4)).toBe('0');
+    for (const n of [0, 7, 999, 1000, 12_345, 1_234_567, 1e15, -1234.6, 999.5]) expect(formatCount(n), String(n)).toBe(Math.round(n).toLocaleString('en-US'));
   });
 
   it('progress text shows an ETA only once the walk is done', () => {

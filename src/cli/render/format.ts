@@ -35,9 +35,13 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
-/** 1234567 → "1,234,567". */
+/**
+ * 1234567 → "1,234,567". Not toLocaleString: its first call loads ICU's locale data, ~70 ms of
+ * a 1 s backup's summary.
+ */
 export function formatCount(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
+  const digits = String(Math.abs(Math.round(n)));
+  return (n < 0 && Math.round(n) !== 0 ? '-' : '') + digits.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
 /** "1 blob", "2 blobs". */
