@@ -218,6 +218,16 @@ describe('walk', () => {
     expect(warnings[2]!.message).toMatch(/vanished.*f199/);
   });
 
+  it('yields the same entries through the thread pool as with synchronous calls', async () => {
+    const sync = await collect([src]);
+    const pooled = await collect([src], { threadPool: true });
+    const view = (r: Awaited<ReturnType<typeof collect>>): unknown[] =>
+      r.entries.map((e) => [e.entry.path.toString('hex'), e.entry.type, e.entry.target?.toString('hex'), e.entry.linkGroup, e.hardLinkTo?.toString('hex'), e.stat.ino]);
+    expect(pooled.entries.length).toBeGreaterThan(20);
+    expect(view(pooled)).toEqual(view(sync));
+    expect(pooled.warnings).toEqual(sync.warnings);
+  });
+
   it.skipIf(!isRoot)('warns about an unreadable directory (real EACCES, walking as uid nobody) and continues', async () => {
     // Root bypasses permission bits, so the walk runs with the effective uid of 'nobody'; the
     // tree is root-owned and 'locked' is 0700. This is a real EACCES from the kernel.
