@@ -177,10 +177,11 @@ export async function* walk(sourceDirs: string[], options: WalkOptions): AsyncGe
   if (root.source !== undefined) {
     // Source "/": the root directory has no entry of its own, only contents.
     const st = await walker.statFollowing(root.abs);
-    if (st && st.isDirectory()) yield* walker.walkDir(root.abs, root.rel, '', st, st.dev, false);
+    const frame = st && st.isDirectory() ? await walker.dirLevel(root.abs, root.rel, '', st, st.dev, false) : undefined;
+    if (frame) yield* inPathOrder(frame);
     return;
   }
-  yield* walker.walkVirtual(root);
+  yield* inPathOrder(walker.virtualLevel(root));
 }
 
 /** A node of the tree formed by the source dirs and their ancestors. */
@@ -243,33 +244,52 @@ function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
 /** What visiting one name of a directory produced. */
 interface Visit {
   self?: WalkedEntry;
-  /** Walks the name's contents; run when the walk reaches the position of "name/". */
-  descend?: () => AsyncGenerator<WalkedEntry>;
+  /** Lists the name's contents; run when the walk reaches the position of "name/". */
+  descend?: () => Promise<Level | undefined>;
 }
 
+/** One directory level: its names sorted by bytes, and what visiting each of them yields. */
+interface Level {
+  names: Buffer[];
+  visit: (name: Buffer, index: number) => Promise<Visit | undefined>;
+}
+
+const SLASH_BYTE = Buffer.from('/');
+
 /**
- * Yields the entries of one directory level in memcmp order of their full paths, given the
- * level's names sorted by bytes. Each name's own entry belongs at "prefix/name", its contents
- * at "prefix/name/…". Any name sorting between "name" and "name/" extends "name" with a byte
- * below '/', so its subtree must come before the subtree of "name": pending descents form a
- * stack whose top is always the smallest, and a descent runs as soon as the next name sorts
- * after its "name/" key.
+ * Yields the entries of a tree of levels in memcmp order of their full paths. Each name's own
+ * entry belongs at "prefix/name", its contents at "prefix/name/…". Any name sorting between
+ * "name" and "name/" extends "name" with a byte below '/', so its subtree must come before the
+ * subtree of "name": each level keeps its pending descents on a stack whose top is always the
+ * smallest, and a descent runs as soon as the next name sorts after its "name/" key.
+ *
+ * One loop over an explicit stack of levels, not one generator per directory: with nested
+ * `yield*`, every entry was handed up through every level above it (a promise per level and
+ * entry), which cost about as much as the lstat calls themselves.
  */
-async function* inPathOrder(
-  names: Buffer[],
-  visit: (name: Buffer, index: number) => Promise<Visit | undefined>,
-): AsyncGenerator<WalkedEntry> {
-  const pending: { key: Buffer; run: () => AsyncGenerator<WalkedEntry> }[] = [];
-  for (let i = 0; i < names.length; i++) {
-    const name = names[i]!;
-    while (pending.length > 0 && Buffer.compare(pending[pending.length - 1]!.key, name) < 0) {
-      yield* pending.pop()!.run();
+async function* inPathOrder(first: Level): AsyncGenerator<WalkedEntry> {
+  type Frame = { level: Level; i: number; pending: { key: Buffer; descend: () => Promise<Level | undefined> }[] };
+  const stack: Frame[] = [{ level: first, i: 0, pending: [] }];
+  while (stack.length > 0) {
+    const f = stack[stack.length - 1]!;
+    const { names } = f.level;
+    const top = f.pending[f.pending.length - 1];
+    if (top !== undefined && (f.i >= names.length || Buffer.compare(top.key, names[f.i]!) < 0)) {
+      f.pending.pop();
+      const level = await top.descend();
+      if (level) stack.push({ level, i: 0, pending: [] });
+      continue;
     }
-    const v = await visit(name, i);
+    if (f.i >= names.length) {
+      stack.pop();
+      continue;
+    }
+    const name = names[f.i]!;
+    const v = await f.level.visit(name, f.i);
+    f.i++;
     if (v?.self) yield v.self;
-    if (v?.descend) pending.push({ key: Buffer.concat([name, Buffer.from('/')]), run: v.descend });
+    if (v?.descend) f.pending.push({ key: Buffer.concat([name, SLASH_BYTE]), descend: v.descend });
   }
-  while (pending.length > 0) yield* pending.pop()!.run();
 }
 
 class Walker {
@@ -303,11 +323,11 @@ class Walker {
   }
 
   /** The source dirs' ancestors: yielded as directories, in path order, then the sources under them. */
-  async *walkVirtual(node: SourceNode): AsyncGenerator<WalkedEntry> {
+  virtualLevel(node: SourceNode): Level {
     const children = [...node.children.values()].sort((a, b) => Buffer.compare(a.name, b.name));
-    yield* inPathOrder(
-      children.map((c) => c.name),
-      async (_name, i) => {
+    return {
+      names: children.map((c) => c.name),
+      visit: async (_name, i) => {
         this.options.signal?.throwIfAborted();
         const child = children[i]!;
         const st = await this.statFollowing(child.abs);
@@ -318,39 +338,33 @@ class Walker {
             this.warn(child.abs, 'stat', err, 'cannot walk source path through');
             return undefined;
           }
-          return { self: this.makeEntry(child.abs, child.rel, st), descend: () => this.walkVirtual(child) };
+          return { self: this.makeEntry(child.abs, child.rel, st), descend: () => Promise.resolve(this.virtualLevel(child)) };
         }
         const self = await this.describe(child.abs, child.rel, st);
         if (!self || !st.isDirectory()) return self ? { self } : undefined;
-        return { self, descend: () => this.walkDir(child.abs, child.rel, '', st, st.dev, true) };
+        return { self, descend: () => this.dirLevel(child.abs, child.rel, '', st, st.dev, true) };
       },
-    );
+    };
   }
 
   /**
-   * Walks a directory's contents. `srcRel` is the directory's path relative to its source dir
-   * (for the exclude predicate), `rootDev` the source dir's device, `followFinal` true only for
-   * a source dir itself (given by the user, so it may be a symlink).
+   * Lists a directory's contents as a level (undefined, warned, when it cannot be read).
+   * `srcRel` is the directory's path relative to its source dir (for the exclude predicate),
+   * `rootDev` the source dir's device, `followFinal` true only for a source dir itself (given by
+   * the user, so it may be a symlink).
    */
-  async *walkDir(
-    abs: Buffer,
-    rel: Buffer,
-    srcRel: string,
-    dirStat: BigIntStats,
-    rootDev: bigint,
-    followFinal: boolean,
-  ): AsyncGenerator<WalkedEntry> {
+  async dirLevel(abs: Buffer, rel: Buffer, srcRel: string, dirStat: BigIntStats, rootDev: bigint, followFinal: boolean): Promise<Level | undefined> {
     let names: Buffer[];
     try {
       names = this.syncLstat ? this.timedSync(() => readDirectorySync(abs, dirStat, followFinal)) : await readDirectory(abs, dirStat, followFinal);
     } catch (err) {
       this.warn(abs, 'readdir', err as NodeJS.ErrnoException, 'cannot read directory');
-      return;
+      return undefined;
     }
     names.sort(Buffer.compare);
     const lookahead = new Lookahead(names.length, (i) => this.lstatChild(joinAbsPath(abs, names[i]!)));
     const { exclude, oneFileSystem, signal } = this.options;
-    yield* inPathOrder(names, async (name, i) => {
+    const visit = async (name: Buffer, i: number): Promise<Visit | undefined> => {
       signal?.throwIfAborted();
       const childAbs = joinAbsPath(abs, name);
       const result = await lookahead.take(i);
@@ -367,8 +381,9 @@ class Walker {
       const self = await this.describe(childAbs, childRel, st);
       if (!self) return undefined;
       if (!isDir || (oneFileSystem === true && st.dev !== rootDev)) return { self };
-      return { self, descend: () => this.walkDir(childAbs, childRel, childSrcRel, st, rootDev, false) };
-    });
+      return { self, descend: () => this.dirLevel(childAbs, childRel, childSrcRel, st, rootDev, false) };
+    };
+    return { names, visit };
   }
 
   /**
