@@ -93,11 +93,12 @@ export interface ScanOptions {
  * sources. Per-entry problems go to `onWarning`; nothing about one entry throws.
  * @throws UsageError for overlapping source dirs; the signal's reason once aborted.
  */
-export async function* scanSources(config: Pick<Config, 'exclude' | 'sourceDirs'>, options: ScanOptions): AsyncGenerator<SourceEntry> {
+export function scanSources(config: Pick<Config, 'exclude' | 'sourceDirs'>, options: ScanOptions): AsyncGenerator<SourceEntry> {
+  // Plain functions around the generators, not `yield*`: each delegation costs a promise per entry.
   const streams = config.sourceDirs.map((dir) =>
     walk([dir], { exclude: excludeFor(config, dir, options.self), signal: options.signal, onWarning: options.onWarning }),
   );
-  yield* withHardLinks(mergeByPath(streams));
+  return withHardLinks(streams.length === 1 ? streams[0]! : mergeByPath(streams));
 }
 
 /**
@@ -113,10 +114,6 @@ export async function* withHardLinks(stream: AsyncIterable<SourceEntry>): AsyncG
 
 /** Merges path-ordered streams into one, dropping repeats of a path (shared ancestors). */
 async function* mergeByPath(streams: AsyncGenerator<SourceEntry>[]): AsyncGenerator<SourceEntry> {
-  if (streams.length === 1) {
-    yield* streams[0]!;
-    return;
-  }
   const heads: (SourceEntry | undefined)[] = await Promise.all(streams.map(async (s) => (await s.next()).value ?? undefined));
   try {
     for (;;) {
