@@ -106,6 +106,8 @@ function hashBytes(hex: string): Buffer {
 }
 
 
+const DROP_ORPHAN_CHUNKS = 'DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = chunks.blob)';
+
 function sameStat(a: FileStat, b: FileStat): boolean {
   return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev && a.mode === b.mode;
 }
@@ -378,8 +380,10 @@ export class StateCache {
     const adopted = this.db.transaction(() => {
       const notBase = "hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = COALESCE((SELECT value FROM meta WHERE key = 'base_snapshot'), ''))";
       const n = this.db.prepare(`UPDATE blobs SET run = ? WHERE ${notBase} AND uploaded_at >= ?`).run(runId, since).changes;
-      this.db.prepare(`DELETE FROM blobs WHERE run != ? AND ${notBase}`).run(runId);
-      this.db.exec('DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = chunks.blob)');
+      const dropped = this.db.prepare(`DELETE FROM blobs WHERE run != ? AND ${notBase}`).run(runId).changes;
+      // Chunks are only ever orphaned by a blob deletion, and each one cleans up after itself:
+      // no blob dropped, no scan of every chunk row (~16 ms per 46,000 chunks).
+      if (dropped > 0) this.db.exec(DROP_ORPHAN_CHUNKS);
       return n;
     })();
     this.run = runId;
@@ -490,8 +494,8 @@ export class StateCache {
       for (const b of blobs) put.run(snapshotId, hashBytes(b));
       this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('base_snapshot', ?)").run(snapshotId);
       this.db.prepare("DELETE FROM meta WHERE key = 'pending_snapshot'").run();
-      this.db.prepare('DELETE FROM blobs WHERE hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)').run(snapshotId);
-      this.db.exec('DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = chunks.blob)');
+      const dropped = this.db.prepare('DELETE FROM blobs WHERE hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)').run(snapshotId).changes;
+      if (dropped > 0) this.db.exec(DROP_ORPHAN_CHUNKS);
       // After a complete ordered walk, unchanged files kept their older rows; the gone ones
       // were forgotten already.
       if (!this.orderedDone) this.db.prepare('DELETE FROM files WHERE run != ?').run(run);
