@@ -30,7 +30,7 @@ need restic /usr/bin/restic
 need time /usr/bin/time
 
 npm run -s build > /dev/null
-VAULTIK=(node "$REPO/dist/cli/main.js")
+VAULTIK=(node "$REPO/dist/cli/bin.js")
 mkdir -p "$WORK"
 
 # ---------------------------------------------------------------- dataset

@@ -4,7 +4,7 @@
 //
 //   npm run build && node bench/daemon.mjs [--files 20000] [--idle 60] [--changes 10]
 //
-// Runs the built CLI (`node dist/cli/main.js backup <config> --daemon --json`) against a local
+// Runs the built CLI (`node dist/cli/bin.js backup <config> --daemon --json`) against a local
 // store in a temp dir. CPU is utime+stime of the daemon process (all its threads) from
 // /proc/<pid>/stat, RSS is VmRSS sampled every second. Three phases:
 //   1. idle, backup_interval 1h: after the start-up run, only the watcher (the pool is released)
@@ -30,7 +30,7 @@ const CHANGES = arg('changes', 10);
 const SERIES = process.argv.includes('--series');
 /** --only idle: just the first phase. */
 const ONLY_IDLE = process.argv.includes('--only-idle');
-const MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../dist/cli/bin.js', import.meta.url));
 const { generateKeyPair } = await import(new URL('../dist/crypto/index.js', import.meta.url).href);
 
 const root = mkdtempSync(join(tmpdir(), 'vaultik-bench-daemon-'));

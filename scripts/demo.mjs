@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const cli = path.join(root, 'dist', 'cli', 'main.js');
+const cli = path.join(root, 'dist', 'cli', 'bin.js');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vaultik-demo-'));
 const source = path.join(work, 'source');
 const store = path.join(work, 'store');

@@ -6,6 +6,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { commands } from './commands/index.js';
+import { setHeapFlags } from './heapFlags.js';
 import type { CommandIO } from './command.js';
 import { VaultikError, ExitCode, errorMessage } from '../errors.js';
 
@@ -73,7 +74,12 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) {
+/**
+ * Runs the CLI as the process: process.argv, stdio, signals, exit code. bin.ts calls it after
+ * setting V8's heap flags; `node dist/cli/main.js` runs it too (with the flags set a bit late).
+ */
+export function runAsProgram(): void {
+  setHeapFlags();
   // The AWS SDK prints a "Node.js version support" notice on Node < 22 for every command that
   // creates an S3 client; it is noise for users (and would break `backup --cron` silence).
   // A user's explicit setting wins.
@@ -111,3 +117,5 @@ if (isEntryPoint()) {
     },
   );
 }
+
+if (isEntryPoint()) runAsProgram();

@@ -62,6 +62,14 @@ async function closedPort(): Promise<number> {
 }
 
 describe('vaultik backup (real CLI)', () => {
+  it('runs through the package executable: package.json bin is a built file with a node shebang', async () => {
+    expect(MAIN.endsWith(join('dist', 'cli', 'bin.js'))).toBe(true);
+    expect(readFileSync(MAIN, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
+    const r = await runCli(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version);
+  });
+
   it('--cron prints nothing on success, first run and no-change run, to s3rver', async () => {
     ws = makeWorkspace();
     writeFileSync(join(ws.src, 'a.txt'), 'alpha');

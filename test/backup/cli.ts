@@ -1,16 +1,17 @@
 /**
- * Running the real CLI (`node dist/cli/main.js`) from tests: builds dist/ first when any source
+ * Running the real CLI (the package's `vaultik` executable, dist/cli/bin.js) from tests: builds dist/ first when any source
  * file is newer than its compiled output, and spawns with an environment scrubbed of every
  * VAULTIK_* variable (no private key can leak in) and of the AWS SDK's warning switch (so the
  * tests see what a user's shell would print).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
-export const MAIN = join(REPO, 'dist', 'cli', 'main.js');
+/** The file package.json's `bin` names: what `npm install -g` links onto the PATH. */
+export const MAIN = join(REPO, (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { bin: { vaultik: string } }).bin.vaultik);
 
 function sourcesNewerThanDist(dir: string): boolean {
   for (const name of readdirSync(dir)) {
