@@ -772,7 +772,8 @@ class BackupRun {
         result = this.chunkPool().compress(chunk, { transfer: true }).then((frame) => ({ id, plainLength, frame, counted: true }));
       }
     } else {
-      result = this.chunkPool().process(chunk, { transfer: true });
+      // Small chunks (whole small files) travel to the workers in batches, large ones alone.
+      result = this.chunkPool().processBatched(chunk, { transfer: true });
     }
     result.catch(noop); // surfaced when the consumer reaches it
     await this.window.push({ kind: 'chunk', job, result, bytes: plainLength });

@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChunkPool, IN_FLIGHT_PER_WORKER, type ChunkResult } from '../../src/compress/pool.js';
+import { BATCH_BYTES, BATCH_COUNT, BATCH_MAX_CHUNK, ChunkPool, IN_FLIGHT_PER_WORKER, type ChunkResult } from '../../src/compress/pool.js';
 import { compressFrame, decompressFrame } from '../../src/compress/zstd.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 
@@ -161,6 +161,49 @@ describe('ChunkPool', () => {
     for (const r of await settled) expect(r.status).toBe('rejected');
     await expect(p.process(Buffer.from('late'))).rejects.toThrow(/closed/);
     await p.close(); // idempotent
+  });
+});
+
+describe('ChunkPool.processBatched', () => {
+  it('gives each chunk the id and frame process() gives, across full, counted and timed batches', async () => {
+    const p = pool({ size: 2, maxQueued: 0 });
+    // Sizes that fill batches by bytes (BATCH_BYTES), by count (BATCH_COUNT of tiny chunks), one
+    // chunk too large to batch, and an empty chunk; the tail leaves on setImmediate.
+    const sizes = [
+      ...Array.from({ length: 20 }, (_, i) => 100_000 + i * 3001),
+      ...Array.from({ length: BATCH_COUNT + 7 }, (_, i) => 1 + (i % 50)),
+      BATCH_MAX_CHUNK + 1,
+      0,
+      ...Array.from({ length: 5 }, (_, i) => 40_000 + i),
+    ];
+    const chunks = sizes.map((n, i) => (i % 3 === 0 ? randomBytes(n) : text(n, i + 1)));
+    const copies = chunks.map((c) => Buffer.from(c));
+    const results = await Promise.all(chunks.map((c) => p.processBatched(c, { transfer: true })));
+    expect(chunks.reduce((a, c) => a + c.length, 0)).toBeGreaterThan(BATCH_BYTES);
+    for (const [i, r] of results.entries()) {
+      const c = copies[i]!;
+      // Batched chunks are copied, never detached; the one too large to batch is transferred.
+      expect(chunks[i]!.length).toBe(sizes[i]! > BATCH_MAX_CHUNK ? 0 : sizes[i]);
+      expect(r.plainLength).toBe(c.length);
+      expect(r.id.equals(sha256(c))).toBe(true);
+      expect(r.frame.equals(compressFrame(c))).toBe(true);
+      expect(decompressFrame(r.frame).equals(c)).toBe(true);
+    }
+  });
+
+  it('a result awaited alone is sent without waiting for the batch to fill', async () => {
+    const p = pool({ size: 1 });
+    const r = await p.processBatched(text(1000, 3));
+    expect(r.id.equals(sha256(text(1000, 3)))).toBe(true);
+  });
+
+  it('close() rejects the chunks of a batch not sent yet', async () => {
+    const p = pool({ size: 1 });
+    const pending = p.processBatched(text(10, 1));
+    pending.catch(() => undefined);
+    await p.close();
+    await expect(pending).rejects.toThrow(/closed/);
+    await expect(p.processBatched(text(10, 1))).rejects.toThrow(/closed/);
   });
 });
 
