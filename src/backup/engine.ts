@@ -3,7 +3,8 @@
  *
  *   lock → open the state cache → walk (per source dir, merged in path order)
  *   → unchanged stat: chunk list from the cache, file not opened
- *   → new or changed file: read → FastCDC → SHA-256 + zstd in worker threads
+ *   → new or changed file: read → FastCDC (in a worker for large files) → SHA-256 + zstd in
+ *     worker threads (small files' chunks in batches)
  *   → dedup (state cache + chunks packed earlier in this run) → pack frames into blobs
  *   → encrypt → upload (several at once, while the next blob is packed) → record in the cache
  *   → snapshot metadata DB → manifest, then the encrypted metadata, last → complete in the cache.
@@ -705,7 +706,7 @@ class BackupRun {
     const { walked } = job;
     let file: SourceFile;
     try {
-      file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal });
+      file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal, readSize: walked.stat.size <= this.chunker.minSize ? Math.max(1, walked.stat.size) : DEFAULT_READ_SIZE });
     } catch (err) {
       return await this.endWithError(job, err);
     }
@@ -724,7 +725,10 @@ class BackupRun {
           yield b;
         }
       };
-      for await (const chunk of chunkStream(reads(), this.chunker)) {
+      // FastCDC runs in a worker (the main thread only routes reads and chunks); a file that
+      // fits in one chunk needs no cut, and is read in one go.
+      const chunks = walked.stat.size <= this.chunker.minSize ? chunkStream(reads(), this.chunker) : this.chunkPool().cutStream(reads(), this.chunker, { transfer: true });
+      for await (const chunk of chunks) {
         held -= chunk.length;
         await this.pushChunk(job, chunk);
       }
