@@ -169,7 +169,8 @@ export class BlobWriter {
     } finally {
       closeSync(fd);
     }
-    const body = { size, open: (): Readable => createReadStream(path) };
+    // `file`: a local store links the spool file into place instead of copying it (PutBody).
+    const body = { size, open: (): Readable => createReadStream(path), file: path };
     return Promise.resolve({ hash: sha256.toString('hex'), sha256, size, body, plaintextSize, dispose: () => rm(path, { force: true }) });
   }
 

@@ -9,6 +9,10 @@
  *   fsynced, renamed over the final name and followed by an fsync of the directory (and of any
  *   directory the put created). A crash leaves either no object or the whole object under its
  *   name, never a partial one; readers never see a partial object.
+ * - A body with a `file` (PutBody) on the same file system is hard-linked to the temp name
+ *   instead of copied (a blob spool file: no second read, write or hash of its bytes); its size
+ *   is checked, its SHA-256 is the caller's (see PutBody). Across file systems, or where links are
+ *   not supported, it is copied and verified like any stream body.
  * - Temp files are named `.vaultik-tmp-*`; keys may not contain a segment with that prefix, and
  *   list() never returns one, so a leftover temp file from a crash is invisible (it is garbage,
  *   safe to delete once no backup writes it). listIncompleteUploads/abortIncompleteUpload expose
@@ -22,7 +26,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { Readable, addAbortSignal } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -73,7 +77,8 @@ export class LocalStorage implements Storage {
 
   /**
    * Writes the object atomically (temp file, fsync, rename, fsync directory). When
-   * `options.sha256` is given the bytes are verified against it before the rename.
+   * `options.sha256` is given the bytes are verified against it before the rename (unless the
+   * body's `file` is linked, see the file comment).
    * @throws StorageError 'permanent' on a length or SHA-256 mismatch, a full disk, a read-only
    *   file system; 'permission' on EACCES/EPERM.
    */
@@ -91,10 +96,14 @@ export class LocalStorage implements Storage {
     let handle: FileHandle | undefined;
     let renamed = false;
     try {
-      handle = await open(tempPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
-      const hash = options?.sha256 ? createHash('sha256') : undefined;
       const size = bodySize(body);
-      if (Buffer.isBuffer(body)) {
+      handle = Buffer.isBuffer(body) || body.file === undefined ? undefined : await linkBody(body.file, tempPath, size, key, this.description);
+      const linked = handle !== undefined;
+      handle ??= await open(tempPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
+      const hash = options?.sha256 && !linked ? createHash('sha256') : undefined;
+      if (linked) {
+        // Nothing to write: the temp name is the caller's file.
+      } else if (Buffer.isBuffer(body)) {
         hash?.update(body);
         await handle.writeFile(body, { signal: options?.signal });
       } else {
@@ -306,6 +315,34 @@ export function checkRange(range: ByteRange | undefined): void {
   if (range === undefined) return;
   if (!Number.isSafeInteger(range.offset) || !Number.isSafeInteger(range.length) || range.offset < 0 || range.length < 0) {
     throw new StorageError(`invalid byte range ${range.offset}+${range.length}`, 'permanent');
+  }
+}
+
+/**
+ * Hard-links `file` to `tempPath` and opens it for the fsync, or returns undefined when the file
+ * system cannot link it there (another device, no hard links): the caller then copies.
+ * @throws StorageError 'permanent' when the file is not `size` bytes; the link's other errors.
+ */
+async function linkBody(file: string, tempPath: string, size: number, key: string, where: string): Promise<FileHandle | undefined> {
+  try {
+    await link(file, tempPath);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'EXDEV' || code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EMLINK' || code === 'ENOSYS') return undefined;
+    throw err;
+  }
+  const handle = await open(tempPath, 'r');
+  try {
+    const st = await handle.stat();
+    if (st.size !== size) {
+      throw new StorageError(`cannot store ${where}${key}: the body's file holds ${st.size} bytes, not ${size}`, 'permanent', key);
+    }
+    // The same mode as a copied object (the spool file was private to its writer).
+    await handle.chmod(0o644 & ~process.umask());
+    return handle;
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err;
   }
 }
 

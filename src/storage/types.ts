@@ -16,8 +16,15 @@ export interface ObjectInfo {
   lastModified: Date;
 }
 
-/** A body to upload: bytes in memory, or a re-openable stream of known size (retries reopen it). */
-export type PutBody = Buffer | { size: number; open: () => Readable };
+/**
+ * A body to upload: bytes in memory, or a re-openable stream of known size (retries reopen it).
+ * A stream body may also name the `file` that holds exactly its bytes (a blob's ciphertext spool
+ * file), unchanged until the put settles: the local store then links that file into place
+ * instead of copying it, and trusts PutOptions.sha256 as the hash of that file (the caller hashed
+ * the bytes as it wrote them; linking moves no byte that could be altered on the way). Other
+ * stores ignore `file` and read `open()`.
+ */
+export type PutBody = Buffer | { size: number; open: () => Readable; file?: string };
 
 export interface PutOptions {
   /** SHA-256 of the body, when the caller knows it (sent as an integrity checksum). */

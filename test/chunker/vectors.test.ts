@@ -22,6 +22,7 @@ import {
   seededGear,
   type ChunkerOptions,
 } from '../../src/chunker/index.js';
+import { cutterParams, cutterSource, type Cutter, type CutterParams } from '../../src/chunker/cutter.js';
 
 const dir = new URL('../fixtures/fastcdc/', import.meta.url);
 const image = readFileSync(new URL('SekienAkashita.jpg', dir));
@@ -165,6 +166,19 @@ describe.each(vectors.cases)('vector $name', (c) => {
       }
       expect(out, `read size ${readSize}`).toEqual(lengths);
       expect(hashes).toEqual(c.chunks.map((k) => k.sha256));
+    }
+  });
+
+  it('the worker cutter, built from its source text, finds the same chunks (odd read sizes)', () => {
+    const make = new Function(`return ${cutterSource()};`)() as (p: CutterParams) => Cutter;
+    for (const readSize of [1, 7, 4096, 65536, image.length]) {
+      const cutter = make(cutterParams(resolveChunker(opts)));
+      const chunks: Uint8Array[] = [];
+      for (let i = 0; i < image.length; i += readSize) chunks.push(...cutter.push(image.subarray(i, i + readSize)));
+      const last = cutter.end();
+      if (last) chunks.push(last);
+      expect(chunks.map((k) => k.length), `read size ${readSize}`).toEqual(c.chunks.map((k) => k.length));
+      expect(chunks.map(sha256)).toEqual(c.chunks.map((k) => k.sha256));
     }
   });
 });

@@ -4,7 +4,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChunkPool, IN_FLIGHT_PER_WORKER, type ChunkResult } from '../../src/compress/pool.js';
+import { BATCH_BYTES, BATCH_COUNT, BATCH_MAX_CHUNK, ChunkPool, IN_FLIGHT_PER_WORKER, type ChunkResult } from '../../src/compress/pool.js';
+import { chunkBuffer } from '../../src/chunker/index.js';
 import { compressFrame, decompressFrame } from '../../src/compress/zstd.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 
@@ -161,6 +162,130 @@ describe('ChunkPool', () => {
     for (const r of await settled) expect(r.status).toBe('rejected');
     await expect(p.process(Buffer.from('late'))).rejects.toThrow(/closed/);
     await p.close(); // idempotent
+  });
+});
+
+describe('ChunkPool.processBatched', () => {
+  it('gives each chunk the id and frame process() gives, across full, counted and timed batches', async () => {
+    const p = pool({ size: 2, maxQueued: 0 });
+    // Sizes that fill batches by bytes (BATCH_BYTES), by count (BATCH_COUNT of tiny chunks), one
+    // chunk too large to batch, and an empty chunk; the tail leaves on setImmediate.
+    const sizes = [
+      ...Array.from({ length: 20 }, (_, i) => 100_000 + i * 3001),
+      ...Array.from({ length: BATCH_COUNT + 7 }, (_, i) => 1 + (i % 50)),
+      BATCH_MAX_CHUNK + 1,
+      0,
+      ...Array.from({ length: 5 }, (_, i) => 40_000 + i),
+    ];
+    const chunks = sizes.map((n, i) => (i % 3 === 0 ? randomBytes(n) : text(n, i + 1)));
+    const copies = chunks.map((c) => Buffer.from(c));
+    const results = await Promise.all(chunks.map((c) => p.processBatched(c, { transfer: true })));
+    expect(chunks.reduce((a, c) => a + c.length, 0)).toBeGreaterThan(BATCH_BYTES);
+    for (const [i, r] of results.entries()) {
+      const c = copies[i]!;
+      // Batched chunks are copied, never detached; the one too large to batch is transferred.
+      expect(chunks[i]!.length).toBe(sizes[i]! > BATCH_MAX_CHUNK ? 0 : sizes[i]);
+      expect(r.plainLength).toBe(c.length);
+      expect(r.id.equals(sha256(c))).toBe(true);
+      expect(r.frame.equals(compressFrame(c))).toBe(true);
+      expect(decompressFrame(r.frame).equals(c)).toBe(true);
+    }
+  });
+
+  it('a result awaited alone is sent without waiting for the batch to fill', async () => {
+    const p = pool({ size: 1 });
+    const r = await p.processBatched(text(1000, 3));
+    expect(r.id.equals(sha256(text(1000, 3)))).toBe(true);
+  });
+
+  it('close() rejects the chunks of a batch not sent yet', async () => {
+    const p = pool({ size: 1 });
+    const pending = p.processBatched(text(10, 1));
+    pending.catch(() => undefined);
+    await p.close();
+    await expect(pending).rejects.toThrow(/closed/);
+    await expect(p.processBatched(text(10, 1))).rejects.toThrow(/closed/);
+  });
+});
+
+describe('ChunkPool.cutStream', () => {
+  const o = { minSize: 4096, avgSize: 16384, maxSize: 65536, normalization: 2 };
+
+  function reads(data: Buffer, seed: number): Buffer[] {
+    const out: Buffer[] = [];
+    let x = seed;
+    for (let i = 0; i < data.length; ) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const n = x % 5 === 0 ? 1 : (x >>> 8) % 50_000;
+      out.push(Buffer.from(data.subarray(i, i + n))); // each read owns its memory, like a file read
+      i += n;
+    }
+    return out;
+  }
+
+  it('yields the chunks chunkBuffer finds, each in its own ArrayBuffer, on every worker at once', async () => {
+    const p = pool({ size: 2 });
+    const inputs = [Buffer.concat([randomBytes(1 << 20), text(1 << 20, 4)]), text(700_000, 9), randomBytes(100), Buffer.alloc(0)];
+    const cut = async (data: Buffer, seed: number): Promise<Buffer[]> => {
+      const out: Buffer[] = [];
+      const rs = reads(data, seed);
+      async function* src(): AsyncGenerator<Buffer> {
+        for (const r of rs) {
+          await new Promise((resolve) => setImmediate(resolve));
+          yield r;
+        }
+      }
+      for await (const c of p.cutStream(src(), o, { transfer: true })) out.push(c);
+      expect(rs.every((r) => r.length === 0 || r.length < 4096)).toBe(true); // transferred (not under 4 KiB)
+      return out;
+    };
+    const got = await Promise.all(inputs.map((d, i) => cut(d, i + 1)));
+    for (const [i, d] of inputs.entries()) {
+      const chunks = got[i]!;
+      expect(chunks.map((c) => c.length)).toEqual(chunkBuffer(d, o));
+      expect(Buffer.concat(chunks).equals(d)).toBe(true);
+      for (const c of chunks) expect(c.byteOffset === 0 && c.byteLength === c.buffer.byteLength).toBe(true);
+    }
+    // Without transfer the caller's reads are left alone.
+    const d = text(200_000, 3);
+    const rs = reads(d, 5);
+    const chunks: Buffer[] = [];
+    for await (const c of p.cutStream(rs, o)) chunks.push(c);
+    expect(Buffer.concat(rs).equals(d)).toBe(true);
+    expect(Buffer.concat(chunks).equals(d)).toBe(true);
+  });
+
+  it('validates the options before reading, and survives a consumer that stops early', async () => {
+    const p = pool({ size: 1 });
+    let pulled = 0;
+    function* src(): Generator<Buffer> {
+      pulled++;
+      yield text(10, 1);
+    }
+    await expect(p.cutStream(src(), { minSize: 10, avgSize: 5, maxSize: 20 }).next()).rejects.toBeInstanceOf(RangeError);
+    expect(pulled).toBe(0);
+    const big = reads(randomBytes(1 << 20), 8);
+    for await (const c of p.cutStream(big, o)) {
+      expect(c.length).toBeGreaterThan(0);
+      break;
+    }
+    const c = text(5000, 2);
+    expect((await p.process(c)).id.equals(sha256(c))).toBe(true);
+  });
+
+  it('a cutting worker that dies fails the stream', async () => {
+    const p = pool({ size: 1 });
+    const internals = p as unknown as { slots: { worker: { terminate(): Promise<number> } }[] };
+    async function* src(): AsyncGenerator<Buffer> {
+      yield randomBytes(100_000);
+      await internals.slots[0]!.worker.terminate();
+      yield randomBytes(100_000);
+      yield randomBytes(100_000);
+    }
+    const consume = async (): Promise<void> => {
+      for await (const c of p.cutStream(src(), o)) expect(c.length).toBeGreaterThan(0);
+    };
+    await expect(consume()).rejects.toThrow(/worker died|stream being cut is lost/);
   });
 });
 

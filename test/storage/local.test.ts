@@ -1,4 +1,5 @@
-import { mkdirSync, readdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdirSync, readdirSync, statSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, afterEach } from 'vitest';
 import { LocalStorage, TEMP_PREFIX } from '../../src/storage/local.js';
@@ -67,6 +68,29 @@ describe('local store specifics', () => {
     };
     await expect(store.put('x/obj', failing)).rejects.toThrow(/disk read error/);
     expect(readdirSync(join(dir, 'p/x'))).toEqual([]);
+  });
+
+  it('links a body given by file instead of copying it; checks its size; the file may go afterwards', async () => {
+    const { dir, store } = fresh();
+    const src = join(dir, 'spool');
+    const bytes = Buffer.from('ciphertext of a blob');
+    writeFileSync(src, bytes, { mode: 0o600 });
+    const body = { size: bytes.length, open: () => createReadStream(src), file: src };
+    const sha256 = createHash('sha256').update(bytes).digest();
+    await store.put('blobs/aa/bb/one', body, { sha256 });
+    const obj = join(dir, 'p/blobs/aa/bb/one');
+    expect(statSync(obj).ino).toBe(statSync(src).ino); // linked, not copied
+    expect(statSync(obj).mode & 0o777).toBe(0o644 & ~process.umask());
+    expect(readdirSync(join(dir, 'p/blobs/aa/bb'))).toEqual(['one']);
+    unlinkSync(src); // what BlobWriter's dispose() does after the put
+    expect(await readAll(await store.get('blobs/aa/bb/one'))).toEqual(bytes);
+    // A file that does not hold `size` bytes is refused, and leaves nothing behind.
+    writeFileSync(src, bytes);
+    await expectStorageError(store.put('blobs/aa/bb/two', { ...body, size: bytes.length + 1 }, { sha256 }), 'permanent', /holds/);
+    expect(readdirSync(join(dir, 'p/blobs/aa/bb'))).toEqual(['one']);
+    // A missing file is an error, not an empty object.
+    await expect(store.put('blobs/aa/bb/three', { ...body, file: join(dir, 'missing') }, { sha256 })).rejects.toThrow();
+    expect(readdirSync(join(dir, 'p/blobs/aa/bb'))).toEqual(['one']);
   });
 
   it('an empty or missing store lists nothing', async () => {
