@@ -79,6 +79,9 @@ export interface RestoreOptions {
 /** Default byte budget of range data in flight (RestoreOptions.memoryBudget). */
 const DEFAULT_BUDGET = 32 * 1024 * 1024;
 
+/** Hard-link names remembered by pass 1 for pass 3 (about 100 bytes each). */
+const MAX_FOLLOWERS = 10_000;
+
 /** Chunk jobs of one range whose writes may be in flight at once. */
 const WRITE_WINDOW = 16;
 
@@ -188,6 +191,11 @@ class RestoreRun {
   private readonly orphans = new Map<number, Buffer>();
   private readonly madeDirs = new Set<string>();
   private counts = { files: 0, dirs: 0, symlinks: 0, specials: 0, hardLinks: 0, unchanged: 0, warnings: 0, followers: 0 };
+  /**
+   * The names that pass 3 links (in selection order), while there are at most MAX_FOLLOWERS of
+   * them; past that pass 3 reads the entries again instead (memory stays bounded).
+   */
+  private followers: Entry[] | undefined = [];
   private readonly fetcher: BlobFetcher;
   private writer!: TargetWriter;
   private files!: FileTable;
@@ -363,6 +371,8 @@ class RestoreRun {
         if (e.linkGroup !== undefined) {
           if (this.groups.has(e.linkGroup)) {
             this.counts.followers++;
+            if (this.followers && this.followers.length < MAX_FOLLOWERS) this.followers.push(e);
+            else this.followers = undefined;
             return ancestors; // linked in pass 3
           }
           this.groups.set(e.linkGroup, { first: e.path, firstTarget: target.path });
@@ -764,8 +774,12 @@ class RestoreRun {
     for (const job of jobs) for (const u of job.uses) await this.files.fail(u.path, message);
   }
 
-  /** Pass 3: the other names of each hard-link group. */
-  private async linkPass(): Promise<void> {
+  /** The names pass 3 links: recorded by pass 1, or found by reading the entries again. */
+  private *followerEntries(): Generator<Entry> {
+    if (this.followers) {
+      yield* this.followers;
+      return;
+    }
     const seen = new Set<number>();
     for (const e of this.selectedEntries()) {
       if (e.type !== 'file' || e.linkGroup === undefined) continue;
@@ -773,7 +787,14 @@ class RestoreRun {
         seen.add(e.linkGroup); // the first selected name: restored with the content
         continue;
       }
-      const group = this.groups.get(e.linkGroup)!;
+      yield e;
+    }
+  }
+
+  /** Pass 3: the other names of each hard-link group. */
+  private async linkPass(): Promise<void> {
+    for (const e of this.followerEntries()) {
+      const group = this.groups.get(e.linkGroup!)!;
       const target = this.mapPath(e.path);
       await this.guarded(e.path, async () => {
         if (this.files.isFailed(group.first)) throw new VaultikError(`not linked: ${displayPath(group.first)} failed`, ExitCode.DATA);

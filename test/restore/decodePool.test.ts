@@ -111,10 +111,12 @@ describe('DecodePool: ranges of a real age payload, and whole-file writes', () =
       symlinkSync(join(tmp, 'outside'), join(tmp, 'd', 'planted'));
       const dirFd = openSync(join(tmp, 'd'), 'r');
       try {
-        const chunks = [Buffer.from('first file\n'), Buffer.alloc(10_000), Buffer.from('through a symlink?')];
+        const chunks = [Buffer.from('first file\n'), Buffer.alloc(10_000), Buffer.from('through a symlink?'), Buffer.from('setuid')];
         const data = sharedCopyOf(chunks.map((c) => compressFrame(c)));
         let at = 0;
-        const names = ['a', 'holes', 'planted'];
+        const names = ['a', 'holes', 'planted', 'suid'];
+        // Modes the umask would take bits from, and a setuid bit: each must come out exact.
+        const modes = [0o640, 0o666, 0o644, 0o4750];
         const jobs = chunks.map((c, i) => {
           const frame = compressFrame(c);
           const job = {
@@ -122,7 +124,7 @@ describe('DecodePool: ranges of a real age payload, and whole-file writes', () =
             length: frame.length,
             plainLength: c.length,
             id: sha(c),
-            write: { dirFd, name: names[i]!, mode: 0o640, uid: 0, gid: 0, owners: false, time: 1_600_000_000.5, holeMin: 4096 },
+            write: { dirFd, name: names[i]!, mode: modes[i]!, uid: 0, gid: 0, owners: false, time: 1_600_000_000.5, holeMin: 4096 },
           };
           at += frame.length;
           return job;
@@ -132,6 +134,8 @@ describe('DecodePool: ranges of a real age payload, and whole-file writes', () =
         expect(results[0]).toMatchObject({ written: true });
         expect(results[1]).toMatchObject({ written: true });
         expect(results[2]).toMatchObject({ written: false, writeError: { code: 'EEXIST' } });
+        expect(results[3]).toMatchObject({ written: true });
+        expect(statSync(join(tmp, 'd', 'suid')).mode & 0o7777).toBe(0o4750);
         expect(readFileSync(join(tmp, 'd', 'a'), 'utf8')).toBe('first file\n');
         const st = statSync(join(tmp, 'd', 'a'));
         expect(st.mode & 0o777).toBe(0o640);
@@ -139,6 +143,7 @@ describe('DecodePool: ranges of a real age payload, and whole-file writes', () =
         const holes = statSync(join(tmp, 'd', 'holes'));
         expect(holes.size).toBe(10_000);
         expect(holes.blocks).toBe(0); // all zeros: a hole, not a write
+        expect(holes.mode & 0o777).toBe(0o666);
         expect(lstatSync(join(tmp, 'd', 'planted')).isSymbolicLink()).toBe(true);
         expect(readFileSync(join(tmp, 'outside'), 'utf8')).toBe('keep');
       } finally {
