@@ -15,7 +15,8 @@
  *   "a/passwd") or planted in the target — is refused with UnsafePathError, never traversed.
  *   Final components are created with O_CREAT|O_EXCL|O_NOFOLLOW (files), mkdir/symlink/link
  *   (which never follow a final symlink), and metadata goes through the open descriptor or
- *   lchown/lutimes. The one exception is chmod of FIFOs and device nodes (Node has no lchmod on
+ *   lchown/lutimes. `parentOf` hands such a verified parent descriptor to the restore's decode
+ *   workers, which create one-chunk files through it with the same flags. The one exception is chmod of FIFOs and device nodes (Node has no lchmod on
  *   Linux): it runs right after an lstat check, so only a process that can write into the
  *   target directory can race it. This needs Linux's /proc.
  * - A non-empty target is refused unless `overwrite`. With `overwrite`, an existing name is
@@ -461,6 +462,31 @@ export class TargetWriter {
       if (created) await this.removeCreated(entry.path, created.ino, created.dev).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * For code that creates the regular file `path` itself through `/proc/self/fd/<dirFd>/<name>`
+   * with CREATE_FILE flags (the restore's decode workers, see src/restore/decodePool.ts): its
+   * parent directory, reached and held open exactly as createFile does (path validated,
+   * component by component, never through a symlink; missing parents created), and its final
+   * name. The descriptor stays valid until `release()`.
+   * @throws UnsafePathError, RestoreError.
+   */
+  async parentOf(path: Buffer): Promise<{ dirFd: number; name: Buffer; release(): void }> {
+    this.checkOpen();
+    const components = splitEntryPath(path);
+    let lease: DirLease;
+    try {
+      lease = await this.dirs.acquire(components.slice(0, -1), true, path);
+    } catch (err) {
+      throw failure(path, 'create file', err);
+    }
+    return { dirFd: lease.handle.fd, name: components[components.length - 1]!, release: lease.release };
+  }
+
+  /** Whether owners (uid, gid) are restored. */
+  get restoresOwners(): boolean {
+    return this.owners;
   }
 
   /**

@@ -9,7 +9,10 @@
  * 2. Chunk placements in (blob, offset) order, grouped into merged ranges (plan.ts); up to
  *    `concurrency` ranges are fetched at once, within a budget of bytes in flight. Every chunk
  *    is authenticated by age, decompressed and checked against its SHA-256 before a byte of it
- *    is written, at every (file, offset) that uses it.
+ *    is written, at every (file, offset) that uses it. Ranges with enough data are fetched into
+ *    reused shared memory and decrypted, decoded and verified by the decode workers
+ *    (decodePool.ts), which also create and write the files that are one chunk (most files);
+ *    this thread reads the metadata, fetches, and writes the rest.
  * 3. Hard links to the first restored name of each group; then directory metadata, deepest
  *    first (TargetWriter.finish).
  *
@@ -23,16 +26,17 @@ import { tmpdir } from 'node:os';
 import { decodeChunk } from '../blob/reader.js';
 import { decryptRange, decryptSegments, type AgeFileInfo, type Identity } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
-import { RestoreError, TargetWriter } from '../fs/restoreWriter.js';
+import { RestoreError, TargetWriter, utimesSeconds } from '../fs/restoreWriter.js';
 import { displayPath } from '../fs/paths.js';
 import { listSnapshots, openSnapshot, resolveSnapshotId, type SnapshotReader } from '../snapshot/index.js';
 import type { ChunkPlacement } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/types.js';
 import type { Storage } from '../storage/types.js';
 import { MAX_REPORTED, type FailedPath, type RestoreEvent, type RestoreProgress, type RestoreSummary, type RestoreTotals } from './events.js';
-import { DecodePool, type DecodeResult } from './decodePool.js';
+import { DecodePool, type BatchJob, type BatchResult } from './decodePool.js';
+import { SharedBuffers } from './buffers.js';
 import { BlobFetcher, isDataError } from './fetcher.js';
-import { FileTable, diskFullError, isAllZero, isFatalWriteError } from './files.js';
+import { FileTable, HOLE_MIN, diskFullError, isAllZero, isFatalWriteError } from './files.js';
 import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
 import { Selector, relocator, type Relocation, type RestoreSelection } from './select.js';
 
@@ -72,6 +76,12 @@ export interface RestoreOptions {
   plan?: PlanOptions;
 }
 
+/** Default byte budget of range data in flight (RestoreOptions.memoryBudget). */
+const DEFAULT_BUDGET = 32 * 1024 * 1024;
+
+/** Hard-link names remembered by pass 1 for pass 3 (about 100 bytes each). */
+const MAX_FOLLOWERS = 10_000;
+
 /** Chunk jobs of one range whose writes may be in flight at once. */
 const WRITE_WINDOW = 16;
 
@@ -79,6 +89,21 @@ const WRITE_WINDOW = 16;
 const DECODE_BATCH_BYTES = 2 * 1024 * 1024;
 /** Ranges with fewer chunk bytes are decoded on the main thread (no worker start-up for a small fetch). */
 const DECODE_POOL_MIN = 256 * 1024;
+
+const EMPTY = Buffer.alloc(0);
+
+/** What a decode worker returned for one batch. */
+interface SubmittedBatch {
+  results: BatchResult[];
+  /** The batch's output buffer (from SharedBuffers): given back once its writes are done. */
+  out: Buffer;
+  /** Per job, the entry of the file the worker was asked to write. */
+  entries: (Entry | undefined)[];
+}
+
+function chunkFailure(range: RangePlan, job: ChunkJob, message: string): string {
+  return `chunk ${job.chunk.id.toString('hex').slice(0, 16)}… in blob ${range.blob}: ${message}`;
+}
 
 /** Waits for room in a byte budget; a request larger than the whole budget takes all of it. */
 class ByteBudget {
@@ -166,6 +191,11 @@ class RestoreRun {
   private readonly orphans = new Map<number, Buffer>();
   private readonly madeDirs = new Set<string>();
   private counts = { files: 0, dirs: 0, symlinks: 0, specials: 0, hardLinks: 0, unchanged: 0, warnings: 0, followers: 0 };
+  /**
+   * The names that pass 3 links (in selection order), while there are at most MAX_FOLLOWERS of
+   * them; past that pass 3 reads the entries again instead (memory stays bounded).
+   */
+  private followers: Entry[] | undefined = [];
   private readonly fetcher: BlobFetcher;
   private writer!: TargetWriter;
   private files!: FileTable;
@@ -173,6 +203,8 @@ class RestoreRun {
   private lastProgress = 0;
   /** Started by the first range large enough to need it; closed after the content pass. */
   private pool: DecodePool | undefined;
+  /** Ciphertext of pooled ranges and their decoded batches. */
+  private readonly buffers: SharedBuffers;
 
   constructor(
     private readonly options: RestoreOptions,
@@ -182,6 +214,8 @@ class RestoreRun {
     private readonly emit: (e: RestoreEvent) => void,
   ) {
     this.fetcher = new BlobFetcher(options.storage, options.identities, options.signal);
+    // In use is bounded by the budget (in size classes, up to twice it); what is free was in use once.
+    this.buffers = new SharedBuffers(4 * (options.memoryBudget ?? DEFAULT_BUDGET));
   }
 
   private get skipUnchanged(): boolean {
@@ -337,6 +371,8 @@ class RestoreRun {
         if (e.linkGroup !== undefined) {
           if (this.groups.has(e.linkGroup)) {
             this.counts.followers++;
+            if (this.followers && this.followers.length < MAX_FOLLOWERS) this.followers.push(e);
+            else this.followers = undefined;
             return ancestors; // linked in pass 3
           }
           this.groups.set(e.linkGroup, { first: e.path, firstTarget: target.path });
@@ -458,7 +494,7 @@ class RestoreRun {
     const { options } = this;
     for (const b of this.reader.blobs()) this.blobSizes.set(b.hash, b.size);
     const concurrency = options.concurrency ?? 6;
-    const budget = new ByteBudget(options.memoryBudget ?? 32 * 1024 * 1024);
+    const budget = new ByteBudget(options.memoryBudget ?? DEFAULT_BUDGET);
     const ranges = (function* (streams: Iterable<Iterable<ChunkPlacement>>, plan?: PlanOptions) {
       for (const s of streams) yield* planRanges(s, plan);
     })(this.placements(), options.plan);
@@ -501,15 +537,25 @@ class RestoreRun {
       return this.failJobs(range.chunks, errorMessage(err));
     }
     const span = cipherSpan(range, file.headerLength, size);
-    // Held at once: the ciphertext, its plaintext, and the decompressed chunks being written.
-    const largest = range.chunks.reduce((m, j) => Math.max(m, j.chunk.plainLength), 0);
+    const spanBytes = span.end - span.start;
+    let plainBytes = 0;
+    let largest = 0;
+    for (const j of range.chunks) {
+      plainBytes += j.chunk.plainLength;
+      largest = Math.max(largest, j.chunk.plainLength);
+    }
+    const pooled = plainBytes >= DECODE_POOL_MIN;
+    // Held at once. Pooled: the ciphertext (decrypted in place), and up to three batches of
+    // decoded chunks (one decoding, one being written, one whose last writes are settling). Here: the ciphertext,
+    // its plaintext, and the decompressed chunks being written.
+    const batchBytes = Math.max(largest, DECODE_BATCH_BYTES);
     const limitBytes = Math.max(largest, 1024 * 1024);
-    // Plus up to two decode batches (one decoding while the other is written).
-    const release = await budget.acquire(2 * (span.end - span.start) + limitBytes + 2 * DECODE_BATCH_BYTES);
+    const release = await budget.acquire(pooled ? spanBytes + Math.min(plainBytes, 3 * batchBytes) : 2 * spanBytes + limitBytes);
     try {
-      let cipher: Buffer | undefined;
+      let cipher: Buffer | undefined = pooled ? this.buffers.take(spanBytes) : undefined;
       try {
-        cipher = await this.fetcher.read(range.blob, span.start, span.end);
+        if (cipher) await this.fetcher.readInto(range.blob, span.start, span.end, cipher);
+        else cipher = await this.fetcher.read(range.blob, span.start, span.end);
       } catch (err) {
         if (!isDataError(err)) throw err;
         if (range.chunks.length === 1) return await this.failJobs(range.chunks, errorMessage(err));
@@ -522,104 +568,196 @@ class RestoreRun {
         }
         return;
       }
-      let plain: Buffer | undefined;
-      try {
-        plain = decryptSegments(file.payloadKey, range.firstSegment, cipher, file.segmentCount - 1);
-        cipher = undefined; // not needed any more: let it go before the writes
-      } catch {
-        // Some segment is bad: decode chunk by chunk so only the chunks it holds fail.
-        plain = undefined;
+      if (pooled) {
+        await this.runPooled(range, file, cipher, batchBytes);
+        // Every batch has settled: no worker uses it any more.
+        this.buffers.give(cipher);
+      } else {
+        await this.runHere(range, file, cipher, span.start, limitBytes);
       }
-      // Chunks are decoded in order; their writes overlap (small files are mostly file-system
-      // round trips), up to WRITE_WINDOW jobs or `limitBytes` of chunks at a time.
-      const pending = new Set<Promise<void>>();
-      let pendingBytes = 0;
-      let failure: unknown;
-      const chunkFailure = (job: ChunkJob, message: string): string => `chunk ${job.chunk.id.toString('hex').slice(0, 16)}… in blob ${range.blob}: ${message}`;
-      try {
-        for await (const [job, decoded] of this.decoded(range, plain, span.start, file, cipher)) {
-          if (typeof decoded === 'string') {
-            await this.failJobs([job], chunkFailure(job, decoded));
-            continue;
-          }
-          const data = decoded;
-          while (pending.size > 0 && (pending.size >= WRITE_WINDOW || pendingBytes + data.length > limitBytes)) await Promise.race(pending);
-          const size = data.length;
-          pendingBytes += size;
-          const p: Promise<void> = this.writeUses(job, data).finally(() => {
-            pending.delete(p);
-            pendingBytes -= size;
-          });
-          pending.add(p);
-        }
-      } catch (err) {
-        failure = err;
-      }
-      // Every write settles before the range's memory is released.
-      const results = await Promise.allSettled(pending);
-      if (failure !== undefined) throw failure;
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
     } finally {
       release();
     }
   }
 
   /**
-   * The range's chunks in order, each decoded and verified or with the reason it could not be.
-   * With the whole range decrypted and at least DECODE_POOL_MIN bytes of chunks, batches go to
-   * the decode workers, the next one decoding while the caller writes the last; otherwise (a
-   * fetch of a few small files, or a range with a bad segment, decrypted chunk by chunk) they
-   * are decoded here.
+   * A range with few chunk bytes (a fetch of a few small files, or one chunk of a damaged
+   * range): decrypted, decoded and written here, with no worker start-up.
    */
-  private async *decoded(range: RangePlan, plain: Buffer | undefined, spanStart: number, file: AgeFileInfo, cipher: Buffer | undefined): AsyncGenerator<[ChunkJob, Buffer | string]> {
-    const plainBytes = range.chunks.reduce((n, j) => n + j.chunk.plainLength, 0);
-    if (!plain || plainBytes < DECODE_POOL_MIN) {
+  private async runHere(range: RangePlan, file: AgeFileInfo, fetched: Buffer, spanStart: number, limitBytes: number): Promise<void> {
+    let cipher: Buffer | undefined = fetched;
+    let plain: Buffer | undefined;
+    try {
+      plain = decryptSegments(file.payloadKey, range.firstSegment, cipher, file.segmentCount - 1);
+      cipher = undefined; // not needed any more: let it go before the writes
+    } catch {
+      // Some segment is bad: decode chunk by chunk so only the chunks it holds fail.
+      plain = undefined;
+    }
+    // Chunks are decoded in order; their writes overlap (small files are mostly file-system
+    // round trips), up to WRITE_WINDOW jobs or `limitBytes` of chunks at a time.
+    const pending = new Set<Promise<void>>();
+    let pendingBytes = 0;
+    let failure: unknown;
+    try {
       for (const job of range.chunks) {
         const { chunk } = job;
+        let data: Buffer;
         try {
           const at = frameOffsetInRange(range, chunk);
           const frame = plain ? plain.subarray(at, at + chunk.length) : decryptRange(file, spanStart, cipher!, chunk.offset, chunk.length);
-          yield [job, decodeChunk(frame, chunk, chunk.id)];
+          data = decodeChunk(frame, chunk, chunk.id);
         } catch (err) {
           if (!isDataError(err) && !(err instanceof RangeError)) throw err;
-          yield [job, errorMessage(err)];
+          await this.failJobs([job], chunkFailure(range, job, errorMessage(err)));
+          continue;
         }
+        while (pending.size > 0 && (pending.size >= WRITE_WINDOW || pendingBytes + data.length > limitBytes)) await Promise.race(pending);
+        const size = data.length;
+        pendingBytes += size;
+        const p: Promise<void> = this.writeUses(job, data).finally(() => {
+          pending.delete(p);
+          pendingBytes -= size;
+        });
+        pending.add(p);
       }
-      return;
+    } catch (err) {
+      failure = err;
     }
+    // Every write settles before the range's memory is released.
+    const results = await Promise.allSettled(pending);
+    if (failure !== undefined) throw failure;
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  /**
+   * A range whose ciphertext (a view of a shared buffer) is decrypted, decoded and verified by
+   * the decode workers, in batches of about DECODE_BATCH_BYTES of chunks, the next batch
+   * working while this thread handles the last one. Chunks that are whole small files are
+   * written by the worker too; the others (larger files, chunks used more than once, and files
+   * the worker could not write, redone here for the usual error handling) are written here.
+   * Returns when every batch has settled and every write is done.
+   */
+  private async runPooled(range: RangePlan, file: AgeFileInfo, cipher: Buffer, batchBytes: number): Promise<void> {
     this.pool ??= new DecodePool();
     const pool = this.pool;
+    // In place: from here on `cipher` holds the range's plaintext, segment by segment.
+    const bad = await pool.decrypt({ data: cipher, key: file.payloadKey, firstSegment: range.firstSegment, finalSegment: file.segmentCount - 1 });
     const batches: ChunkJob[][] = [];
     let batch: ChunkJob[] = [];
-    let batchBytes = 0;
+    let bytes = 0;
     for (const job of range.chunks) {
-      if (batch.length > 0 && (batchBytes + job.chunk.plainLength > DECODE_BATCH_BYTES || batch.length >= 512)) {
+      if (bad.size > 0) {
+        const s = segmentsOf(job.chunk.offset, job.chunk.length);
+        let why: string | undefined;
+        for (let i = s.first; i <= s.last && why === undefined; i++) why = bad.get(i);
+        if (why !== undefined) {
+          await this.failJobs([job], chunkFailure(range, job, why));
+          continue;
+        }
+      }
+      if (batch.length > 0 && (bytes + job.chunk.plainLength > batchBytes || batch.length >= 512)) {
         batches.push(batch);
         batch = [];
-        batchBytes = 0;
+        bytes = 0;
       }
       batch.push(job);
-      batchBytes += job.chunk.plainLength;
+      bytes += job.chunk.plainLength;
     }
     if (batch.length > 0) batches.push(batch);
-    const submit = (jobs: ChunkJob[]): Promise<DecodeResult[]> => {
-      const p = pool.decode(
-        jobs.map((j) => {
-          const at = frameOffsetInRange(range, j.chunk);
-          return { frame: plain.subarray(at, at + j.chunk.length), plainLength: j.chunk.plainLength, id: j.chunk.id };
-        }),
-      );
-      p.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled
-      return p;
-    };
-    let next = submit(batches[0]!);
-    for (let b = 0; b < batches.length; b++) {
-      const results = await next;
-      if (b + 1 < batches.length) next = submit(batches[b + 1]!);
-      for (let i = 0; i < results.length; i++) {
-        const r = results[i]!;
-        yield [batches[b]![i]!, 'chunk' in r ? r.chunk : r.error];
+    if (batches.length === 0) return;
+
+    const pending = new Set<Promise<void>>();
+    let failure: unknown;
+    let next: Promise<SubmittedBatch> | undefined = this.submitBatch(pool, range, cipher, batches[0]!);
+    try {
+      for (let b = 0; b < batches.length; b++) {
+        const done: SubmittedBatch = await next!;
+        next = b + 1 < batches.length ? this.submitBatch(pool, range, cipher, batches[b + 1]!) : undefined;
+        const writes: Promise<void>[] = [];
+        const jobs = batches[b]!;
+        for (let i = 0; i < jobs.length; i++) {
+          const job = jobs[i]!;
+          const r = done.results[i]!;
+          if ('error' in r) {
+            await this.failJobs([job], chunkFailure(range, job, r.error));
+            continue;
+          }
+          if (r.written) {
+            this.files.wholeFileWritten(done.entries[i]!);
+            continue;
+          }
+          while (pending.size >= WRITE_WINDOW) await Promise.race(pending);
+          const p: Promise<void> = this.writeUses(job, r.chunk).finally(() => pending.delete(p));
+          pending.add(p);
+          writes.push(p);
+        }
+        // The batch's chunks are reused once their writes are done.
+        void Promise.allSettled(writes).then(() => this.buffers.give(done.out));
       }
+    } catch (err) {
+      failure = err;
+    }
+    // Nothing may still read the ciphertext or a batch's output when this returns.
+    if (next) await next.catch(() => undefined);
+    const results = await Promise.allSettled(pending);
+    if (failure !== undefined) throw failure;
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  /**
+   * Sends one batch to the decode workers. A chunk that is the whole content of a small file
+   * that has not been started gets a WholeFileWrite: the worker creates the file in its parent
+   * directory, which is held open here (TargetWriter.parentOf) until the batch settles.
+   */
+  private async submitBatch(pool: DecodePool, range: RangePlan, plain: Buffer, jobs: ChunkJob[]): Promise<SubmittedBatch> {
+    const entries: (Entry | undefined)[] = new Array<Entry | undefined>(jobs.length);
+    const batchJobs: BatchJob[] = [];
+    const releases: (() => void)[] = [];
+    let parentPath: Buffer | undefined;
+    let parent: { dirFd: number } | undefined;
+    let total = 0;
+    try {
+      for (let i = 0; i < jobs.length; i++) {
+        const { chunk, uses } = jobs[i]!;
+        total += chunk.plainLength;
+        const job: BatchJob = { offset: frameOffsetInRange(range, chunk), length: chunk.length, plainLength: chunk.plainLength, id: chunk.id };
+        batchJobs.push(job);
+        if (uses.length !== 1) continue;
+        const entry = this.files.wholeFile(uses[0]!.path, uses[0]!.fileOffset, chunk.plainLength);
+        if (!entry) continue;
+        const slash = entry.path.lastIndexOf(0x2f);
+        const dir = slash < 0 ? EMPTY : entry.path.subarray(0, slash);
+        if (!parentPath || !parentPath.equals(dir)) {
+          parentPath = dir;
+          try {
+            const p = await this.writer.parentOf(entry.path);
+            releases.push(p.release);
+            parent = p;
+          } catch {
+            // Left to this thread's write, which reports the problem with the path.
+            parent = undefined;
+          }
+        }
+        if (!parent) continue;
+        entries[i] = entry;
+        const t = utimesSeconds(entry.mtimeNs);
+        job.write = {
+          dirFd: parent.dirFd,
+          name: entry.path.subarray(slash + 1).toString('latin1'),
+          mode: entry.mode,
+          uid: entry.uid,
+          gid: entry.gid,
+          owners: this.writer.restoresOwners,
+          time: t,
+          holeMin: HOLE_MIN,
+        };
+      }
+      const out = this.buffers.take(total);
+      const results = await pool.run({ data: plain, jobs: batchJobs, out });
+      return { results, out, entries };
+    } finally {
+      for (const r of releases) r();
     }
   }
 
@@ -636,8 +774,12 @@ class RestoreRun {
     for (const job of jobs) for (const u of job.uses) await this.files.fail(u.path, message);
   }
 
-  /** Pass 3: the other names of each hard-link group. */
-  private async linkPass(): Promise<void> {
+  /** The names pass 3 links: recorded by pass 1, or found by reading the entries again. */
+  private *followerEntries(): Generator<Entry> {
+    if (this.followers) {
+      yield* this.followers;
+      return;
+    }
     const seen = new Set<number>();
     for (const e of this.selectedEntries()) {
       if (e.type !== 'file' || e.linkGroup === undefined) continue;
@@ -645,7 +787,14 @@ class RestoreRun {
         seen.add(e.linkGroup); // the first selected name: restored with the content
         continue;
       }
-      const group = this.groups.get(e.linkGroup)!;
+      yield e;
+    }
+  }
+
+  /** Pass 3: the other names of each hard-link group. */
+  private async linkPass(): Promise<void> {
+    for (const e of this.followerEntries()) {
+      const group = this.groups.get(e.linkGroup!)!;
       const target = this.mapPath(e.path);
       await this.guarded(e.path, async () => {
         if (this.files.isFailed(group.first)) throw new VaultikError(`not linked: ${displayPath(group.first)} failed`, ExitCode.DATA);

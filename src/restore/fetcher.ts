@@ -56,12 +56,22 @@ export class BlobFetcher {
    * @throws BlobDataError for a short answer; StorageError from the store.
    */
   async read(blob: string, start: number, end: number): Promise<Buffer> {
+    // One allocation of the known size; no concat of the pieces.
+    const out = Buffer.allocUnsafe(Math.max(0, end - start));
+    await this.readInto(blob, start, end, out);
+    return out;
+  }
+
+  /**
+   * Bytes [start, end) of the blob, exactly, into `out` (at least end - start bytes long).
+   * @throws BlobDataError for a short answer; StorageError from the store.
+   */
+  async readInto(blob: string, start: number, end: number, out: Buffer): Promise<void> {
     const length = end - start;
-    if (length <= 0) return Buffer.alloc(0);
+    if (length <= 0) return;
+    if (out.length < length) throw new RangeError(`buffer of ${out.length} bytes for a read of ${length}`);
     this.requests++;
     const stream = await this.storage.get(blobKey(blob), { offset: start, length }, this.signal ? { signal: this.signal } : undefined);
-    // One allocation of the known size; no concat of the pieces.
-    const out = Buffer.allocUnsafe(length);
     let n = 0;
     try {
       for await (const piece of stream as AsyncIterable<Buffer>) {
@@ -74,7 +84,6 @@ export class BlobFetcher {
       stream.destroy();
     }
     if (n !== length) throw new BlobDataError(blob, `blob ${blob}: short read at ${start}: got ${n} of ${length} bytes (truncated blob?)`);
-    return out;
   }
 
   /**

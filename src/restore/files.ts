@@ -39,7 +39,7 @@ export function isAllZero(b: Buffer): boolean {
 }
 
 /** Zero chunks at least this large become holes instead of writes. */
-const HOLE_MIN = 4096;
+export const HOLE_MIN = 4096;
 
 interface FileState {
   /** The entry with its target path. */
@@ -164,6 +164,28 @@ export class FileTable {
     } catch (err) {
       await this.handleError(path, err);
     }
+  }
+
+  /**
+   * The entry of the file at snapshot path `path` when the `length` bytes at `offset` are its
+   * whole content and someone else may create and write it in one go (a decode worker): a small
+   * file, not started, not failed, and not in overwrite mode (which checks what is there first).
+   * Report the outcome with `wholeFileWritten`, or on failure hand the chunk to `write`, which
+   * then creates the file here (and reports errors as usual).
+   */
+  wholeFile(path: Buffer, offset: number, length: number): Entry | undefined {
+    if (offset !== 0 || length > WHOLE_FILE_MAX || this.deps.skipUnchanged) return undefined;
+    const key = path.toString('latin1');
+    if (this.failed.has(key) || this.states.has(key)) return undefined;
+    const entry = this.deps.lookup(path);
+    if (!entry || entry.type !== 'file' || entry.size !== length) return undefined;
+    return entry;
+  }
+
+  /** A file from `wholeFile` was created and written completely, with its metadata. */
+  wholeFileWritten(entry: Entry): void {
+    this.deps.onBytes(entry.size);
+    this.deps.onDone(entry, true);
   }
 
   /** Creates the file, or (overwrite mode) finds it up to date and applies its metadata. */
