@@ -5,7 +5,8 @@
 #   SMALL=1 bench/compare.sh          ~250 MB dataset, about a minute
 #
 # Environment: BENCH_DIR (default /tmp/vaultik-compare[-small]; the dataset is built there once
-# and reused), RUNS (runs per step and tool, default 2), BIG (size of each large file in MiB).
+# and reused), RUNS (runs per step and tool, default 2), BIG (size of each large file in MiB),
+# SETTLE (seconds of rest before each timed restore, default 30).
 #
 # Every step runs both tools, alternating (vaultik first in odd runs, restic first in even
 # runs), so slow phases of a shared machine hit both. The table gives wall time, CPU time
@@ -121,13 +122,17 @@ r_backup() { timed restic "$2" "$1" restic backup -q "$DATA"; }
 verify_tree() {
   diff -r --no-dereference "$DATA" "$1$DATA" > "$WORK/diff.txt" 2>&1 || { echo "RESTORE DIFFERS ($2): $(head -5 "$WORK/diff.txt")" >&2; exit 1; }
 }
+# Right after a 48,000-file tree is deleted, ext4 spends a while on its freed inodes at every
+# file creation (3-4x the sys time of the same restore run later, for both tools): delete, sync,
+# then let it settle before timing the next restore.
+settle() { rm -rf "$WORK/target"; sync; sleep "${SETTLE:-30}"; }
 v_restore() {
-  rm -rf "$WORK/target"
+  settle
   timed vaultik restore "$1" env VAULTIK_PRIVATE_KEY="$KEY" "${VAULTIK[@]}" restore "file://$VSTORE" '' latest "$WORK/target"
   verify_tree "$WORK/target" vaultik
 }
 r_restore() {
-  rm -rf "$WORK/target"
+  settle
   timed restic restore "$1" restic restore -q latest --target "$WORK/target"
   verify_tree "$WORK/target" restic
 }

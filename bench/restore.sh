@@ -17,7 +17,7 @@ REPO=$PWD
 WORK=${1:-/tmp/vaultik-bench-restore}
 OUTDIR=$REPO/node_modules/.cache/vaultik-bench-dist
 npx tsc -p tsconfig.build.json --outDir "$OUTDIR" > /dev/null || echo "tsc reported type errors (JavaScript emitted anyway)" >&2
-VAULTIK=(node "$OUTDIR/cli/main.js")
+VAULTIK=(node "$OUTDIR/cli/bin.js")
 mkdir -p "$WORK"
 DATA=$WORK/data
 STORE=$WORK/store
