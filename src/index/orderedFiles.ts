@@ -49,6 +49,9 @@ export class OrderedFiles {
     const db = new Database(dbPath, { readonly: true, fileMustExist: true });
     this.db = db;
     try {
+      // One pass in key order: a small page cache does (the default 16 MB would fill with the
+      // whole files table as the pass goes, RSS that grows with the data).
+      db.pragma('cache_size = -2048');
       this.rows = db.prepare(ORDERED_FILES_SQL).safeIntegers(true).raw(true).iterate() as IterableIterator<unknown[]>;
       this.next = this.step();
     } catch (err) {
