@@ -608,7 +608,9 @@ export class ChunkPool {
     onHashed?: Task['onHashed'],
   ): Promise<Reply & { len: number }> {
     if (!(chunk instanceof Uint8Array)) throw new TypeError('chunk must be a Buffer or Uint8Array');
-    // Wait for room; newcomers queue behind earlier waiters so nobody starves.
+    // Wait for room; newcomers queue behind earlier waiters so nobody starves. Inline here and in
+    // submitRaw on purpose: the room check and the queue push below must run in one tick (an
+    // awaited helper in between let callers that do not await get past the limit).
     let first = true;
     while (!this.closed && this.broken === undefined && ((first && this.spaceWaiters.length > 0) || !this.hasRoom())) {
       first = false;
