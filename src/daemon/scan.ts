@@ -25,7 +25,7 @@ import { resolve as resolvePath } from 'node:path';
 import { excludeFor, scanSources, withHardLinks, type ScanOptions, type SelfPaths, type SourceEntry } from '../backup/index.js';
 import type { Config } from '../config/index.js';
 import { VaultikError, errorMessage } from '../errors.js';
-import { displayPath, entryTypeOf, fileStatOf, joinAbsPath, joinEntryPath, readDirectory, type FileStat, type WalkOperation } from '../fs/index.js';
+import { displayPath, fileStatOf, joinAbsPath, joinEntryPath, readDirectory, walkedEntryOf, type FileStat, type WalkOperation } from '../fs/index.js';
 import type { Entry } from '../snapshot/types.js';
 import { DirtySet, LIST, SELF, TREE, parentPath } from './dirty.js';
 import type { TreeRecord, TreeWriter } from './tree.js';
@@ -113,19 +113,9 @@ function warningFor(onWarning: ScanOptions['onWarning'], abs: Buffer, op: WalkOp
 
 /** The snapshot entry for a stat result; undefined (warned) when a symlink cannot be read. */
 async function describe(abs: Buffer, path: Buffer, st: BigIntStats, onWarning: ScanOptions['onWarning']): Promise<SourceEntry | undefined> {
-  const fileStat = fileStatOf(st);
-  const type = entryTypeOf(fileStat.mode);
-  const entry: Entry = {
-    path,
-    type,
-    mode: fileStat.mode & 0o7777,
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    mtimeNs: st.mtimeNs,
-    size: type === 'file' ? fileStat.size : 0,
-  };
-  if (type === 'chardev' || type === 'blockdev') entry.rdev = Number(st.rdev);
-  if (type === 'symlink') {
+  const walked = walkedEntryOf(abs, path, st);
+  const { entry } = walked;
+  if (entry.type === 'symlink') {
     try {
       entry.target = await readlink(abs, { encoding: 'buffer' });
     } catch (err) {
@@ -133,7 +123,7 @@ async function describe(abs: Buffer, path: Buffer, st: BigIntStats, onWarning: S
       return undefined;
     }
   }
-  return { entry, absPath: abs, stat: fileStat };
+  return walked;
 }
 
 /** A recorded entry as the walker would yield it (a fresh object: hard-link numbering mutates it). */

@@ -445,20 +445,28 @@ class Walker {
   }
 
   private makeEntry(abs: Buffer, rel: Buffer, st: BigIntStats): WalkedEntry {
-    const fileStat = fileStatOf(st);
-    const type = entryTypeOf(fileStat.mode);
-    const entry: Entry = {
-      path: rel,
-      type,
-      mode: fileStat.mode & 0o7777,
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      mtimeNs: st.mtimeNs,
-      size: type === 'file' ? fileStat.size : 0,
-    };
-    if (type === 'chardev' || type === 'blockdev') entry.rdev = Number(st.rdev);
-    return { entry, absPath: abs, stat: fileStat };
+    return walkedEntryOf(abs, rel, st);
   }
+}
+
+/**
+ * The entry and stat record for an lstat result at snapshot path `rel`, without symlink target
+ * or hard-link group (the walker's describe, and the daemon's dirty scan, add those).
+ */
+export function walkedEntryOf(abs: Buffer, rel: Buffer, st: BigIntStats): WalkedEntry {
+  const fileStat = fileStatOf(st);
+  const type = entryTypeOf(fileStat.mode);
+  const entry: Entry = {
+    path: rel,
+    type,
+    mode: fileStat.mode & 0o7777,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    mtimeNs: st.mtimeNs,
+    size: type === 'file' ? fileStat.size : 0,
+  };
+  if (type === 'chardev' || type === 'blockdev') entry.rdev = Number(st.rdev);
+  return { entry, absPath: abs, stat: fileStat };
 }
 
 /**
