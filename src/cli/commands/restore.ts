@@ -5,7 +5,7 @@
  */
 import { ExitCode } from '../../errors.js';
 import { displayPath } from '../../fs/paths.js';
-import { runRestore, type RestoreEvent, type RestoreSummary } from '../../restore/index.js';
+import { runRestore, type RestoreEvent, type RestoreOptions, type RestoreSummary } from '../../restore/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
 import { formatBytes, formatCount, formatDuration, formatRate, plural } from '../render/format.js';
 import { JsonLines } from '../render/json.js';
@@ -154,33 +154,60 @@ export class RestoreRenderer {
   }
 }
 
+type RestoreValues = ReturnType<typeof parseCommandArgs<typeof RESTORE_OPTIONS>>['values'];
+
+/** What restore and fetch hand their engine besides their own arguments. */
+export type SharedRestoreOptions = Pick<RestoreOptions, 'storage' | 'identities' | 'snapshotId' | 'indexPrefix' | 'host' | 'overwrite' | 'signal' | 'onEvent'>;
+
+/**
+ * The body restore and fetch share. Parses RESTORE_OPTIONS and the store arguments followed by
+ * the snapshot id and `ownArgs` more positionals, lets `prepare` check those (before the key is
+ * read, so a usage error comes first), then reads the key, opens the store, runs, renders the
+ * summary and closes the store.
+ */
+export async function runRestoreCommand<A>(
+  argv: string[],
+  io: CommandIO,
+  usage: string,
+  ownArgs: number,
+  prepare: (args: string[]) => A,
+  run: (shared: SharedRestoreOptions, args: A, values: RestoreValues) => Promise<RestoreSummary>,
+): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, RESTORE_OPTIONS, usage);
+  const { spec, indexPrefix, rest } = parseStoreArgs(values, positionals, io.env, ownArgs + 1, ownArgs + 1, usage);
+  const [snapshotId, ...own] = rest as [string, ...string[]];
+  const args = prepare(own);
+  const identities = await identitiesFromEnv(io.env);
+  const storage = openStore(spec);
+  const renderer = new RestoreRenderer(io, values.json === true);
+  try {
+    const shared: SharedRestoreOptions = {
+      storage,
+      identities,
+      snapshotId,
+      indexPrefix,
+      host: values.host,
+      overwrite: values.overwrite === true,
+      signal: io.signal,
+      onEvent: renderer.onEvent,
+    };
+    return renderer.finish(await run(shared, args, values));
+  } finally {
+    await storage.close();
+  }
+}
+
 export const restoreCommand: Command = {
   name: 'restore',
   summary: 'restore a snapshot into a directory (needs VAULTIK_PRIVATE_KEY)',
   usage: USAGE,
-  async run(argv: string[], io: CommandIO): Promise<number> {
-    const { values, positionals } = parseCommandArgs(argv, RESTORE_OPTIONS, USAGE);
-    const { spec, indexPrefix, rest } = parseStoreArgs(values, positionals, io.env, 2, 2, USAGE);
-    const [snapshotId, target] = rest as [string, string];
-    const identities = await identitiesFromEnv(io.env);
-    const storage = openStore(spec);
-    const renderer = new RestoreRenderer(io, values.json === true);
-    try {
-      const summary = await runRestore({
-        storage,
-        identities,
-        snapshotId,
-        indexPrefix,
-        host: values.host,
-        target,
-        select: { include: values.include, exclude: values.exclude },
-        overwrite: values.overwrite === true,
-        signal: io.signal,
-        onEvent: renderer.onEvent,
-      });
-      return renderer.finish(summary);
-    } finally {
-      await storage.close();
-    }
-  },
+  run: (argv: string[], io: CommandIO): Promise<number> =>
+    runRestoreCommand(
+      argv,
+      io,
+      USAGE,
+      1,
+      ([target]) => target!,
+      (shared, target, values) => runRestore({ ...shared, target, select: { include: values.include, exclude: values.exclude } }),
+    ),
 };
