@@ -480,13 +480,17 @@ export async function readDirectory(abs: Buffer, expected: { dev: bigint; ino: b
   const flags = constants.O_RDONLY | constants.O_DIRECTORY | (followFinal ? 0 : constants.O_NOFOLLOW);
   const handle = await open(abs, flags);
   try {
-    const st = await handle.stat({ bigint: true });
-    if (st.dev !== expected.dev || st.ino !== expected.ino) {
-      throw Object.assign(new Error('directory was replaced during the walk'), { code: 'ECHANGED' });
-    }
+    checkSameDirectory(await handle.stat({ bigint: true }), expected);
     return await readdir(`/proc/self/fd/${handle.fd}`, { encoding: 'buffer' });
   } finally {
     await handle.close();
+  }
+}
+
+/** @throws an Error with code 'ECHANGED' when the opened directory is not the one classified. */
+function checkSameDirectory(st: BigIntStats, expected: { dev: bigint; ino: bigint }): void {
+  if (st.dev !== expected.dev || st.ino !== expected.ino) {
+    throw Object.assign(new Error('directory was replaced during the walk'), { code: 'ECHANGED' });
   }
 }
 
@@ -495,10 +499,7 @@ export function readDirectorySync(abs: Buffer, expected: { dev: bigint; ino: big
   if (!HAVE_PROC_FD) return readdirSync(abs, { encoding: 'buffer' });
   const fd = openSync(abs, constants.O_RDONLY | constants.O_DIRECTORY | (followFinal ? 0 : constants.O_NOFOLLOW));
   try {
-    const st = fstatSync(fd, { bigint: true });
-    if (st.dev !== expected.dev || st.ino !== expected.ino) {
-      throw Object.assign(new Error('directory was replaced during the walk'), { code: 'ECHANGED' });
-    }
+    checkSameDirectory(fstatSync(fd, { bigint: true }), expected);
     return readdirSync(`/proc/self/fd/${fd}`, { encoding: 'buffer' });
   } finally {
     closeSync(fd);
