@@ -316,8 +316,7 @@ export class StateCache {
   lookupInOrder(path: Buffer): CachedFile | undefined {
     this.requireRun();
     if (this.orderedDone) throw new VaultikError('state cache: the ordered walk of this run has ended');
-    this.ordered ??= new OrderedFiles(this.dbPath, (gone) => this.forgetFile(gone));
-    const r = this.ordered.seek(path);
+    const r = this.orderedFiles().seek(path);
     return r === undefined ? undefined : this.cachedFile(r);
   }
 
@@ -328,10 +327,15 @@ export class StateCache {
    */
   endOrderedScan(): void {
     this.requireRun();
-    this.ordered ??= new OrderedFiles(this.dbPath, (gone) => this.forgetFile(gone));
-    this.ordered.finish();
+    this.orderedFiles().finish();
     this.ordered = undefined;
     this.orderedDone = true;
+  }
+
+  /** The run's ordered walk, opened on first use; what it passes over is forgotten. */
+  private orderedFiles(): OrderedFiles {
+    this.ordered ??= new OrderedFiles(this.dbPath, (gone) => this.forgetFile(gone));
+    return this.ordered;
   }
 
   /**
