@@ -56,9 +56,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Starts the CLI; `done` resolves when it exits. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts the CLI (`nodeArgs` go to node, before the script); `done` resolves when it exits. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), nodeArgs: string[] = []): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [...nodeArgs, MAIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -71,6 +71,6 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): {
 }
 
 /** Runs the CLI to completion. */
-export function runCli(args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> {
-  return startCli(args, env).done;
+export function runCli(args: string[], env?: NodeJS.ProcessEnv, nodeArgs?: string[]): Promise<CliResult> {
+  return startCli(args, env, nodeArgs).done;
 }

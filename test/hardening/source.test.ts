@@ -8,7 +8,7 @@
  *   - EACCES: a backup run as uid nobody over a tree with root-only files and directories;
  *   - 100,000 files in one directory, round trip, timed.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -147,10 +147,17 @@ describe('source edge cases, round trip through backup and restore', () => {
       chmodSync(join(ws.src, 'private'), 0o000);
     }
     const ids = isRoot ? { uid: 65534, gid: 65534 } : {};
+    // nobody must be able to run this Node: one under /root (0700) cannot be (scripts/use-node.sh
+    // installs root's in /var/cache for that reason).
+    const probe = spawnSync(process.execPath, ['--version'], ids);
+    expect(probe.error?.message, `${process.execPath} must be executable by uid 65534 for this test`).toBeUndefined();
     const child = spawn(process.execPath, [MAIN, 'backup', ws.configPath, '--cron'], { ...ids, env: { PATH: process.env.PATH, HOME: '/nonexistent' } });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const code = await new Promise<number | null>((r) => child.on('close', r));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', resolve);
+    });
     expect(code, stderr).toBe(3);
     expect(stderr).toMatch(/secret\.txt/);
     expect(stderr).toMatch(/private/);
