@@ -136,8 +136,9 @@ describe('ChunkPool', () => {
   });
 
   it('workers that die on arrival fail the calls instead of respawning forever', async () => {
-    // A 1 MB heap is too little for a worker to even start (ERR_WORKER_OUT_OF_MEMORY).
-    const p = pool({ size: 1, resourceLimits: { maxOldGenerationSizeMb: 1, maxYoungGenerationSizeMb: 1 } });
+    // A 4 MB heap is too little for a worker to load its modules (ERR_WORKER_OUT_OF_MEMORY). Not
+    // less: below ~2 MB, Node 22 and 24 abort the whole process ("GC during deserialization").
+    const p = pool({ size: 1, resourceLimits: { maxOldGenerationSizeMb: 4, maxYoungGenerationSizeMb: 1 } });
     await expect(p.process(Buffer.from('x'))).rejects.toBeInstanceOf(VaultikError);
     await expect(p.process(Buffer.from('y'))).rejects.toBeInstanceOf(VaultikError);
   });
