@@ -47,7 +47,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
-import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { isMarkedAsUntransferable, Worker, type ResourceLimits } from 'node:worker_threads';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { cutterParams, cutterSource } from '../chunker/cutter.js';
 import { resolveChunker, type ChunkerOptions } from '../chunker/fastcdc.js';
@@ -116,7 +116,7 @@ const CUT_AHEAD = 4;
  */
 const WORKER_SOURCE = String.raw`
 'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
+const { isMarkedAsUntransferable, parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const { Compressor } = require(workerData.zstdPath);
 // FastCDC cutters of large files being chunked here (cutStream), by stream id.
@@ -132,9 +132,10 @@ function compressorFor(level) {
   }
   return c;
 }
-// Buffers under 4 KiB may be slices of Node's shared pool slab: never transfer those.
+// Never transfer a slice of Node's shared pool slab (marked untransferable; Node 24's slab
+// serves Buffers up to 32 KiB, Node 22's up to 4 KiB): copy those.
 function own(b) {
-  if (b.length >= 4096) return b;
+  if (!isMarkedAsUntransferable(b.buffer)) return b;
   const copy = new Uint8Array(b.length);
   copy.set(b);
   return copy;
@@ -289,7 +290,7 @@ function detachable(chunk: Uint8Array, transfer: boolean): ArrayBuffer {
     ab instanceof ArrayBuffer &&
     chunk.byteOffset === 0 &&
     chunk.byteLength === ab.byteLength &&
-    chunk.byteLength >= 4096 // never the shared pool slab (it only holds allocations < 4 KiB)
+    !isMarkedAsUntransferable(ab) // never Node's shared pool slab
   ) {
     return ab;
   }

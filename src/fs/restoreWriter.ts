@@ -31,8 +31,10 @@
  * after all their contents, so creating children cannot bump a restored mtime and a read-only
  * directory mode cannot block its own restore.
  *
- * Precision: Node's utimes API takes seconds as a double and libuv truncates to microseconds,
- * so restored mtimes are exact to the microsecond (the nanosecond remainder is dropped).
+ * Precision: Node's utimes API takes seconds as a double, so restored mtimes are exact to the
+ * microsecond and the nanosecond remainder is lost. Node 22's libuv truncates to the microsecond;
+ * Node 24's keeps what the double holds (~240 ns steps), so there the sub-microsecond part is
+ * near the middle of the microsecond instead of 0 (see utimesSeconds).
  * atime is set equal to mtime (the snapshot has no atime). Ownership is restored only when
  * running as root (the `owners` option), like tar.
  *
@@ -93,7 +95,11 @@ export interface TargetWriterOptions {
   onWarning?: (warning: RestoreWarning) => void;
 }
 
-/** µs-exact seconds for utimes: libuv truncates the double to whole microseconds, so aim at the middle of the µs. */
+/**
+ * µs-exact seconds for utimes: aims at the middle of the microsecond, so that neither Node 22
+ * (which truncates to whole microseconds) nor Node 24 (which truncates to the double's ~240 ns
+ * steps) lands in the microsecond before.
+ */
 export function utimesSeconds(mtimeNs: bigint): number {
   let us = mtimeNs / 1000n;
   if (mtimeNs < 0n && mtimeNs % 1000n !== 0n) us -= 1n; // floor, not truncation

@@ -299,3 +299,13 @@ export function compareTrees(a: string | Buffer, b: string | Buffer, options: Co
   for (const [key, nb] of tb) if (!ta.has(key)) diffs.push(`${show(nb.rel)}: only in ${String(b)}`);
   return diffs;
 }
+
+/**
+ * A path's mtime in whole microseconds (lstat), what restore promises to set exactly: Node 22's
+ * utimes truncates to the microsecond, Node 24's keeps the double's ~240 ns precision, so the
+ * sub-microsecond rest of a restored mtime differs between them.
+ */
+export function mtimeUs(path: string): bigint {
+  const ns = fs.lstatSync(path, { bigint: true }).mtimeNs;
+  return ns >= 0n || ns % 1000n === 0n ? ns / 1000n : ns / 1000n - 1n;
+}

@@ -5,12 +5,12 @@
  * refusing to replace an existing destination without --overwrite.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { linkSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, existsSync, utimesSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { runFetch, snapshotPathArg } from '../../src/restore/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
-import { compareTrees, pseudoRandom } from '../helpers/tree.js';
+import { compareTrees, mtimeUs, pseudoRandom } from '../helpers/tree.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
@@ -64,7 +64,7 @@ describe('fetch', () => {
     const s = await runFetch({ storage: s3store, identities: key.identities, snapshotId: 'latest', path: snapshotPathArg(join(src, 'docs/note.txt')), target: out });
     expect(s.failed).toBe(0);
     expect(readFileSync(join(out, 'note.txt'), 'utf8')).toBe('the one file we want\n');
-    expect(statSync(join(out, 'note.txt')).mtimeMs).toBe(1_650_000_000_500);
+    expect(mtimeUs(join(out, 'note.txt'))).toBe(1_650_000_000_500_000n);
     const blobGets = proxy.requests.filter((r) => r.op === 'GetObject' && r.key?.includes('/blobs/')).length;
     expect(blobGets).toBe(2); // the header, then one range
     // Downloaded: the metadata object plus ≤ 2 segments and the 4 KiB header read, ≪ the blob.
@@ -98,7 +98,7 @@ describe('fetch', () => {
     const s = await runFetch({ ...opts, target: at });
     expect(s.failed).toBe(0);
     expect(compareTrees(join(src, 'docs'), at, { ignore: (rel) => rel.toString() === 'h2' })).toEqual([]);
-    expect(statSync(at).mtimeMs).toBe(1_650_000_000_500);
+    expect(mtimeUs(at)).toBe(1_650_000_000_500_000n);
     // docs/h2 is a hard link whose content is carried by h1, outside the subtree.
     expect(readFileSync(join(at, 'h2'), 'utf8')).toBe('linked content');
     const into = join(tmp.dir, 'into');
@@ -121,7 +121,7 @@ describe('fetch', () => {
     expect(readdirSync(join(b, 'docs')).sort()).toEqual(['deep', 'note.txt']);
     expect(readdirSync(join(b, 'docs', 'deep'))).toEqual(['y.txt']);
     // Unselected directories above selected files come back with their metadata.
-    expect(statSync(join(b, 'docs', 'deep')).mtimeMs).toBe(1_650_000_000_500);
+    expect(mtimeUs(join(b, 'docs', 'deep'))).toBe(1_650_000_000_500_000n);
     expect(local.blobBytes).toBeLessThan(1024 * 1024);
     expect(existsSync(join(b, 'a-big.bin'))).toBe(false);
   });
