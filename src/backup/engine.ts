@@ -45,13 +45,13 @@ import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, t
 import { SnapshotWriter, makeSnapshotId, parseSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../snapshot/index.js';
 import type { Storage } from '../storage/types.js';
 import { BlobSizes } from './blobSizes.js';
-import { ByteBudget } from './budget.js';
 import { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummary, type BackupWarning } from './events.js';
 import { BlobPacker, type SealedBlob } from './packer.js';
 import { readSmallFileSync } from './smallFile.js';
-import { AsyncQueue, Slots } from './queue.js';
+import { AsyncQueue } from './queue.js';
 import { scanSources, selfPaths, type ScanOptions, type SourceEntry } from './sources.js';
 import { killPoint, killableStorage } from './testHooks.js';
+import { ByteBudget, TaskWindow } from '../util/concurrency.js';
 
 /** Knobs with sensible defaults; tests and benchmarks turn them. */
 export interface BackupTuning {
@@ -247,8 +247,8 @@ class BackupRun {
   private readonly budget: ByteBudget;
   private readonly window: AsyncQueue<WindowItem>;
   private readonly largeQueue: AsyncQueue<FileJob>;
-  private readonly smallSlots: Slots;
-  private readonly smallReads = new Set<Promise<void>>();
+  /** Small files read by the asynchronous readers, `smallReaders` at once. */
+  private readonly smallReads: TaskWindow;
   private readonly syncReads = new SyncReadGovernor();
   /** Chunk ids sent for compression in hash-first mode and not placed yet (latin1 keys). */
   private readonly inflight = new Map<string, number>();
@@ -289,7 +289,7 @@ class BackupRun {
     this.budget = new ByteBudget(this.tuning.budgetBytes);
     this.window = new AsyncQueue<WindowItem>(WINDOW_ITEMS, this.signal);
     this.largeQueue = new AsyncQueue<FileJob>(2, this.signal);
-    this.smallSlots = new Slots(this.tuning.smallReaders);
+    this.smallReads = new TaskWindow(this.tuning.smallReaders, (err) => this.fail(err));
     this.blobSizes = new BlobSizes(cache);
   }
 
@@ -469,7 +469,7 @@ class BackupRun {
       // Every file was looked up in walk order: the cache forgets the ones gone from the source.
       if (!this.failure) this.cache.endOrderedScan();
       this.walkDone = true;
-      while (this.smallReads.size > 0) await Promise.race(this.smallReads);
+      await this.smallReads.settle();
       this.largeQueue.close();
       await lane;
       this.window.close();
@@ -480,7 +480,7 @@ class BackupRun {
     if (this.failure) {
       this.window.close();
       this.largeQueue.close();
-      await Promise.allSettled([consumer, lane, ...this.smallReads]);
+      await Promise.allSettled([consumer, lane, this.smallReads.settle()]);
       throw this.failure.err;
     }
   }
@@ -536,14 +536,7 @@ class BackupRun {
     if (entry.size <= this.tuning.smallFileSize && this.tuning.syncSmallReads && this.syncReads.useSync()) {
       await this.readSmallSync(job);
     } else if (entry.size <= this.tuning.smallFileSize) {
-      await this.smallSlots.acquire(this.signal);
-      const p = this.readSmall(job)
-        .catch((err: unknown) => this.fail(err))
-        .finally(() => {
-          this.smallSlots.release();
-          this.smallReads.delete(p);
-        });
-      this.smallReads.add(p);
+      await this.smallReads.add(() => this.readSmall(job), this.signal);
     } else {
       await this.largeQueue.push(job);
     }
