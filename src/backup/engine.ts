@@ -10,8 +10,8 @@
  *   → snapshot metadata DB → manifest, then the encrypted metadata, last → complete in the cache.
  *
  * Contracts:
- * - Only `storage.put` is called: nothing is read, listed or deleted remotely, and no private
- *   key is needed or looked for (DESIGN.md promises 1–3).
+ * - The store is a StoreWriter: only `put` can be called, nothing is read, listed or deleted
+ *   remotely, and no private key is needed or looked for (DESIGN.md promises 1–3).
  * - Memory is bounded independently of file count, file size and blob_size_limit: chunk bytes
  *   between reading and packing are held under a byte budget (ByteBudget; a few times the chunk
  *   size), blob ciphertext beyond a threshold is spooled to disk (ciphertext only), at most
@@ -43,7 +43,7 @@ import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
 import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
 import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../index/index.js';
 import { SnapshotWriter, makeSnapshotId, parseSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../snapshot/index.js';
-import type { Storage } from '../storage/types.js';
+import type { StoreWriter } from '../storage/types.js';
 import { BlobSizes } from './blobSizes.js';
 import { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummary, type BackupWarning } from './events.js';
 import { BlobPacker, type SealedBlob } from './packer.js';
@@ -93,8 +93,8 @@ export interface BackupTuning {
 export const DEFAULT_PACK_TARGET = 256 * 1024 * 1024;
 
 export interface BackupDeps {
-  /** The store. Only `put` is called. */
-  storage: Storage;
+  /** The store; put-only (the caller closes it). */
+  storage: StoreWriter;
   /** Abort to stop the run cleanly (no snapshot). */
   signal?: AbortSignal;
   /** Receives every event, synchronously; must not throw. */

@@ -22,7 +22,7 @@
  */
 import { BlobWriter, blobKey, type FinishedBlob } from '../blob/index.js';
 import { ciphertextSize, type Recipient } from '../crypto/index.js';
-import type { Storage } from '../storage/types.js';
+import type { StoreWriter } from '../storage/types.js';
 import { TaskWindow } from '../util/concurrency.js';
 
 /** A chunk packed in this run. `blob` is set once the blob is sealed. */
@@ -42,8 +42,7 @@ export interface SealedBlob {
 }
 
 export interface PackerOptions {
-  /** Only `put` is used. */
-  storage: Pick<Storage, 'put'>;
+  storage: StoreWriter;
   recipients: readonly Recipient[];
   blobSizeLimit: number;
   /** Size limit of the first blob of the run (default: blobSizeLimit). */
