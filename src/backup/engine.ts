@@ -40,7 +40,7 @@ import { ChunkPool } from '../compress/pool.js';
 import type { Config } from '../config/index.js';
 import { parseRecipient, type Recipient } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
-import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
+import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, sameStat, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
 import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../index/index.js';
 import { SnapshotWriter, makeSnapshotId, parseSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../snapshot/index.js';
 import type { StoreWriter } from '../storage/types.js';
@@ -226,10 +226,6 @@ interface LinkGroup {
   waiting: SourceEntry[];
   /** Links not seen yet. */
   remaining: number;
-}
-
-function sameStat(a: FileStat | CachedFile, b: FileStat): boolean {
-  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev && a.mode === b.mode;
 }
 
 const noop = (): void => undefined;
