@@ -61,7 +61,6 @@ export interface PackerOptions {
 interface OpenBlob {
   writer: BlobWriter;
   chunks: PackedChunk[];
-  /** Keys (latin1 ids) of its chunks, to forget them after upload. */
 }
 
 export class BlobPacker {
@@ -78,11 +77,6 @@ export class BlobPacker {
   private get limit(): number {
     const { blobSizeLimit, firstBlobLimit } = this.options;
     return this.sealedCount === 0 && firstBlobLimit !== undefined ? Math.min(firstBlobLimit, blobSizeLimit) : blobSizeLimit;
-  }
-
-  /** Uploads in flight. */
-  get inFlight(): number {
-    return this.uploads.size;
   }
 
   /** Whether a chunk packed in this run is still awaiting its upload's confirmation. */
