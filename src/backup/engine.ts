@@ -10,8 +10,8 @@
  *   → snapshot metadata DB → manifest, then the encrypted metadata, last → complete in the cache.
  *
  * Contracts:
- * - Only `storage.put` is called: nothing is read, listed or deleted remotely, and no private
- *   key is needed or looked for (DESIGN.md promises 1–3).
+ * - The store is a StoreWriter: only `put` can be called, nothing is read, listed or deleted
+ *   remotely, and no private key is needed or looked for (DESIGN.md promises 1–3).
  * - Memory is bounded independently of file count, file size and blob_size_limit: chunk bytes
  *   between reading and packing are held under a byte budget (ByteBudget; a few times the chunk
  *   size), blob ciphertext beyond a threshold is spooled to disk (ciphertext only), at most
@@ -40,18 +40,18 @@ import { ChunkPool } from '../compress/pool.js';
 import type { Config } from '../config/index.js';
 import { parseRecipient, type Recipient } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
-import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
+import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, sameStat, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
 import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../index/index.js';
 import { SnapshotWriter, makeSnapshotId, parseSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../snapshot/index.js';
-import type { Storage } from '../storage/types.js';
+import type { StoreWriter } from '../storage/types.js';
 import { BlobSizes } from './blobSizes.js';
-import { ByteBudget } from './budget.js';
 import { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummary, type BackupWarning } from './events.js';
 import { BlobPacker, type SealedBlob } from './packer.js';
 import { readSmallFileSync } from './smallFile.js';
-import { AsyncQueue, Slots } from './queue.js';
+import { AsyncQueue } from './queue.js';
 import { scanSources, selfPaths, type ScanOptions, type SourceEntry } from './sources.js';
 import { killPoint, killableStorage } from './testHooks.js';
+import { ByteBudget, TaskWindow } from '../util/concurrency.js';
 
 /** Knobs with sensible defaults; tests and benchmarks turn them. */
 export interface BackupTuning {
@@ -93,8 +93,8 @@ export interface BackupTuning {
 export const DEFAULT_PACK_TARGET = 256 * 1024 * 1024;
 
 export interface BackupDeps {
-  /** The store. Only `put` is called. */
-  storage: Storage;
+  /** The store; put-only (the caller closes it). */
+  storage: StoreWriter;
   /** Abort to stop the run cleanly (no snapshot). */
   signal?: AbortSignal;
   /** Receives every event, synchronously; must not throw. */
@@ -228,10 +228,6 @@ interface LinkGroup {
   remaining: number;
 }
 
-function sameStat(a: FileStat | CachedFile, b: FileStat): boolean {
-  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev && a.mode === b.mode;
-}
-
 const noop = (): void => undefined;
 
 class BackupRun {
@@ -247,8 +243,8 @@ class BackupRun {
   private readonly budget: ByteBudget;
   private readonly window: AsyncQueue<WindowItem>;
   private readonly largeQueue: AsyncQueue<FileJob>;
-  private readonly smallSlots: Slots;
-  private readonly smallReads = new Set<Promise<void>>();
+  /** Small files read by the asynchronous readers, `smallReaders` at once. */
+  private readonly smallReads: TaskWindow;
   private readonly syncReads = new SyncReadGovernor();
   /** Chunk ids sent for compression in hash-first mode and not placed yet (latin1 keys). */
   private readonly inflight = new Map<string, number>();
@@ -289,7 +285,7 @@ class BackupRun {
     this.budget = new ByteBudget(this.tuning.budgetBytes);
     this.window = new AsyncQueue<WindowItem>(WINDOW_ITEMS, this.signal);
     this.largeQueue = new AsyncQueue<FileJob>(2, this.signal);
-    this.smallSlots = new Slots(this.tuning.smallReaders);
+    this.smallReads = new TaskWindow(this.tuning.smallReaders, (err) => this.fail(err));
     this.blobSizes = new BlobSizes(cache);
   }
 
@@ -469,7 +465,7 @@ class BackupRun {
       // Every file was looked up in walk order: the cache forgets the ones gone from the source.
       if (!this.failure) this.cache.endOrderedScan();
       this.walkDone = true;
-      while (this.smallReads.size > 0) await Promise.race(this.smallReads);
+      await this.smallReads.settle();
       this.largeQueue.close();
       await lane;
       this.window.close();
@@ -480,7 +476,7 @@ class BackupRun {
     if (this.failure) {
       this.window.close();
       this.largeQueue.close();
-      await Promise.allSettled([consumer, lane, ...this.smallReads]);
+      await Promise.allSettled([consumer, lane, this.smallReads.settle()]);
       throw this.failure.err;
     }
   }
@@ -536,14 +532,7 @@ class BackupRun {
     if (entry.size <= this.tuning.smallFileSize && this.tuning.syncSmallReads && this.syncReads.useSync()) {
       await this.readSmallSync(job);
     } else if (entry.size <= this.tuning.smallFileSize) {
-      await this.smallSlots.acquire(this.signal);
-      const p = this.readSmall(job)
-        .catch((err: unknown) => this.fail(err))
-        .finally(() => {
-          this.smallSlots.release();
-          this.smallReads.delete(p);
-        });
-      this.smallReads.add(p);
+      await this.smallReads.add(() => this.readSmall(job), this.signal);
     } else {
       await this.largeQueue.push(job);
     }

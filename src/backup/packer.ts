@@ -16,13 +16,14 @@
  * - At most `maxUploads` uploads run at once; add() waits for a free slot when a sealed blob
  *   cannot start, so sealed-but-not-uploaded blobs never pile up (memory and spool space stay
  *   bounded by maxUploads blobs).
- * - The first failed upload fails the packer: add() and flush() throw it, `onFailure` is told at
- *   once (so the caller can stop reading). abort() discards the open blob and waits for uploads
+ * - The first failed upload fails the packer: add() and flush() throw it, `onFailure` is told as
+ *   soon as that upload has let go of its blob (so the caller can stop reading). abort() discards the open blob and waits for uploads
  *   in flight to settle; those that complete are still reported through onUploaded.
  */
 import { BlobWriter, blobKey, type FinishedBlob } from '../blob/index.js';
 import { ciphertextSize, type Recipient } from '../crypto/index.js';
-import type { Storage } from '../storage/types.js';
+import type { StoreWriter } from '../storage/types.js';
+import { TaskWindow } from '../util/concurrency.js';
 
 /** A chunk packed in this run. `blob` is set once the blob is sealed. */
 export interface PackedChunk {
@@ -41,8 +42,7 @@ export interface SealedBlob {
 }
 
 export interface PackerOptions {
-  /** Only `put` is used. */
-  storage: Pick<Storage, 'put'>;
+  storage: StoreWriter;
   recipients: readonly Recipient[];
   blobSizeLimit: number;
   /** Size limit of the first blob of the run (default: blobSizeLimit). */
@@ -61,27 +61,22 @@ export interface PackerOptions {
 interface OpenBlob {
   writer: BlobWriter;
   chunks: PackedChunk[];
-  /** Keys (latin1 ids) of its chunks, to forget them after upload. */
 }
 
 export class BlobPacker {
   private current: OpenBlob | undefined;
   /** Chunks packed in this run whose blob has not been reported uploaded yet, by latin1 id. */
   private readonly pending = new Map<string, { blob: OpenBlob | SealedBlob; chunk: PackedChunk }>();
-  private readonly uploads = new Set<Promise<void>>();
-  private failure: { err: unknown } | undefined;
+  private readonly uploads: TaskWindow;
   private sealedCount = 0;
 
-  constructor(private readonly options: PackerOptions) {}
+  constructor(private readonly options: PackerOptions) {
+    this.uploads = new TaskWindow(options.maxUploads, options.onFailure);
+  }
 
   private get limit(): number {
     const { blobSizeLimit, firstBlobLimit } = this.options;
     return this.sealedCount === 0 && firstBlobLimit !== undefined ? Math.min(firstBlobLimit, blobSizeLimit) : blobSizeLimit;
-  }
-
-  /** Uploads in flight. */
-  get inFlight(): number {
-    return this.uploads.size;
   }
 
   /** Whether a chunk packed in this run is still awaiting its upload's confirmation. */
@@ -89,16 +84,12 @@ export class BlobPacker {
     return this.pending.has(key);
   }
 
-  private throwIfFailed(): void {
-    if (this.failure) throw this.failure.err;
-  }
-
   /**
    * Appends one chunk's frame. `key` is the chunk id as a latin1 string (the map key).
    * @throws the first upload failure; the signal's reason once aborted; spool I/O errors.
    */
   async add(key: string, id: Buffer, frame: Buffer, plainLength: number): Promise<void> {
-    this.throwIfFailed();
+    this.uploads.throwIfFailed();
     let blob = this.current;
     if (blob && blob.writer.frameCount > 0 && this.sizeWith(blob.writer, frame.length) > this.limit) {
       await this.seal();
@@ -129,10 +120,7 @@ export class BlobPacker {
       await blob.writer.abort();
       return;
     }
-    while (this.uploads.size >= this.options.maxUploads) {
-      await Promise.race(this.uploads);
-      this.throwIfFailed();
-    }
+    await this.uploads.room();
     this.options.signal.throwIfAborted();
     let finished: FinishedBlob;
     try {
@@ -154,9 +142,7 @@ export class BlobPacker {
       await finished.dispose();
       throw err;
     }
-    const upload = this.upload(sealed, finished);
-    this.uploads.add(upload);
-    void upload.finally(() => this.uploads.delete(upload));
+    this.uploads.start(this.upload(sealed, finished));
   }
 
   private async upload(sealed: SealedBlob, finished: FinishedBlob): Promise<void> {
@@ -166,11 +152,6 @@ export class BlobPacker {
       for (const c of sealed.chunks) {
         const k = c.id.toString('latin1');
         if (this.pending.get(k)?.blob === sealed) this.pending.delete(k);
-      }
-    } catch (err) {
-      if (!this.failure) {
-        this.failure = { err };
-        this.options.onFailure(err);
       }
     } finally {
       await finished.dispose().catch(() => undefined);
@@ -182,10 +163,9 @@ export class BlobPacker {
    * @throws the first upload failure.
    */
   async flush(): Promise<void> {
-    this.throwIfFailed();
+    this.uploads.throwIfFailed();
     await this.seal();
-    while (this.uploads.size > 0) await Promise.race(this.uploads);
-    this.throwIfFailed();
+    await this.uploads.drain();
   }
 
   /** Discards the open blob and waits for uploads in flight to settle. Never throws. */
@@ -193,6 +173,6 @@ export class BlobPacker {
     const blob = this.current;
     this.current = undefined;
     if (blob) await blob.writer.abort().catch(() => undefined);
-    while (this.uploads.size > 0) await Promise.race(this.uploads).catch(() => undefined);
+    await this.uploads.settle();
   }
 }

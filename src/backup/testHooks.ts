@@ -17,7 +17,7 @@
  *   cache-commit  the metadata is in the store, the state cache has not recorded the snapshot
  */
 import { Readable } from 'node:stream';
-import type { PutBody, PutOptions, Storage } from '../storage/types.js';
+import type { PutBody, PutOptions, StoreWriter } from '../storage/types.js';
 
 /** The environment variable naming the crash point (test-only). */
 export const TEST_KILL_ENV = 'VAULTIK_TEST_KILL_AT';
@@ -67,7 +67,7 @@ function halfThenKill(body: PutBody, point: KillPoint): PutBody {
 }
 
 /** The storage, or (crash point 'upload' / 'metadata' set) one whose puts die half-way. */
-export function killableStorage(storage: Storage): Storage {
+export function killableStorage(storage: StoreWriter): StoreWriter {
   if (wantedPoint !== 'upload' && wantedPoint !== 'metadata' && wantedPoint !== 'manifest') return storage;
   const point: KillPoint = wantedPoint;
   return new Proxy(storage, {

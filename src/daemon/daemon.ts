@@ -32,7 +32,7 @@ import { ChunkPool } from '../compress/pool.js';
 import type { Config } from '../config/index.js';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { displayPath } from '../fs/index.js';
-import type { Storage } from '../storage/types.js';
+import type { StoreWriter } from '../storage/types.js';
 import { DEFAULT_DIRTY_LIMIT, DirtySet } from './dirty.js';
 import type { DaemonEvent, DaemonEventBody, ScanKind } from './events.js';
 import { SourceMap, diffTree, dirtyScan, recordingScan, type ScanFn } from './scan.js';
@@ -44,8 +44,8 @@ export interface DaemonOptions {
   config: Config;
   /** Reads the config file again (SIGHUP). @throws ConfigError (or anything) for an unusable one. */
   reloadConfig: () => Config;
-  /** Opens the store for one run; closed after it. */
-  openStorage: (config: Config) => Storage;
+  /** Opens the store for one run (backups only put); closed after it. */
+  openStorage: (config: Config) => StoreWriter & { close(): Promise<void> };
   /** Abort to stop (SIGTERM/SIGINT). */
   signal: AbortSignal;
   /** Receives every event, synchronously; must not throw. */

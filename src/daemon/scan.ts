@@ -25,7 +25,7 @@ import { resolve as resolvePath } from 'node:path';
 import { excludeFor, scanSources, withHardLinks, type ScanOptions, type SelfPaths, type SourceEntry } from '../backup/index.js';
 import type { Config } from '../config/index.js';
 import { VaultikError, errorMessage } from '../errors.js';
-import { displayPath, fileStatOf, joinAbsPath, joinEntryPath, readDirectory, walkedEntryOf, type FileStat, type WalkOperation } from '../fs/index.js';
+import { displayPath, fileStatOf, joinAbsPath, joinEntryPath, readDirectory, sameStat, walkedEntryOf, type FileStat, type WalkOperation } from '../fs/index.js';
 import type { Entry } from '../snapshot/types.js';
 import { DirtySet, LIST, SELF, TREE, parentPath } from './dirty.js';
 import type { TreeRecord, TreeWriter } from './tree.js';
@@ -146,12 +146,7 @@ export function sameEntry(a: { entry: Entry; stat: FileStat }, b: { entry: Entry
     x.size === y.size &&
     x.rdev === y.rdev &&
     (x.target === undefined ? y.target === undefined : y.target !== undefined && x.target.equals(y.target)) &&
-    s.size === t.size &&
-    s.mtimeNs === t.mtimeNs &&
-    s.ctimeNs === t.ctimeNs &&
-    s.ino === t.ino &&
-    s.dev === t.dev &&
-    s.mode === t.mode &&
+    sameStat(s, t) &&
     s.nlink === t.nlink
   );
 }

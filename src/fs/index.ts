@@ -4,7 +4,7 @@
  * src/snapshot/types.ts); nothing here decodes a file name except for display and exclude
  * matching.
  */
-export { walk, walkedEntryOf, entryTypeOf, fileStatOf, readDirectory, type FileStat, type WalkedEntry, type WalkOptions, type WalkWarning, type WalkOperation } from './walk.js';
+export { walk, walkedEntryOf, entryTypeOf, fileStatOf, sameStat, readDirectory, type FileStat, type WalkedEntry, type WalkOptions, type WalkWarning, type WalkOperation } from './walk.js';
 export {
   openSourceFile,
   SourceFile,

@@ -166,6 +166,15 @@ export function fileStatOf(st: BigIntStats): FileStat {
 }
 
 /**
+ * Whether two stats say a file is unchanged: the same size, mtime, ctime, inode, device and mode
+ * (file type bits included: a file replaced by a FIFO is a change). The state cache keeps these
+ * fields of every file it records; the link count is not among them.
+ */
+export function sameStat(a: Omit<FileStat, 'nlink'>, b: Omit<FileStat, 'nlink'>): boolean {
+  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev && a.mode === b.mode;
+}
+
+/**
  * Walks the source directories, yielding every entry in snapshot path order (see the module
  * comment for the full contract).
  * @throws UsageError when one source dir lies inside another.

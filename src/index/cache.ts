@@ -43,26 +43,17 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync, type BigIntStats } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ExitCode, VaultikError } from '../errors.js';
+import type { FileStat } from '../fs/walk.js';
 import { OrderedFiles } from './orderedFiles.js';
 import { rowToCachedFile, rowToLocation, toI64, type Row } from './rows.js';
 import type { ChunkLocation } from '../snapshot/types.js';
 import { CACHE_DDL, CACHE_SCHEMA_VERSION, CACHE_TABLES } from './schema.js';
 
-/** The stat fields that decide whether a file changed. */
-export interface FileStat {
-  size: number;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-  ino: bigint;
-  dev: bigint;
-  /** Full st_mode, file type bits included (a file replaced by a FIFO is a change). */
-  mode: number;
-}
-
-export interface CachedFile extends FileStat {
+/** A file as the cache recorded it: the stat fields that decide whether it changed, and its content. */
+export interface CachedFile extends Omit<FileStat, 'nlink'> {
   /** Chunk ids of the content, in order. */
   chunks: Buffer[];
   /** The run that last recorded this file. */
@@ -78,11 +69,6 @@ export interface StateCacheOptions {
   resumeWindowMs?: number;
   /** Clock (ms since the epoch); injectable for tests. */
   now?: () => number;
-}
-
-/** The fields of `fs.lstat(path, { bigint: true })` the cache compares. */
-export function fileStatOf(s: BigIntStats): FileStat {
-  return { size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, ino: s.ino, dev: s.dev, mode: Number(s.mode) };
 }
 
 /**
@@ -110,10 +96,6 @@ function hashBytes(hex: string): Buffer {
 const CACHE_PAGE_CACHE_KIB = 4096;
 
 const DROP_ORPHAN_CHUNKS = 'DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = chunks.blob)';
-
-function sameStat(a: FileStat, b: FileStat): boolean {
-  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev && a.mode === b.mode;
-}
 
 function removeDbFiles(path: string): void {
   for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) rmSync(p, { force: true });
@@ -348,29 +330,6 @@ export class StateCache {
     this.stmts.forgetFile.run(path);
   }
 
-  /** True when `path` is cached with exactly this size, mtime, ctime, inode, device and mode. */
-  isUnchanged(path: Buffer, stat: FileStat): boolean {
-    const cached = this.lookupFile(path);
-    return cached !== undefined && sameStat(cached, stat);
-  }
-
-  /**
-   * For an unchanged file, the locations of its chunks, usable for dedup in this run; undefined
-   * when the file changed or any chunk is no longer usable (then read the file again).
-   * @throws VaultikError when no run is in progress.
-   */
-  unchangedChunks(path: Buffer, stat: FileStat): ChunkLocation[] | undefined {
-    const cached = this.lookupFile(path);
-    if (!cached || !sameStat(cached, stat)) return undefined;
-    const locs: ChunkLocation[] = [];
-    for (const id of cached.chunks) {
-      const loc = this.findChunk(id);
-      if (!loc) return undefined;
-      locs.push(loc);
-    }
-    return locs;
-  }
-
   /**
    * Starts a run. Cleans up what the dedup rule can no longer use (blobs neither in the base
    * snapshot nor young enough to adopt, and their chunks) and adopts the blobs of an
@@ -477,7 +436,7 @@ export class StateCache {
    * not recorded in the run). Batched: committed with the next batch.
    * @throws VaultikError when no run is in progress or a chunk id is not 32 bytes.
    */
-  recordFile(path: Buffer, stat: FileStat, chunkIds: readonly Buffer[]): void {
+  recordFile(path: Buffer, stat: Omit<FileStat, 'nlink'>, chunkIds: readonly Buffer[]): void {
     const run = this.requireRun();
     for (const id of chunkIds) if (id.length !== 32) throw new VaultikError('state cache: chunk id must be 32 bytes');
     this.wrote(1);

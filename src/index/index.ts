@@ -2,6 +2,6 @@
  * The local state cache (SQLite at `index_path`) and its lock. The only public surface of
  * src/index.
  */
-export { StateCache, fileStatOf, storeIdentity, type CachedFile, type FileStat, type StateCacheOptions } from './cache.js';
+export { StateCache, storeIdentity, type CachedFile, type StateCacheOptions } from './cache.js';
 export { CacheLock, acquireLock, lockPathFor, processStartOf, type LockOptions, type LockOwner } from './lock.js';
 export { CACHE_SCHEMA_VERSION } from './schema.js';

@@ -39,6 +39,7 @@ import { BlobFetcher, isDataError } from './fetcher.js';
 import { FileTable, HOLE_MIN, diskFullError, isAllZero, isFatalWriteError } from './files.js';
 import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
 import { Selector, relocator, type Relocation, type RestoreSelection } from './select.js';
+import { ByteBudget, TaskWindow } from '../util/concurrency.js';
 
 export interface RestoreOptions {
   storage: Storage;
@@ -103,27 +104,6 @@ interface SubmittedBatch {
 
 function chunkFailure(range: RangePlan, job: ChunkJob, message: string): string {
   return `chunk ${job.chunk.id.toString('hex').slice(0, 16)}… in blob ${range.blob}: ${message}`;
-}
-
-/** Waits for room in a byte budget; a request larger than the whole budget takes all of it. */
-class ByteBudget {
-  private used = 0;
-  private readonly waiters: (() => void)[] = [];
-
-  constructor(private readonly limit: number) {}
-
-  async acquire(n: number): Promise<() => void> {
-    const take = Math.min(n, this.limit);
-    while (this.used + take > this.limit) await new Promise<void>((r) => this.waiters.push(r));
-    this.used += take;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.used -= take;
-      this.waiters.splice(0).forEach((w) => w());
-    };
-  }
 }
 
 interface LinkGroup {
@@ -321,30 +301,25 @@ class RestoreRun {
 
   /** Pass 1: everything but the contents of non-empty files. */
   private async entriesPass(): Promise<void> {
-    const window = new Set<Promise<void>>();
+    // Entries are independent once their parents exist, and TargetWriter creates missing
+    // parents itself, so a small window of them may run at once.
+    const window = new TaskWindow(16);
     let n = 0;
-    for (const e of this.selectedEntries()) {
-      if (++n % 256 === 0) {
-        this.options.signal?.throwIfAborted();
-        this.reportProgress();
-      }
-      const task = this.startEntry(e);
-      if (!task) continue;
-      const p: Promise<void> = task.finally(() => window.delete(p));
-      window.add(p);
-      // Entries are independent once their parents exist, and TargetWriter creates missing
-      // parents itself, so a small window of them may run at once.
-      if (window.size >= 16) {
-        try {
-          await Promise.race(window);
-        } catch (err) {
-          await Promise.allSettled(window);
-          throw err;
+    try {
+      for (const e of this.selectedEntries()) {
+        if (++n % 256 === 0) {
+          this.options.signal?.throwIfAborted();
+          this.reportProgress();
         }
+        const task = this.startEntry(e);
+        if (!task) continue;
+        window.start(task);
+        await window.room();
       }
+      await window.drain();
+    } finally {
+      await window.settle();
     }
-    const results = await Promise.allSettled(window);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   /** Starts the work of one entry, or returns undefined when it waits for a later pass. */
@@ -550,7 +525,12 @@ class RestoreRun {
     // its plaintext, and the decompressed chunks being written.
     const batchBytes = Math.max(largest, DECODE_BATCH_BYTES);
     const limitBytes = Math.max(largest, 1024 * 1024);
-    const release = await budget.acquire(pooled ? spanBytes + Math.min(plainBytes, 3 * batchBytes) : 2 * spanBytes + limitBytes);
+    let held = pooled ? spanBytes + Math.min(plainBytes, 3 * batchBytes) : 2 * spanBytes + limitBytes;
+    await budget.acquire(held);
+    const release = (): void => {
+      budget.release(held);
+      held = 0;
+    };
     try {
       let cipher: Buffer | undefined = pooled ? this.buffers.take(spanBytes) : undefined;
       try {
@@ -596,9 +576,8 @@ class RestoreRun {
     }
     // Chunks are decoded in order; their writes overlap (small files are mostly file-system
     // round trips), up to WRITE_WINDOW jobs or `limitBytes` of chunks at a time.
-    const pending = new Set<Promise<void>>();
-    let pendingBytes = 0;
-    let failure: unknown;
+    const writes = new TaskWindow(WRITE_WINDOW);
+    const writeBytes = new ByteBudget(limitBytes);
     try {
       for (const job of range.chunks) {
         const { chunk } = job;
@@ -612,22 +591,16 @@ class RestoreRun {
           await this.failJobs([job], chunkFailure(range, job, errorMessage(err)));
           continue;
         }
-        while (pending.size > 0 && (pending.size >= WRITE_WINDOW || pendingBytes + data.length > limitBytes)) await Promise.race(pending);
         const size = data.length;
-        pendingBytes += size;
-        const p: Promise<void> = this.writeUses(job, data).finally(() => {
-          pending.delete(p);
-          pendingBytes -= size;
-        });
-        pending.add(p);
+        await writeBytes.acquire(size);
+        await writes.room();
+        writes.start(this.writeUses(job, data).finally(() => writeBytes.release(size)));
       }
-    } catch (err) {
-      failure = err;
+      await writes.drain();
+    } finally {
+      // Every write settles before the range's memory is released.
+      await writes.settle();
     }
-    // Every write settles before the range's memory is released.
-    const results = await Promise.allSettled(pending);
-    if (failure !== undefined) throw failure;
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   /**
@@ -667,8 +640,7 @@ class RestoreRun {
     if (batch.length > 0) batches.push(batch);
     if (batches.length === 0) return;
 
-    const pending = new Set<Promise<void>>();
-    let failure: unknown;
+    const pending = new TaskWindow(WRITE_WINDOW);
     let next: Promise<SubmittedBatch> | undefined = this.submitBatch(pool, range, cipher, batches[0]!);
     try {
       for (let b = 0; b < batches.length; b++) {
@@ -687,22 +659,20 @@ class RestoreRun {
             this.files.wholeFileWritten(done.entries[i]!);
             continue;
           }
-          while (pending.size >= WRITE_WINDOW) await Promise.race(pending);
-          const p: Promise<void> = this.writeUses(job, r.chunk).finally(() => pending.delete(p));
-          pending.add(p);
+          await pending.room();
+          const p = this.writeUses(job, r.chunk);
+          pending.start(p);
           writes.push(p);
         }
         // The batch's chunks are reused once their writes are done.
         void Promise.allSettled(writes).then(() => this.buffers.give(done.out));
       }
-    } catch (err) {
-      failure = err;
+      await pending.drain();
+    } finally {
+      // Nothing may still read the ciphertext or a batch's output when this returns.
+      if (next) await next.catch(() => undefined);
+      await pending.settle();
     }
-    // Nothing may still read the ciphertext or a batch's output when this returns.
-    if (next) await next.catch(() => undefined);
-    const results = await Promise.allSettled(pending);
-    if (failure !== undefined) throw failure;
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   /**

@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import { CompressStream, DecompressStream } from 'zstd-napi';
 import { AgeError, createDecryptStream, createEncryptStream, type Identity, type Recipient } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
-import { StorageError, type Storage } from '../storage/types.js';
+import { StorageError, type Storage, type StoreWriter } from '../storage/types.js';
 import { manifestKey, metadataKey, parseSnapshotId } from './id.js';
 import { buildManifest } from './manifest.js';
 import { openSnapshotFile, type SnapshotReader } from './reader.js';
@@ -160,10 +160,10 @@ export interface PublishedSnapshot {
  * Uploads a finished snapshot: the manifest first, then the encrypted metadata, which is what
  * makes the snapshot exist (DESIGN.md: metadata is written last, after every blob it
  * references — the caller uploads the blobs before calling this). A crash between the two
- * writes leaves an orphan manifest, never a snapshot without one. Uses only `put`.
+ * writes leaves an orphan manifest, never a snapshot without one.
  * @throws VaultikError / StorageError from reading the DB or uploading.
  */
-export async function publishSnapshot(storage: Storage, options: PublishOptions): Promise<PublishedSnapshot> {
+export async function publishSnapshot(storage: StoreWriter, options: PublishOptions): Promise<PublishedSnapshot> {
   // Our own, just-validated file: read the id and blob list directly.
   const db = new Database(options.dbPath, { readonly: true, fileMustExist: true });
   let id: string;

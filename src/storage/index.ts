@@ -10,5 +10,5 @@ export { LocalStorage, TEMP_PREFIX } from './local.js';
 export type { S3Storage } from './s3.js';
 export { S3_DEFAULTS, type S3StorageOptions, type SdkLogger } from './s3Settings.js';
 export { RetryStorage, withRetry, backoffDelay, DEFAULT_RETRY, type RetryOptions, type RetryEvent } from './retry.js';
-export { LimitStorage, Semaphore } from './limit.js';
+export { LimitStorage } from './limit.js';
 export { openStorage, storageSpecFromArgs, type OpenStorageOptions } from './open.js';

@@ -14,67 +14,8 @@
  * Wrap retry around this one (openStorage does): a slot is then free while a retry sleeps.
  */
 import type { Readable } from 'node:stream';
+import { Semaphore } from '../util/concurrency.js';
 import type { ByteRange, ObjectInfo, PutBody, PutOptions, Storage } from './types.js';
-
-/** A counting semaphore with FIFO waiters. */
-export class Semaphore {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  /** @throws RangeError for a limit below 1. */
-  constructor(readonly limit: number) {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`concurrency limit must be a positive integer, got ${limit}`);
-  }
-
-  /** Operations running now. */
-  get inUse(): number {
-    return this.active;
-  }
-
-  /**
-   * Waits for a slot; returns its release function (idempotent).
-   * @throws the abort reason when `signal` fires while waiting.
-   */
-  async acquire(signal?: AbortSignal): Promise<() => void> {
-    signal?.throwIfAborted();
-    if (this.active < this.limit) {
-      this.active++;
-    } else {
-      await new Promise<void>((resolve, reject) => {
-        const grant = (): void => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        };
-        const onAbort = (): void => {
-          const i = this.waiting.indexOf(grant);
-          if (i >= 0) this.waiting.splice(i, 1);
-          reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
-        };
-        signal?.addEventListener('abort', onAbort, { once: true });
-        this.waiting.push(grant);
-      });
-    }
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      // The slot passes straight to the next waiter: `active` is unchanged.
-      if (next) next();
-      else this.active--;
-    };
-  }
-
-  /** Runs `fn` in a slot. */
-  async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const release = await this.acquire(signal);
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
-}
 
 export class LimitStorage implements Storage {
   readonly description: string;

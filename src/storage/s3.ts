@@ -48,6 +48,7 @@ import { S3_DEFAULTS, checkS3Spec, type S3StorageOptions, type SdkLogger } from 
 import { checkRange } from './local.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { BodyLengthError, bodySize, emptyStream, guardDownload, lengthChecker, openBody } from './streams.js';
+import { TaskWindow } from '../util/concurrency.js';
 import {
   StorageError,
   type ByteRange,
@@ -277,8 +278,11 @@ export class S3Storage implements Storage {
 
     const controller = linkedController(options?.signal);
     const completed: CompletedPart[] = [];
-    const inFlight = new Set<Promise<void>>();
     let failure: unknown;
+    const inFlight = new TaskWindow(this.partConcurrency, (err) => {
+      failure = err;
+      controller.abort(err);
+    });
     const source = openBody(body);
     // The read loop below waits on the source; an abort (the caller's, or a failed part's) must
     // wake it up even when the source is stalled.
@@ -289,24 +293,18 @@ export class S3Storage implements Storage {
     try {
       let partNumber = 0;
       for await (const part of readParts(source, partSize, size)) {
-        if (failure !== undefined) break;
+        inFlight.throwIfFailed();
         wholeHash?.update(part);
         const number = ++partNumber;
-        const task = this.uploadPart(objectKey, key, uploadId, number, part, controller.signal).then(
-          (etag) => {
+        inFlight.start(
+          this.uploadPart(objectKey, key, uploadId, number, part, controller.signal).then((etag) => {
             completed.push({ PartNumber: number, ETag: etag });
-          },
-          (err: unknown) => {
-            failure ??= err;
-            controller.abort(err);
-          },
+          }),
         );
-        inFlight.add(task);
-        void task.finally(() => inFlight.delete(task));
-        if (inFlight.size >= this.partConcurrency) await Promise.race(inFlight);
+        // Waits here, not before start(): the next part is read only once there is room for it.
+        await inFlight.room();
       }
-      await Promise.all(inFlight);
-      if (failure !== undefined) throw failure;
+      await inFlight.drain();
       if (wholeHash && options?.sha256 && !wholeHash.digest().equals(options.sha256)) {
         throw new StorageError(`refusing to complete the upload of ${this.location(key)}: its bytes do not match the SHA-256 given by the caller`, 'permanent', key);
       }
@@ -331,7 +329,7 @@ export class S3Storage implements Storage {
       controller.abort(err);
       source.destroy();
       // Parts still in flight could land after an abort and keep the upload alive: wait first.
-      await Promise.allSettled(inFlight);
+      await inFlight.settle();
       const error = err instanceof BodyLengthError ? this.bodyError(err, key) : err;
       const abortProblem = await this.abortUpload(objectKey, key, uploadId);
       if (abortProblem && error instanceof StorageError) {

@@ -37,11 +37,19 @@ export interface ByteRange {
   length: number;
 }
 
-export interface Storage {
+/**
+ * What a backup may do to the store: put objects, nothing else. The backup path (runBackup, the
+ * packer, publishSnapshot, the daemon) takes this type, not Storage, so the compiler keeps it from
+ * reading, listing or deleting: a write-only credential is all it needs (README promise 1).
+ */
+export interface StoreWriter {
   /** Human-readable location, for messages ("s3://bucket/prefix", "file:///srv/b/host1/"). */
   readonly description: string;
-  /** Upload an object. The only verb a backup uses (write-only credentials suffice). */
+  /** Upload an object. */
   put(key: string, body: PutBody, options?: PutOptions): Promise<void>;
+}
+
+export interface Storage extends StoreWriter {
   /**
    * Read a whole object or a byte range of it. The range must lie within the object; a range of
    * length 0 yields an empty stream without a request. Otherwise the promise settles once the

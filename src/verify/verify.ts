@@ -28,6 +28,7 @@ import type { SnapshotReader } from '../snapshot/reader.js';
 import type { ChunkLocation } from '../snapshot/types.js';
 import { blobListDifference, readManifest } from '../prune/snapshots.js';
 import { isStorageError, type Storage } from '../storage/types.js';
+import { TaskWindow } from '../util/concurrency.js';
 
 /** Ciphertext fetched at once when checking neighbouring chunks of a blob. */
 const MAX_FETCH = 8 * 1024 * 1024;
@@ -170,7 +171,8 @@ export async function verifyStore(storage: Storage, options: VerifyOptions): Pro
     const blobs = { count: 0, bytes: 0 };
     const hashed = { count: 0, bytes: 0 };
     const unreferenced = { count: 0, bytes: 0, first: [] as string[] };
-    const pool = new Pool(concurrency);
+    // Blobs hashed at once; the first failure is rethrown by add() or drain().
+    const pool = new TaskWindow(concurrency);
     for await (const info of storage.list('blobs/')) {
       options.signal?.throwIfAborted();
       const hash = blobHashOf(info.key);
@@ -191,7 +193,7 @@ export async function verifyStore(storage: Storage, options: VerifyOptions): Pro
       }
       if (sampled && random() >= sample) continue;
       sampled?.add(hash);
-      await pool.run(async () => {
+      await pool.add(async () => {
         const result = await hashObject(storage, info.key, options.signal);
         if (result === undefined) {
           present.delete(hash); // deleted since the listing
@@ -316,39 +318,6 @@ async function hashObject(storage: Storage, key: string, signal?: AbortSignal): 
   return { hash: h.digest('hex'), size };
 }
 
-/** At most `limit` tasks at once; the first failure is rethrown by run() or drain(). */
-class Pool {
-  private readonly running = new Set<Promise<void>>();
-  private failure: { err: unknown } | undefined;
-
-  constructor(private readonly limit: number) {}
-
-  private check(): void {
-    if (this.failure) throw this.failure.err;
-  }
-
-  async run(task: () => Promise<void>): Promise<void> {
-    this.check();
-    while (this.running.size >= this.limit) await Promise.race(this.running);
-    this.check();
-    const p: Promise<void> = task().then(
-      () => {
-        this.running.delete(p);
-      },
-      (err: unknown) => {
-        this.running.delete(p);
-        this.failure ??= { err };
-      },
-    );
-    this.running.add(p);
-  }
-
-  async drain(): Promise<void> {
-    while (this.running.size > 0) await Promise.race(this.running);
-    this.check();
-  }
-}
-
 const chunkOrder = (a: ChunkLocation, b: ChunkLocation): number =>
   a.blob < b.blob ? -1 : a.blob > b.blob ? 1 : a.offset - b.offset || Buffer.compare(a.id, b.id) || a.length - b.length;
 
@@ -394,13 +363,13 @@ async function checkChunks(
   concurrency: number,
 ): Promise<void> {
   const identities = options.deep!.identities;
-  const pool = new Pool(concurrency);
+  const pool = new TaskWindow(concurrency);
   for (const group of chunksByBlob(readers.map((r) => r.reader))) {
     options.signal?.throwIfAborted();
     const size = present.get(group.blob);
     // Missing blobs are already reported; unsampled ones are skipped on purpose.
     if (size === undefined || (sampled && !sampled.has(group.blob))) continue;
-    await pool.run(async () => {
+    await pool.add(async () => {
       const bad = await checkBlobChunks(storage, group.blob, size, group.chunks, identities, options.signal, totals);
       for (const b of bad.slice(0, MAX_BAD_CHUNKS_PER_BLOB)) problem({ kind: 'bad-chunk', hash: group.blob, offset: b.offset, message: b.message });
       if (bad.length > MAX_BAD_CHUNKS_PER_BLOB) {

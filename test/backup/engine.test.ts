@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { runBackup, type BackupEvent, type BackupSummary } from '../../src/backup/index.js';
 import type { Config } from '../../src/config/index.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
-import { openStorage } from '../../src/storage/index.js';
+import { StorageError, openStorage, type StoreWriter } from '../../src/storage/index.js';
 import { parseIdentity } from '../../src/crypto/index.js';
 import { runRestore } from '../../src/restore/index.js';
 import { ODD_NAMES, buildRichTree, compareTrees, listTree, pseudoRandom } from '../helpers/tree.js';
@@ -302,6 +302,30 @@ describe('runBackup to a local store', () => {
     for (const key of blobsAfterAbort) expect(referenced.has(key.split('/')[3]!), `${key} reused`).toBe(true);
     // Only what had not been uploaded is uploaded again.
     expect(summary.bytesNew).toBeLessThanOrEqual(8 * 1024 * 1024 - uploaded.length * 700 * 1024);
+  });
+
+  it('a rejected blob upload fails the run with the store error: no snapshot; the next run completes', async () => {
+    ws = makeWorkspace({ blobSizeLimit: '1MiB' });
+    for (let i = 0; i < 8; i++) writeFileSync(join(ws.src, `f${i}.bin`), pseudoRandom(1024 * 1024, 200 + i));
+    const config = ws.config();
+    const storage = openStorage(config.storage);
+    // The real store, but the third blob put is refused (a credential that lost its permission).
+    let blobPuts = 0;
+    const refused = new StorageError('access denied', 'permission', 'blobs/');
+    const writer: StoreWriter = {
+      description: storage.description,
+      put: (key, body, options) => (key.startsWith('blobs/') && ++blobPuts === 3 ? Promise.reject(refused) : storage.put(key, body, options)),
+    };
+    try {
+      await expect(runBackup(config, { storage: writer, workers: 2, progressIntervalMs: 0 })).rejects.toBe(refused);
+    } finally {
+      await storage.close();
+    }
+    expect(metadataObjects(ws)).toEqual([]);
+    expect(listTree(ws.cacheDir).map((n) => n.rel.toString()).filter((n) => !n.startsWith('index.sqlite'))).toEqual([]);
+    const { summary } = await backup(config);
+    expect(summary.warnings).toBe(0);
+    expect(metadataObjects(ws)).toHaveLength(1);
   });
 
   it('leaves the local store and the state cache out when they lie inside a source dir', async () => {

@@ -1,14 +1,12 @@
 /**
- * The engine's parts on their own: the byte budget (including the deadlock it must avoid), the
- * bounded queue, the per-source walk merge and self-exclusion, the small-file reader, and the
- * renderers' formatting.
+ * The engine's parts on their own: the bounded queue, the per-source walk merge and
+ * self-exclusion, the small-file reader, and the renderers' formatting.
  */
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ByteBudget } from '../../src/backup/budget.js';
-import { AsyncQueue, Slots } from '../../src/backup/queue.js';
+import { AsyncQueue } from '../../src/backup/queue.js';
 import { readSmallFileSync } from '../../src/backup/smallFile.js';
 import { excludeFor, scanSources, selfPaths, type SourceEntry } from '../../src/backup/index.js';
 import { emptyProgress, type BackupSummary } from '../../src/backup/index.js';
@@ -27,54 +25,7 @@ afterEach(() => {
   tmp = undefined;
 });
 
-describe('ByteBudget', () => {
-  it('grants under the limit, queues beyond it in FIFO order, and lets one oversized request through alone', async () => {
-    const b = new ByteBudget(100);
-    await b.acquire(60);
-    const order: string[] = [];
-    const p1 = b.acquire(50).then(() => order.push('a'));
-    const p2 = b.acquire(10).then(() => order.push('b'));
-    await tick();
-    expect(order).toEqual([]); // b fits, but waits behind a (FIFO)
-    b.release(60);
-    await Promise.all([p1, p2]);
-    expect(order).toEqual(['a', 'b']);
-    b.release(60);
-    expect(b.held).toBe(0);
-    await b.acquire(500); // nothing else held: an oversized chunk still passes
-    expect(b.held).toBe(500);
-  });
-
-  it('lets the only holder of bytes go ahead of earlier waiters (no deadlock)', async () => {
-    const b = new ByteBudget(16);
-    // A large file's reader holds 20 bytes of a chunk it is still assembling…
-    await b.acquire(20);
-    // …a small file waits for room…
-    let small = false;
-    const p = b.acquire(4).then(() => (small = true));
-    await tick();
-    expect(small).toBe(false);
-    // …and the reader, which alone can free those bytes, must still get more.
-    await b.acquire(1, 20);
-    expect(b.held).toBe(21);
-    b.release(21);
-    await p;
-    expect(small).toBe(true);
-  });
-
-  it('rejects a waiter when its signal is aborted and wakes the others', async () => {
-    const b = new ByteBudget(10);
-    await b.acquire(10);
-    const c = new AbortController();
-    const aborted = b.acquire(5, 0, c.signal);
-    c.abort(new Error('stop'));
-    await expect(aborted).rejects.toThrow('stop');
-    b.release(10);
-    expect(b.held).toBe(0);
-  });
-});
-
-describe('AsyncQueue and Slots', () => {
+describe('AsyncQueue', () => {
   it('bounds pushes, drains after close, and aborts waiters', async () => {
     const q = new AsyncQueue<number>(2);
     await q.push(1);
@@ -102,20 +53,6 @@ describe('AsyncQueue and Slots', () => {
     const got: number[] = [];
     for (let i = 0; i < 5000; i++) got.push((await q.take())!);
     expect(got).toEqual([...Array(5000).keys()]);
-  });
-
-  it('Slots: counts, FIFO, abort', async () => {
-    const s = new Slots(1);
-    await s.acquire();
-    const c = new AbortController();
-    const w = s.acquire(c.signal);
-    c.abort(new Error('x'));
-    await expect(w).rejects.toThrow('x');
-    let got = false;
-    const w2 = s.acquire().then(() => (got = true));
-    s.release();
-    await w2;
-    expect(got).toBe(true);
   });
 });
 

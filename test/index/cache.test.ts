@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { makeTempDir } from '../helpers/tmp.js';
-import { StateCache, fileStatOf, storeIdentity, type FileStat } from '../../src/index/index.js';
+import { fileStatOf, sameStat, type FileStat } from '../../src/fs/index.js';
+import { StateCache, storeIdentity } from '../../src/index/index.js';
 import type { ChunkLocation } from '../../src/snapshot/types.js';
 
 let tmp: { dir: string; cleanup: () => void };
@@ -19,7 +20,9 @@ const ID = storeIdentity({ description: 's3://bucket/prefix/', indexPrefix: 'ind
 const sha = (s: string): Buffer => createHash('sha256').update(s).digest();
 const blobHash = (s: string): string => sha(`blob:${s}`).toString('hex');
 const loc = (chunk: string, blob: string, offset = 0): ChunkLocation => ({ id: sha(chunk), blob: blobHash(blob), offset, length: 50, plainLength: 100 });
-const stat = (over: Partial<FileStat> = {}): FileStat => ({
+/** What the cache records of a file's stat (the walk's FileStat less the link count). */
+type Stat = Omit<FileStat, 'nlink'>;
+const stat = (over: Partial<Stat> = {}): Stat => ({
   size: 100,
   mtimeNs: 1_700_000_000_000_000_001n,
   ctimeNs: 1_700_000_000_000_000_002n,
@@ -37,7 +40,7 @@ describe('StateCache', () => {
     expect(statSync(join(tmp.dir, 'state')).mode & 0o777).toBe(0o700);
     c.beginRun('r1');
     const name = Buffer.from([0x61, 0xff, 0x2f, 0x80]);
-    const big: FileStat = stat({ ino: 0xffff_ffff_ffff_fff0n, dev: 1n << 63n, mtimeNs: -5n });
+    const big: Stat = stat({ ino: 0xffff_ffff_ffff_fff0n, dev: 1n << 63n, mtimeNs: -5n });
     c.recordFile(name, big, [sha('a'), sha('b')]);
     expect(c.lookupFile(name)).toEqual({ ...big, chunks: [sha('a'), sha('b')], run: 'r1' });
     expect(c.lookupFile(P('a\xff/\x80'))).toBeUndefined();
@@ -50,20 +53,21 @@ describe('StateCache', () => {
     again.close();
   });
 
-  it('detects a change in each stat field', () => {
+  it('gives back a recorded stat that sameStat, the backup change test, finds unchanged, and changed in each field', () => {
     const c = StateCache.open(path, ID);
     c.beginRun('r1');
-    c.recordFile(P('f'), stat(), [sha('x')]);
-    expect(c.isUnchanged(P('f'), stat())).toBe(true);
-    const changes: Partial<FileStat>[] = [{ size: 101 }, { mtimeNs: 1_700_000_000_000_000_000n }, { ctimeNs: 1n }, { ino: 12346n }, { dev: 2050n }, { mode: 0o100600 }, { mode: 0o010644 }];
-    for (const ch of changes) expect(c.isUnchanged(P('f'), stat(ch)), JSON.stringify(ch, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).toBe(false);
-    expect(c.isUnchanged(P('g'), stat())).toBe(false);
-    // fileStatOf takes what fs.lstat({ bigint: true }) returns.
+    // A real file's stat, as the walk takes it.
     const file = join(tmp.dir, 'real');
     writeFileSync(file, 'hello');
-    const s = fileStatOf(lstatSync(file, { bigint: true }));
-    expect(s.size).toBe(5);
-    expect(s.mode & 0o170000).toBe(0o100000);
+    const real = fileStatOf(lstatSync(file, { bigint: true }));
+    c.recordFile(P('real'), real, [sha('x')]);
+    expect(sameStat(c.lookupFile(P('real'))!, real)).toBe(true);
+    c.recordFile(P('f'), stat(), [sha('x')]);
+    const cached = c.lookupFile(P('f'))!;
+    expect(sameStat(cached, stat())).toBe(true);
+    const changes: Partial<Stat>[] = [{ size: 101 }, { mtimeNs: 1_700_000_000_000_000_000n }, { ctimeNs: 1n }, { ino: 12346n }, { dev: 2050n }, { mode: 0o100600 }, { mode: 0o010644 }];
+    for (const ch of changes) expect(sameStat(cached, stat(ch)), JSON.stringify(ch, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).toBe(false);
+    expect(c.lookupFile(P('g'))).toBeUndefined();
     c.close();
   });
 
@@ -84,8 +88,8 @@ describe('StateCache', () => {
     c.beginRun('r2');
     // In the base snapshot: found.
     expect(c.findChunk(sha('c1'))?.blob).toBe(blobHash('A'));
-    expect(c.unchangedChunks(P('f1'), stat())).toEqual([loc('c1', 'A'), loc('shared', 'A', 50)]);
-    expect(c.unchangedChunks(P('f1'), stat({ size: 1 }))).toBeUndefined();
+    // An unchanged file's chunks all resolve: the backup reuses its row without reading it.
+    expect(c.lookupFile(P('f1'))!.chunks.map((id) => c.findChunk(id))).toEqual([loc('c1', 'A'), loc('shared', 'A', 50)]);
     c.recordBlob(blobHash('B'), 1000, [loc('c2', 'B'), loc('shared', 'B', 70)]);
     c.recordFile(P('f2'), stat(), [sha('c2'), sha('shared')]);
     // The snapshot of run 2 references only B (f1 was deleted from the source).
@@ -98,7 +102,7 @@ describe('StateCache', () => {
     expect(c.findChunk(sha('c2'))).toEqual(loc('c2', 'B'));
     // f1 was not recorded in run 2, so it is forgotten.
     expect(c.lookupFile(P('f1'))).toBeUndefined();
-    expect(c.unchangedChunks(P('f2'), stat())).toHaveLength(2);
+    expect(c.lookupFile(P('f2'))!.chunks.map((id) => c.findChunk(id))).toEqual([loc('c2', 'B'), loc('shared', 'B', 70)]);
     c.close();
   });
 
@@ -119,7 +123,7 @@ describe('StateCache', () => {
     c = open();
     expect(c.beginRun('r3')).toEqual({ adoptedBlobs: 1 });
     expect(c.findChunk(sha('c2'))).toEqual(loc('c2', 'B'));
-    expect(c.unchangedChunks(P('f'), stat())).toEqual([loc('c2', 'B')]);
+    expect(c.lookupFile(P('f'))!.chunks.map((id) => c.findChunk(id))).toEqual([loc('c2', 'B')]);
     c.abortRun();
     c.close();
 
@@ -129,7 +133,7 @@ describe('StateCache', () => {
     expect(c.beginRun('r4')).toEqual({ adoptedBlobs: 0 });
     expect(c.findChunk(sha('c2'))).toBeUndefined();
     expect(c.findChunk(sha('c1'))).toEqual(loc('c1', 'A'));
-    expect(c.unchangedChunks(P('f'), stat())).toBeUndefined();
+    expect(c.lookupFile(P('f'))!.chunks.map((id) => c.findChunk(id))).toEqual([undefined]); // so the file is read again
     c.close();
   });
 
@@ -184,7 +188,7 @@ describe('StateCache', () => {
     expect(again.lookupFile(P('dir/file-4999'))?.ino).toBe(4999n);
     expect(again.baseSnapshot()).toBeUndefined();
     again.beginRun('r2');
-    expect(again.unchangedChunks(P('dir/file-1'), stat({ ino: 1n }))).toBeUndefined(); // chunks not uploaded
+    expect(again.findChunk(sha('c1'))).toBeUndefined(); // its chunks were never uploaded: the file is read again
     again.close();
   });
 
@@ -305,8 +309,14 @@ describe('StateCache', () => {
     for (let i = 0; i < 100_000; i++) c.recordFile(P(`d/${i}`), stat({ ino: BigInt(i) }), [sha('c')]);
     c.completeSnapshot('h-20260101T000000.000Z', [blobHash('A')]);
     c.beginRun('r2');
+    // The backup's walk: every tenth file, in path order, found unchanged with its chunks.
+    const paths = Array.from({ length: 10_000 }, (_, k) => P(`d/${k * 10}`)).sort(Buffer.compare);
     let unchanged = 0;
-    for (let i = 0; i < 100_000; i += 10) if (c.unchangedChunks(P(`d/${i}`), stat({ ino: BigInt(i) }))) unchanged++;
+    for (const p of paths) {
+      const cached = c.lookupInOrder(p);
+      if (cached && sameStat(cached, stat({ ino: BigInt(p.toString().slice(2)) })) && cached.chunks.every((id) => c.findChunk(id))) unchanged++;
+    }
+    c.endOrderedScan();
     expect(unchanged).toBe(10_000);
     c.close();
     expect(Date.now() - t).toBeLessThan(15_000);

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { LimitStorage, Semaphore } from '../../src/storage/limit.js';
+import { LimitStorage } from '../../src/storage/limit.js';
 import { RetryStorage, backoffDelay, withRetry, type RetryEvent } from '../../src/storage/retry.js';
 import { StorageError, type ByteRange, type PutBody, type PutOptions } from '../../src/storage/types.js';
 import { MemoryStorage } from '../helpers/memoryStorage.js';
@@ -222,19 +222,5 @@ describe('LimitStorage', () => {
     const destroyed = await store.get('a');
     destroyed.destroy();
     await store.stat('a');
-  });
-
-  it('a waiter can give up', async () => {
-    const sem = new Semaphore(1);
-    const release = await sem.acquire();
-    const controller = new AbortController();
-    const waiting = sem.acquire(controller.signal);
-    controller.abort();
-    await expect(waiting).rejects.toThrow();
-    release();
-    const again = await sem.acquire();
-    again();
-    expect(sem.inUse).toBe(0);
-    expect(() => new Semaphore(0)).toThrow(RangeError);
   });
 });
