@@ -33,10 +33,11 @@ import type { Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
 import { manifestKey } from '../snapshot/id.js';
 import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
+import { blobListDifference, readManifest } from '../snapshot/manifest.js';
 import type { ObjectInfo, Storage } from '../storage/types.js';
 import { DELETE_BATCH, deleteInBatches } from './forget.js';
 import type { IncompleteUpload, MultipartJanitor } from './janitor.js';
-import { blobListDifference, forEachLimited, readManifest, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
+import { forEachLimited, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
 
 export const DEFAULT_GRACE_MS = 24 * 3600 * 1000;
 /** Unknown keys listed by name in a plan; more are only counted. */

@@ -23,10 +23,10 @@ import { blobHashOf, blobKey, chunkFromFetched, storageReadRange } from '../blob
 import { AgeError, openAgeFile, segmentRange, type AgeFileInfo, type Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
+import { blobListDifference, readManifest } from '../snapshot/manifest.js';
 import { openSnapshot } from '../snapshot/pack.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { ChunkLocation } from '../snapshot/types.js';
-import { blobListDifference, readManifest } from '../prune/snapshots.js';
 import { isStorageError, type Storage } from '../storage/types.js';
 
 /** Ciphertext fetched at once when checking neighbouring chunks of a blob. */
