@@ -22,6 +22,7 @@ import { generateKeyPair, parseIdentity, parseRecipient, type Identity, type Rec
 import { walk } from '../../src/fs/walk.js';
 import { SnapshotWriter, makeSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../../src/snapshot/index.js';
 import type { ByteRange, ObjectInfo, PutBody, PutOptions, Storage } from '../../src/storage/types.js';
+import { runMain } from '../helpers/io.js';
 
 export interface TestKey {
   identity: string;
@@ -250,8 +251,6 @@ export interface CliBackupOptions {
  * and returns its exit code and output. The config's state cache lives under `work`.
  */
 export async function cliBackup(options: CliBackupOptions): Promise<CliResult & { config: string }> {
-  const { main } = await import('../../src/cli/main.js');
-  const { PassThrough } = await import('node:stream');
   const config = join(options.work, `backup-${process.pid}-${counter++}.yaml`);
   writeFileSync(
     config,
@@ -265,14 +264,7 @@ export async function cliBackup(options: CliBackupOptions): Promise<CliResult & 
       `hostname: ${options.hostname ?? 'testhost'}`,
     ].join('\n') + '\n',
   );
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(['backup', config, '--json'], { stdout, stderr, env: process.env, isTTY: false, signal: new AbortController().signal });
-  return { code, stdout: out, stderr: err, config };
+  return { ...(await runMain(['backup', config, '--json'], process.env)), config };
 }
 
 /** The summary line of `restore --json` / `fetch --json` output (JSON lines). */
