@@ -3,7 +3,7 @@
  * PlanPrune/Execute): planPrune decides and changes nothing, so a dry run prints the plan;
  * executePrune carries it out.
  *
- * What is kept (DESIGN.md promise 6, "nothing lost"):
+ * What is kept (docs/DESIGN.md promise 5, "nothing lost"):
  * - Every blob referenced by ANY snapshot that exists (not only the latest). References come
  *   from each snapshot's decrypted metadata, cross-checked against its keyless manifest; any
  *   disagreement, or any snapshot whose metadata cannot be read, stops prune before it deletes

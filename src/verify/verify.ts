@@ -1,7 +1,7 @@
 /**
  * `vaultik verify`: checks a store's integrity.
  *
- * Keyless (the default), from what anyone with read access can check (DESIGN.md promise 4):
+ * Keyless (the default), from what anyone with read access can check (docs/DESIGN.md promise 3):
  * - every blob's SHA-256 equals its name (each object is streamed through the hash: memory stays
  *   bounded by the number of blobs checked at once, never by blob size);
  * - every blob named by a snapshot's manifest exists, with the size the manifest records;

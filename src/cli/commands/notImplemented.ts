@@ -1,7 +1,7 @@
 import { VaultikError, ExitCode } from '../../errors.js';
 import type { Command } from '../command.js';
 
-/** Placeholder for a command of DESIGN.md that a later issue implements. */
+/** Placeholder for a command that a later issue implements. */
 export function notImplemented(name: string, summary: string, usage: string): Command {
   return {
     name,
