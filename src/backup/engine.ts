@@ -11,7 +11,7 @@
  *
  * Contracts:
  * - The store is a StoreWriter: only `put` can be called, nothing is read, listed or deleted
- *   remotely, and no private key is needed or looked for (DESIGN.md promises 1–3).
+ *   remotely, and no private key is needed or looked for (docs/DESIGN.md promise 1).
  * - Memory is bounded independently of file count, file size and blob_size_limit: chunk bytes
  *   between reading and packing are held under a byte budget (ByteBudget; a few times the chunk
  *   size), blob ciphertext beyond a threshold is spooled to disk (ciphertext only), at most

@@ -1,6 +1,6 @@
 /**
  * The store and key arguments shared by the commands that read a store (restore, fetch, ls,
- * snapshots; prune and verify later):
+ * snapshots, forget, prune, verify):
  *
  *     vaultik <cmd> <bucket> <prefix> ARGS...        store from the arguments + AWS_* environment
  *     vaultik <cmd> --config FILE ARGS...            store and index_prefix from a config file

@@ -16,8 +16,9 @@ export interface RecipientsFileProblem {
  * case-insensitive but age writes lower case).
  *
  * @throws Error with a message saying what is wrong: an age private key where the public key
- *   belongs (promise 1: the source holds no secret), an SSH or plugin recipient vaultik does not
- *   encrypt to, or a malformed `age1…` string (as judged by src/crypto's parseRecipient).
+ *   belongs (docs/DESIGN.md promise 1: the source holds no secret), an SSH or plugin recipient
+ *   vaultik does not encrypt to, or a malformed `age1…` string (as judged by src/crypto's
+ *   parseRecipient).
  */
 export function checkRecipient(text: string): string {
   const s = text.trim();

@@ -1,6 +1,6 @@
 /**
  * The local state cache (`index_path`): what the source machine remembers between backups so it
- * never needs to read, list or delete remote objects (DESIGN.md promise 3).
+ * never needs to read, list or delete remote objects (docs/DESIGN.md promise 1).
  *
  * Contracts:
  * - Only blobs whose upload completed are recorded (recordBlob is called after the put

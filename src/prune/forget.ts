@@ -14,7 +14,7 @@
  * notes hosts whose snapshots have different source directories).
  *
  * Order of deletion: every metadata object first, then the manifests. A snapshot exists as long
- * as its metadata does (DESIGN.md), so an interrupted forget leaves either a whole snapshot or an
+ * as its metadata does (docs/DESIGN.md promise 5), so an interrupted forget leaves either a whole snapshot or an
  * orphan manifest, which prune removes; never a snapshot without its manifest.
  */
 import { UsageError } from '../errors.js';

@@ -17,4 +17,4 @@ export {
 } from './prune.js';
 export { asMultipartJanitor, type IncompleteUpload, type MultipartJanitor } from './janitor.js';
 export { S3MultipartJanitor } from './s3Janitor.js';
-export { blobListDifference, forEachLimited, readManifest, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
+export { forEachLimited, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';

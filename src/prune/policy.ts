@@ -19,7 +19,7 @@
  *   up does not lose its history to the passing of time.
  * - A count of -1 means "unlimited" (every bucket).
  * - vaultik addition: the newest snapshot of every host is always kept, whatever the policy,
- *   because that host's next backup deduplicates against it (DESIGN.md "Chunking and dedup"):
+ *   because that host's next backup deduplicates against it (docs/DESIGN.md promise 5):
  *   forgetting it would let prune delete blobs that backup is about to reference.
  */
 import { compareSnapshots } from '../snapshot/id.js';

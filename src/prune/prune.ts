@@ -3,7 +3,7 @@
  * PlanPrune/Execute): planPrune decides and changes nothing, so a dry run prints the plan;
  * executePrune carries it out.
  *
- * What is kept (DESIGN.md promise 6, "nothing lost"):
+ * What is kept (docs/DESIGN.md promise 5, "nothing lost"):
  * - Every blob referenced by ANY snapshot that exists (not only the latest). References come
  *   from each snapshot's decrypted metadata, cross-checked against its keyless manifest; any
  *   disagreement, or any snapshot whose metadata cannot be read, stops prune before it deletes
@@ -33,10 +33,11 @@ import type { Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
 import { manifestKey } from '../snapshot/id.js';
 import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
+import { blobListDifference, readManifest } from '../snapshot/manifest.js';
 import type { ObjectInfo, Storage } from '../storage/types.js';
 import { DELETE_BATCH, deleteInBatches } from './forget.js';
 import type { IncompleteUpload, MultipartJanitor } from './janitor.js';
-import { blobListDifference, forEachLimited, readManifest, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
+import { forEachLimited, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
 
 export const DEFAULT_GRACE_MS = 24 * 3600 * 1000;
 /** Unknown keys listed by name in a plan; more are only counted. */

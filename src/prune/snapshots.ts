@@ -1,26 +1,11 @@
 /**
- * Reading what snapshots reference, for prune and verify: a snapshot's keyless manifest, its
- * decrypted metadata's blob list, and the comparison of the two.
+ * Reading what snapshots reference, for prune and verify: a snapshot's decrypted metadata's blob
+ * list (the keyless manifest and its comparison with this list are in src/snapshot/manifest.ts).
  */
 import type { Identity } from '../crypto/index.js';
-import { readManifest as readSnapshotManifest, type Manifest } from '../snapshot/manifest.js';
 import { openSnapshot } from '../snapshot/pack.js';
 import type { BlobRef } from '../snapshot/types.js';
-import { isStorageError, type Storage } from '../storage/types.js';
-
-/**
- * Downloads and parses a snapshot's manifest (snapshot's readManifest, with "absent" as a value).
- * @returns undefined when the manifest object does not exist.
- * @throws VaultikError (DATA) when it is invalid (see parseManifest); StorageError from the store.
- */
-export async function readManifest(storage: Storage, indexPrefix: string, id: string, signal?: AbortSignal): Promise<Manifest | undefined> {
-  try {
-    return await readSnapshotManifest(storage, indexPrefix, id, signal ? { signal } : {});
-  } catch (err) {
-    if (isStorageError(err, 'not-found')) return undefined;
-    throw err;
-  }
-}
+import type { Storage } from '../storage/types.js';
 
 /**
  * Decrypts a snapshot's metadata and returns the blobs it references, sorted by hash, and its
@@ -54,39 +39,6 @@ export async function readMetadataBlobs(
   signal?: AbortSignal,
 ): Promise<BlobRef[]> {
   return (await readSnapshotReferences(storage, indexPrefix, id, identities, tmpDir, signal)).blobs;
-}
-
-/**
- * How two blob lists (each sorted by hash) differ, for messages: undefined when they are equal,
- * else a summary naming up to three differences of each kind.
- */
-export function blobListDifference(metadata: readonly BlobRef[], manifest: readonly BlobRef[]): string | undefined {
-  const onlyMeta: string[] = [];
-  const onlyManifest: string[] = [];
-  const sizes: string[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < metadata.length || j < manifest.length) {
-    const a = metadata[i];
-    const b = manifest[j];
-    if (a && (!b || a.hash < b.hash)) {
-      onlyMeta.push(a.hash);
-      i++;
-    } else if (b && (!a || b.hash < a.hash)) {
-      onlyManifest.push(b.hash);
-      j++;
-    } else if (a && b) {
-      if (a.size !== b.size) sizes.push(`${a.hash} (${a.size} vs ${b.size} bytes)`);
-      i++;
-      j++;
-    }
-  }
-  const parts: string[] = [];
-  const few = (list: string[]): string => list.slice(0, 3).join(', ') + (list.length > 3 ? `, … (${list.length} in all)` : '');
-  if (onlyMeta.length > 0) parts.push(`${onlyMeta.length} blob(s) in the metadata but not in the manifest: ${few(onlyMeta)}`);
-  if (onlyManifest.length > 0) parts.push(`${onlyManifest.length} blob(s) in the manifest but not in the metadata: ${few(onlyManifest)}`);
-  if (sizes.length > 0) parts.push(`${sizes.length} blob size(s) differ: ${few(sizes)}`);
-  return parts.length > 0 ? parts.join('; ') : undefined;
 }
 
 /**

@@ -35,6 +35,10 @@ export async function describeSnapshots(
       }
       try {
         const m = await readManifest(storage, indexPrefix, s.id);
+        if (!m) {
+          s.manifestError = 'no manifest';
+          continue;
+        }
         s.blobCount = m.blobs.length;
         s.blobBytes = m.blobs.reduce((a, b) => a + b.size, 0);
       } catch (err) {

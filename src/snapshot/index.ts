@@ -20,7 +20,7 @@ export {
   type ParsedSnapshotId,
 } from './id.js';
 export { closestSnapshotIds, listSnapshots, resolveSnapshotId, scanIndex, type IndexScan, type SnapshotListing } from './list.js';
-export { MANIFEST_VERSION, buildManifest, parseManifest, readManifest, type Manifest } from './manifest.js';
+export { MANIFEST_VERSION, blobListDifference, buildManifest, parseManifest, readManifest, type Manifest } from './manifest.js';
 export {
   METADATA_COMPRESSION_LEVEL,
   openSnapshot,

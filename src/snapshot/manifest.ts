@@ -13,7 +13,7 @@
 import zstdBinding from 'zstd-napi/binding.js';
 import { compressFrame, decompressFrame } from '../compress/zstd.js';
 import { ExitCode, VaultikError } from '../errors.js';
-import type { Storage } from '../storage/types.js';
+import { isStorageError, type Storage } from '../storage/types.js';
 import { manifestKey, tryParseSnapshotId } from './id.js';
 import { isHexHash } from './sql.js';
 import type { BlobRef } from './types.js';
@@ -120,11 +120,18 @@ const MAX_MANIFEST_OBJECT = 64 * 1024 * 1024;
 
 /**
  * Downloads and parses the manifest of snapshot `id` (keyless).
- * @throws StorageError ('not-found' when the snapshot has no manifest); VaultikError (DATA) when
- *   it is invalid (see parseManifest).
+ * @returns undefined when the manifest object does not exist: prune, verify and the snapshot
+ *   listing each report a missing manifest in their own way.
+ * @throws VaultikError (DATA) when it is invalid (see parseManifest); StorageError from the store.
  */
-export async function readManifest(storage: Storage, indexPrefix: string, id: string, options: { signal?: AbortSignal } = {}): Promise<Manifest> {
-  const body = await storage.get(manifestKey(indexPrefix, id), undefined, options);
+export async function readManifest(storage: Storage, indexPrefix: string, id: string, signal?: AbortSignal): Promise<Manifest | undefined> {
+  let body;
+  try {
+    body = await storage.get(manifestKey(indexPrefix, id), undefined, { signal });
+  } catch (err) {
+    if (isStorageError(err, 'not-found')) return undefined;
+    throw err;
+  }
   const parts: Buffer[] = [];
   let n = 0;
   for await (const b of body as AsyncIterable<Buffer>) {
@@ -136,4 +143,37 @@ export async function readManifest(storage: Storage, indexPrefix: string, id: st
     parts.push(b);
   }
   return parseManifest(Buffer.concat(parts), id);
+}
+
+/**
+ * How two blob lists (each sorted by hash) differ, for messages: undefined when they are equal,
+ * else a summary naming up to three differences of each kind.
+ */
+export function blobListDifference(metadata: readonly BlobRef[], manifest: readonly BlobRef[]): string | undefined {
+  const onlyMeta: string[] = [];
+  const onlyManifest: string[] = [];
+  const sizes: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < metadata.length || j < manifest.length) {
+    const a = metadata[i];
+    const b = manifest[j];
+    if (a && (!b || a.hash < b.hash)) {
+      onlyMeta.push(a.hash);
+      i++;
+    } else if (b && (!a || b.hash < a.hash)) {
+      onlyManifest.push(b.hash);
+      j++;
+    } else if (a && b) {
+      if (a.size !== b.size) sizes.push(`${a.hash} (${a.size} vs ${b.size} bytes)`);
+      i++;
+      j++;
+    }
+  }
+  const parts: string[] = [];
+  const few = (list: string[]): string => list.slice(0, 3).join(', ') + (list.length > 3 ? `, … (${list.length} in all)` : '');
+  if (onlyMeta.length > 0) parts.push(`${onlyMeta.length} blob(s) in the metadata but not in the manifest: ${few(onlyMeta)}`);
+  if (onlyManifest.length > 0) parts.push(`${onlyManifest.length} blob(s) in the manifest but not in the metadata: ${few(onlyManifest)}`);
+  if (sizes.length > 0) parts.push(`${sizes.length} blob size(s) differ: ${few(sizes)}`);
+  return parts.length > 0 ? parts.join('; ') : undefined;
 }

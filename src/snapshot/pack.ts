@@ -158,9 +158,9 @@ export interface PublishedSnapshot {
 
 /**
  * Uploads a finished snapshot: the manifest first, then the encrypted metadata, which is what
- * makes the snapshot exist (DESIGN.md: metadata is written last, after every blob it
- * references — the caller uploads the blobs before calling this). A crash between the two
- * writes leaves an orphan manifest, never a snapshot without one.
+ * makes the snapshot exist (docs/DESIGN.md promise 5: metadata is written last, after every
+ * blob it references — the caller uploads the blobs before calling this). A crash between the two
+ * writes leaves an orphan manifest, never a snapshot without one. Uses only `put`.
  * @throws VaultikError / StorageError from reading the DB or uploading.
  */
 export async function publishSnapshot(storage: StoreWriter, options: PublishOptions): Promise<PublishedSnapshot> {

@@ -1,7 +1,7 @@
 /**
  * `vaultik verify`: checks a store's integrity.
  *
- * Keyless (the default), from what anyone with read access can check (DESIGN.md promise 4):
+ * Keyless (the default), from what anyone with read access can check (docs/DESIGN.md promise 3):
  * - every blob's SHA-256 equals its name (each object is streamed through the hash: memory stays
  *   bounded by the number of blobs checked at once, never by blob size);
  * - every blob named by a snapshot's manifest exists, with the size the manifest records;
@@ -23,10 +23,10 @@ import { blobHashOf, blobKey, chunkFromFetched, storageReadRange } from '../blob
 import { AgeError, openAgeFile, segmentRange, type AgeFileInfo, type Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
+import { blobListDifference, readManifest } from '../snapshot/manifest.js';
 import { openSnapshot } from '../snapshot/pack.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { ChunkLocation } from '../snapshot/types.js';
-import { blobListDifference, readManifest } from '../prune/snapshots.js';
 import { isStorageError, type Storage } from '../storage/types.js';
 import { TaskWindow } from '../util/concurrency.js';
 

@@ -226,7 +226,18 @@ describe('renderers', () => {
     const s = Object.assign(new PassThrough(), { columns: 20 });
     let o = '';
     s.on('data', (d: Buffer) => (o += d.toString()));
-    new ProgressLine(s, 0).update('x'.repeat(50), true);
+    new ProgressLine(s, { minIntervalMs: 0 }).update('x'.repeat(50), true);
     expect(o).toBe('\r\x1b[2K' + 'x'.repeat(18) + '…');
+  });
+
+  it('ProgressLine off a terminal drops updates and prints messages as plain lines', () => {
+    const s = new PassThrough();
+    let o = '';
+    s.on('data', (d: Buffer) => (o += d.toString()));
+    const line = new ProgressLine(s, { live: false, minIntervalMs: 0 });
+    line.update('status', true);
+    line.print('warning: w');
+    line.clear();
+    expect(o).toBe('warning: w\n');
   });
 });

@@ -61,7 +61,7 @@ describe('parseConfig: a valid config', () => {
     expect(parse(base(), { env: { XDG_STATE_HOME: 'relative' } }).indexPath).toBe('/home/t/.local/state/vaultik/index.sqlite');
   });
 
-  it('reads the example of DESIGN.md with an s3 block', () => {
+  it("reads the original specification's example config, s3 block included", () => {
     const text = [
       'source_dirs: [/etc, /home/user/data]',
       "exclude: ['*.log', '*.tmp']",

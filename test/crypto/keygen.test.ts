@@ -2,31 +2,20 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { keygenCommand } from '../../src/cli/commands/keygen.js';
-import type { CommandIO } from '../../src/cli/command.js';
 import { UsageError } from '../../src/errors.js';
 import { encrypt, parseRecipient } from '../../src/crypto/index.js';
 import { runTool } from '../helpers/tools.js';
+import { captureIO } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 const tmp = makeTempDir();
 afterAll(tmp.cleanup);
 
-function fakeIO(): { io: CommandIO; out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let o = '';
-  let e = '';
-  stdout.on('data', (d: Buffer) => (o += d.toString()));
-  stderr.on('data', (d: Buffer) => (e += d.toString()));
-  return { io: { stdout, stderr, env: {}, isTTY: false, signal: new AbortController().signal }, out: () => o, err: () => e };
-}
-
 describe('vaultik keygen', () => {
   it('writes an age-keygen style identity file with mode 0600', async () => {
     const file = join(tmp.dir, 'key.txt');
-    const c = fakeIO();
+    const c = captureIO();
     expect(await keygenCommand.run(['-o', file], c.io)).toBe(0);
     const text = readFileSync(file, 'utf8');
     expect(text).toMatch(/^# created: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n# public key: age1[a-z0-9]{58}\nAGE-SECRET-KEY-1[A-Z0-9]{58}\n$/);
@@ -43,24 +32,24 @@ describe('vaultik keygen', () => {
   it('refuses to overwrite an existing file', async () => {
     const file = join(tmp.dir, 'existing.txt');
     writeFileSync(file, 'precious\n');
-    await expect(keygenCommand.run(['-o', file], fakeIO().io)).rejects.toBeInstanceOf(UsageError);
+    await expect(keygenCommand.run(['-o', file], captureIO().io)).rejects.toBeInstanceOf(UsageError);
     expect(readFileSync(file, 'utf8')).toBe('precious\n');
   });
 
   it('prints the identity on stdout without -o, and -y gives the recipient back', async () => {
-    const c = fakeIO();
+    const c = captureIO();
     expect(await keygenCommand.run([], c.io)).toBe(0);
     const pub = /Public key: (age1\S+)/.exec(c.err())![1]!;
     expect(runTool('age-keygen', ['-y'], c.out()).toString().trim()).toBe(pub);
     const file = join(tmp.dir, 'from-stdout.txt');
     writeFileSync(file, c.out());
-    const y = fakeIO();
+    const y = captureIO();
     expect(await keygenCommand.run(['-y', file], y.io)).toBe(0);
     expect(y.out()).toBe(`${pub}\n`);
   });
 
   it('rejects stray arguments', async () => {
-    await expect(keygenCommand.run(['extra'], fakeIO().io)).rejects.toBeInstanceOf(UsageError);
-    await expect(keygenCommand.run(['--bogus'], fakeIO().io)).rejects.toBeInstanceOf(UsageError);
+    await expect(keygenCommand.run(['extra'], captureIO().io)).rejects.toBeInstanceOf(UsageError);
+    await expect(keygenCommand.run(['--bogus'], captureIO().io)).rejects.toBeInstanceOf(UsageError);
   });
 });

@@ -118,7 +118,8 @@ export async function storeProblems(storage: Storage): Promise<string[]> {
   }
   for (const s of await listSnapshots(storage, 'index/')) {
     const m = await readManifest(storage, 'index/', s.id);
-    for (const b of m.blobs) if (!set.has(blobKey(b.hash))) problems.push(`snapshot ${s.id} references missing blob ${b.hash}`);
+    if (!m) problems.push(`snapshot ${s.id} has no manifest`);
+    for (const b of m?.blobs ?? []) if (!set.has(blobKey(b.hash))) problems.push(`snapshot ${s.id} references missing blob ${b.hash}`);
   }
   return problems;
 }

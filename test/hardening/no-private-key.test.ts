@@ -1,5 +1,5 @@
 /**
- * Checklist test for DESIGN.md promise 1 ("no secrets on the source"): builds the package (the
+ * Checklist test for docs/DESIGN.md promise 1 ("no secrets on the source"): builds the package (the
  * build of `npm run build`, into a private directory so that concurrently running tests keep
  * their dist/) and follows the import graph of the compiled `cli/commands/backup.js` — static
  * imports, re-exports and dynamic import() of relative modules. No module reachable from the

@@ -8,15 +8,14 @@
  */
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VaultikError } from '../../src/errors.js';
 import { runRestore } from '../../src/restore/index.js';
-import { openStorage } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { pseudoRandom } from '../helpers/tree.js';
-import { makeKey, snapPath, snapshotTree } from '../restore/helpers.js';
+import { forgedStore, makeKey } from '../restore/helpers.js';
 
 const tmp = makeTempDir('vaultik-hardening-hostile-');
 afterAll(tmp.cleanup);
@@ -26,26 +25,11 @@ let n = 0;
 /** A source with a few files; `tamper` edits the finished DB; restores and reports. */
 async function craft(tamper: (db: Database.Database, base: Buffer) => void): Promise<{ outside: string; error: unknown; failed?: number; ms: number; rssGrowth: number }> {
   const dir = join(tmp.dir, `case${n++}`);
-  const src = join(dir, 'src');
-  const outside = join(dir, 'outside');
-  mkdirSync(src, { recursive: true });
-  mkdirSync(outside);
-  writeFileSync(join(src, 'a.bin'), pseudoRandom(100 * 1024, 1));
-  writeFileSync(join(src, 'b.txt'), 'small');
-  const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
-  await snapshotTree(storage, src, {
-    recipients: key.recipients,
-    tmp: dir,
-    tamper: (dbPath) => {
-      const db = new Database(dbPath);
-      tamper(db, snapPath(src));
-      db.close();
-    },
-  });
+  const { outside, target, storage } = await forgedStore(dir, key, { 'a.bin': pseudoRandom(100 * 1024, 1), 'b.txt': 'small' }, tamper);
   const rss = process.memoryUsage().rss;
   const t0 = Date.now();
   let failed: number | undefined;
-  const error = await runRestore({ storage, identities: key.identities, snapshotId: 'latest', target: join(dir, 'target'), tmpDir: dir }).then(
+  const error = await runRestore({ storage, identities: key.identities, snapshotId: 'latest', target, tmpDir: dir }).then(
     (s) => {
       failed = s.failed;
       return undefined;
@@ -99,14 +83,8 @@ describe('hostile metadata: sizes and chunk bounds', () => {
 describe('hostile target: symlink swapped in during the restore', () => {
   it('a concurrent process swaps a directory for a symlink to outside: nothing lands outside', async () => {
     const dir = join(tmp.dir, 'race');
-    const src = join(dir, 'src');
-    const outside = join(dir, 'outside');
-    mkdirSync(join(src, 'sub'), { recursive: true });
-    mkdirSync(outside);
-    for (let i = 0; i < 1500; i++) writeFileSync(join(src, 'sub', `f${i}`), `file ${i}\n`);
-    const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
-    await snapshotTree(storage, src, { recipients: key.recipients, tmp: dir });
-    const target = join(dir, 'target');
+    const files = Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`sub/f${i}`, `file ${i}\n`]));
+    const { src, outside, target, storage } = await forgedStore(dir, key, files);
     const victim = join(target, src, 'sub');
     // Renames the directory away, plants a symlink to `outside` in its place, and back, as fast
     // as it can, until killed.

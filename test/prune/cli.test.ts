@@ -4,14 +4,13 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { blobKey } from '../../src/blob/index.js';
-import { main } from '../../src/cli/main.js';
 import { ExitCode } from '../../src/errors.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { runMain } from '../helpers/io.js';
 import { DAY, Source, allKeys, blobKeys, keysUnder, newKeys, readSnapshot, sampleFiles, setMtime, type BackupRun } from './kit.js';
 
 const tmp = makeTempDir('vaultik-prune-cli-');
@@ -19,17 +18,6 @@ afterAll(tmp.cleanup);
 const keys = newKeys();
 const T0 = Date.UTC(2026, 0, 1, 3);
 let n = 0;
-
-async function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (d: Buffer) => (stdout += d.toString()));
-  err.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await main(argv, { stdout: out, stderr: err, env, isTTY: false, signal: new AbortController().signal });
-  return { code, stdout, stderr };
-}
 
 describe('prune, forget and verify commands', () => {
   let root: string;
@@ -58,7 +46,7 @@ describe('prune, forget and verify commands', () => {
 
   it('forget is keyless, prints the plan, and honours --dry-run', async () => {
     const before = await allKeys(storage);
-    const dry = await run(['forget', url, 'p', '--keep-last', '2', '--dry-run']);
+    const dry = await runMain(['forget', url, 'p', '--keep-last', '2', '--dry-run']);
     expect(dry.code).toBe(ExitCode.OK);
     expect(dry.stdout).toContain('host web: keep 2, remove 1');
     expect(dry.stdout).toContain(`remove  ${runs.web![0]!.id}`);
@@ -66,7 +54,7 @@ describe('prune, forget and verify commands', () => {
     expect(dry.stdout).toContain('dry run: nothing was removed');
     expect(await allKeys(storage)).toEqual(before);
 
-    const real = await run(['forget', url, 'p', '--keep-last', '1', '--host', 'db', '--json']);
+    const real = await runMain(['forget', url, 'p', '--keep-last', '1', '--host', 'db', '--json']);
     expect(real.code).toBe(ExitCode.OK);
     const out = JSON.parse(real.stdout) as { forgotten: string[]; untouched: number };
     expect(out.forgotten.sort()).toEqual([runs.db![0]!.id, runs.db![1]!.id].sort());
@@ -75,44 +63,44 @@ describe('prune, forget and verify commands', () => {
   });
 
   it('forget refuses without a keep option and with bad numbers', async () => {
-    expect((await run(['forget', url, 'p'])).code).toBe(ExitCode.USAGE);
-    expect((await run(['forget', url, 'p', '--keep-daily', 'x'])).code).toBe(ExitCode.USAGE);
-    expect((await run(['forget', url, 'p', '--keep-within', '1y'])).stderr).toMatch(/keep-within/);
-    expect((await run(['forget', url, 'p', runs.web![2]!.id])).stderr).toMatch(/latest snapshot of host 'web'/);
+    expect((await runMain(['forget', url, 'p'])).code).toBe(ExitCode.USAGE);
+    expect((await runMain(['forget', url, 'p', '--keep-daily', 'x'])).code).toBe(ExitCode.USAGE);
+    expect((await runMain(['forget', url, 'p', '--keep-within', '1y'])).stderr).toMatch(/keep-within/);
+    expect((await runMain(['forget', url, 'p', runs.web![2]!.id])).stderr).toMatch(/latest snapshot of host 'web'/);
   });
 
   it('prune --dry-run reports, changes nothing; prune deletes; --json', async () => {
-    await run(['forget', url, 'p', runs.web![0]!.id, runs.web![1]!.id]);
+    await runMain(['forget', url, 'p', runs.web![0]!.id, runs.web![1]!.id]);
     const before = await allKeys(storage);
-    const dry = await run(['prune', url, 'p', '--dry-run'], withKey);
+    const dry = await runMain(['prune', url, 'p', '--dry-run'], withKey);
     expect(dry.code).toBe(ExitCode.OK);
     expect(dry.stdout).toMatch(/to delete: [1-9]\d* blob\(s\)/);
     expect(dry.stdout).toContain('dry run: nothing was deleted');
     expect(await allKeys(storage)).toEqual(before);
 
-    const real = await run(['prune', url, 'p', '--json'], withKey);
+    const real = await runMain(['prune', url, 'p', '--json'], withKey);
     expect(real.code).toBe(ExitCode.OK);
     const out = JSON.parse(real.stdout) as { delete: { blobs: number; bytes: number }; deleted: { blobs: number; bytes: number }; seconds: number; exitCode: number };
     expect(out.deleted.blobs).toBe(out.delete.blobs);
     expect(out.deleted.bytes).toBe(out.delete.bytes);
     expect(out.deleted.blobs).toBeGreaterThan(0);
     expect(out.exitCode).toBe(0);
-    expect((await run(['verify', url, 'p'])).code).toBe(ExitCode.OK);
+    expect((await runMain(['verify', url, 'p'])).code).toBe(ExitCode.OK);
   });
 
   it('prune with the wrong key or no key deletes nothing', async () => {
-    await run(['forget', url, 'p', '--keep-last', '1']);
+    await runMain(['forget', url, 'p', '--keep-last', '1']);
     const before = await allKeys(storage);
-    const wrong = await run(['prune', url, 'p', '--keep-latest'], { VAULTIK_PRIVATE_KEY: newKeys().secret });
+    const wrong = await runMain(['prune', url, 'p', '--keep-latest'], { VAULTIK_PRIVATE_KEY: newKeys().secret });
     expect(wrong.code).toBe(ExitCode.NO_IDENTITY);
     expect(wrong.stderr).toMatch(/nothing was deleted/);
-    expect((await run(['prune', url, 'p'])).code).toBe(ExitCode.USAGE);
-    expect((await run(['prune', url, 'p', '--grace', '1y'], withKey)).code).toBe(ExitCode.USAGE);
+    expect((await runMain(['prune', url, 'p'])).code).toBe(ExitCode.USAGE);
+    expect((await runMain(['prune', url, 'p', '--grace', '1y'], withKey)).code).toBe(ExitCode.USAGE);
     expect(await allKeys(storage)).toEqual(before);
   });
 
   it('prune --keep-latest keeps only the latest snapshot per host, which restore byte for byte', async () => {
-    const res = await run(['prune', url, 'p', '--keep-latest'], withKey);
+    const res = await runMain(['prune', url, 'p', '--keep-latest'], withKey);
     expect(res.code).toBe(ExitCode.OK);
     expect(res.stdout).toMatch(/forgot 4 snapshot\(s\)/);
     const index = await keysUnder(storage, 'index/');
@@ -127,7 +115,7 @@ describe('prune, forget and verify commands', () => {
   });
 
   it('verify: exit 0 on a clean store, DATA with the problem on a flipped byte; --json, --sample, --deep', async () => {
-    const ok = await run(['verify', url, 'p']);
+    const ok = await runMain(['verify', url, 'p']);
     expect(ok.code).toBe(ExitCode.OK);
     expect(ok.stdout).toMatch(/no problems found/);
     const victim = runs.web![1]!.uploaded[0]!;
@@ -135,17 +123,17 @@ describe('prune, forget and verify commands', () => {
     const bytes = readFileSync(path);
     bytes[200]! ^= 0x80;
     writeFileSync(path, bytes);
-    const bad = await run(['verify', url, 'p']);
+    const bad = await runMain(['verify', url, 'p']);
     expect(bad.code).toBe(ExitCode.DATA);
     expect(bad.stderr).toContain(`corrupt blob ${victim}`);
-    const asJson = JSON.parse((await run(['verify', url, 'p', '--json', '--sample', '100%'])).stdout) as { problems: { kind: string }[]; exitCode: number };
+    const asJson = JSON.parse((await runMain(['verify', url, 'p', '--json', '--sample', '100%'])).stdout) as { problems: { kind: string }[]; exitCode: number };
     expect(asJson.problems.map((p) => p.kind)).toEqual(['corrupt-blob']);
     expect(asJson.exitCode).toBe(ExitCode.DATA);
-    expect((await run(['verify', url, 'p', '--sample', '10'])).code).toBe(ExitCode.USAGE);
-    expect((await run(['verify', url, 'p', '--deep'])).code).toBe(ExitCode.USAGE);
-    const deep = await run(['verify', url, 'p', '--deep'], withKey);
+    expect((await runMain(['verify', url, 'p', '--sample', '10'])).code).toBe(ExitCode.USAGE);
+    expect((await runMain(['verify', url, 'p', '--deep'])).code).toBe(ExitCode.USAGE);
+    const deep = await runMain(['verify', url, 'p', '--deep'], withKey);
     expect(deep.code).toBe(ExitCode.DATA);
     expect(deep.stdout).toMatch(/deep: \d+ chunk\(s\)/);
-    expect((await run(['verify', url, 'p', '--deep'], { VAULTIK_PRIVATE_KEY: newKeys().secret })).code).toBe(ExitCode.NO_IDENTITY);
+    expect((await runMain(['verify', url, 'p', '--deep'], { VAULTIK_PRIVATE_KEY: newKeys().secret })).code).toBe(ExitCode.NO_IDENTITY);
   });
 });

@@ -57,7 +57,7 @@ function options(store: Store, extra: Partial<PruneOptions> = {}, k: Keys = keys
 
 /** Blob hashes referenced by the manifests in the store. */
 async function referencedByManifests(storage: Storage): Promise<Set<string>> {
-  const { readManifest } = await import('../../src/prune/index.js');
+  const { readManifest } = await import('../../src/snapshot/index.js');
   const out = new Set<string>();
   for (const k of await keysUnder(storage, INDEX)) {
     if (!k.endsWith('.db.zst.age')) continue;

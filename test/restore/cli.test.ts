@@ -6,12 +6,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { main } from '../../src/cli/main.js';
-import type { CommandIO } from '../../src/cli/command.js';
 import { ExitCode } from '../../src/errors.js';
 import { openStorage } from '../../src/storage/index.js';
 import { buildRichTree, compareTrees, type TypeName } from '../helpers/tree.js';
+import { captureIO } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { jsonSummary, makeKey, runCli, snapshotTree, writeKeyFile, type SnapshotTreeResult } from './helpers.js';
 import { modeString } from '../../src/cli/commands/ls.js';
@@ -36,16 +35,6 @@ beforeAll(async () => {
     await snapshotTree(storage, src, { recipients: key.recipients, tmp: tmp.dir, host: 'laptop' }),
   ];
 }, 60_000);
-
-function capture(env: NodeJS.ProcessEnv): { io: CommandIO; out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let o = '';
-  let e = '';
-  stdout.on('data', (d: Buffer) => (o += d.toString('latin1')));
-  stderr.on('data', (d: Buffer) => (e += d.toString()));
-  return { io: { stdout, stderr, env, isTTY: false, signal: new AbortController().signal }, out: () => o, err: () => e };
-}
 
 describe('vaultik restore/fetch/ls/snapshots', () => {
   it('restores on a "fresh machine": child process, empty HOME, only the store and the key', async () => {
@@ -83,21 +72,21 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
 
   it('fetch through the CLI, with the key given as a string', async () => {
     const out = join(tmp.dir, 'fetched.txt');
-    const c = capture({ VAULTIK_PRIVATE_KEY: key.identity });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: key.identity }, 'latin1');
     expect(await main(['fetch', url, 'pc', snaps[0]!.id, `${src}/text.txt`, out], c.io)).toBe(0);
     expect(readFileSync(out, 'utf8')).toBe('hello, vaultik\n');
-    const j = capture({ VAULTIK_PRIVATE_KEY: key.identity });
+    const j = captureIO({ VAULTIK_PRIVATE_KEY: key.identity }, 'latin1');
     expect(await main(['fetch', url, 'pc', 'latest', `${src}/text.txt`, out, '--json'], j.io)).toBe(ExitCode.USAGE);
     expect(j.err()).toContain('already exists');
   });
 
   it('snapshots lists ids, hosts, times and stored sizes without a key (--json too)', async () => {
-    const c = capture({});
+    const c = captureIO({}, 'latin1');
     expect(await main(['snapshots', url, 'pc'], c.io)).toBe(0);
     const lines = c.out().trim().split('\n');
     expect(lines[0]).toMatch(/^ID\s+HOST\s+TIME \(UTC\)\s+BLOBS\s+STORED$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(snaps.map((s) => s.id));
-    const j = capture({});
+    const j = captureIO({}, 'latin1');
     expect(await main(['snapshots', url, 'pc', '--json'], j.io)).toBe(0);
     const rows = JSON.parse(j.out()) as { id: string; host: string; blobs: number; blobBytes: number }[];
     expect(rows.map((r) => r.id)).toEqual(snaps.map((s) => s.id));
@@ -106,17 +95,17 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
   });
 
   it('ls lists paths (raw bytes), -l the long form, --json objects', async () => {
-    const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile }, 'latin1');
     expect(await main(['ls', url, 'pc', 'latest', src], c.io)).toBe(0);
     const paths = c.out().split('\n');
     expect(paths[0]).toBe(src);
     expect(paths).toContain(`${src}/a/b/c/deep.txt`);
     // A non-UTF-8 name comes out as its bytes (read here as latin1).
     expect(paths).toContain(`${src}/names/f\xff\xfe`);
-    const l = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const l = captureIO({ VAULTIK_PRIVATE_KEY: keyFile }, 'latin1');
     expect(await main(['ls', url, 'pc', 'latest', `${src}/links`, '-l'], l.io)).toBe(0);
     expect(l.out()).toMatch(/^lrwxrwxrwx +\d+ +\d+ +0 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\/links\/rel -> \.\.\/text\.txt$/m);
-    const j = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const j = captureIO({ VAULTIK_PRIVATE_KEY: keyFile }, 'latin1');
     expect(await main(['ls', url, 'pc', 'latest', `${src}/setuid`, '--json'], j.io)).toBe(0);
     const rows = JSON.parse(j.out()) as { path: string; type: string; mode: number; size: number; mtime: string }[];
     expect(rows).toEqual([expect.objectContaining({ path: `${src}/setuid`, type: 'file', mode: 0o4755, size: 4 })]);
@@ -127,7 +116,7 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
   it('--config takes the store from a config file', async () => {
     const cfg = join(tmp.dir, 'vaultik.yaml');
     writeFileSync(cfg, [`source_dirs: [${src}]`, `age_recipient: ${key.recipient}`, `local: {path: ${store}, prefix: pc}`].join('\n') + '\n');
-    const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile }, 'latin1');
     const code = await main(['snapshots', '--config', cfg, '--json'], c.io);
     expect(c.err()).toBe('');
     expect(code).toBe(0);
@@ -135,7 +124,7 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
   });
 
   it('on a terminal: a live progress line on stderr, the summary on stdout', async () => {
-    const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile }, 'latin1');
     c.io.isTTY = true;
     expect(await main(['restore', url, 'pc', 'latest', join(tmp.dir, 'tty-target')], c.io)).toBe(0);
     expect(c.err()).toContain('\r\x1b[2Krestoring laptop-');
@@ -145,16 +134,16 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
   });
 
   it('argument errors: missing key, missing arguments, bad patterns (exit 2)', async () => {
-    const a = capture({});
+    const a = captureIO({}, 'latin1');
     expect(await main(['restore', url, 'pc', 'latest', join(tmp.dir, 'x')], a.io)).toBe(ExitCode.USAGE);
     expect(a.err()).toContain('set VAULTIK_PRIVATE_KEY');
-    const b = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const b = captureIO({ VAULTIK_PRIVATE_KEY: keyFile }, 'latin1');
     expect(await main(['restore', url, 'pc'], b.io)).toBe(ExitCode.USAGE);
     expect(b.err()).toContain('usage: vaultik restore');
-    const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile }, 'latin1');
     expect(await main(['restore', url, 'pc', 'latest', join(tmp.dir, 'y'), '--include', '[oops'], c.io)).toBe(ExitCode.USAGE);
     expect(c.err()).toContain('--include');
-    const d = capture({ VAULTIK_PRIVATE_KEY: 'AGE-SECRET-KEY-1NOTAKEY' });
+    const d = captureIO({ VAULTIK_PRIVATE_KEY: 'AGE-SECRET-KEY-1NOTAKEY' }, 'latin1');
     expect(await main(['ls', url, 'pc', 'latest'], d.io)).toBe(ExitCode.USAGE);
     expect(d.err()).not.toContain('NOTAKEY');
   });

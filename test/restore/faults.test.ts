@@ -9,14 +9,13 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { main } from '../../src/cli/main.js';
-import type { CommandIO } from '../../src/cli/command.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { runRestore } from '../../src/restore/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
 import { compareTrees, pseudoRandom } from '../helpers/tree.js';
+import { captureIO } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { jsonSummary, makeKey, snapPath, snapshotTree, writeKeyFile, type SnapshotTreeResult } from './helpers.js';
 
@@ -58,19 +57,9 @@ async function fixture(): Promise<Fixture> {
   };
 }
 
-function capture(env: NodeJS.ProcessEnv): { io: CommandIO; out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let o = '';
-  let e = '';
-  stdout.on('data', (d: Buffer) => (o += d.toString()));
-  stderr.on('data', (d: Buffer) => (e += d.toString()));
-  return { io: { stdout, stderr, env, isTTY: false, signal: new AbortController().signal }, out: () => o, err: () => e };
-}
-
 /** Restores with the CLI (in process) and checks: failures = `expected` paths, the rest intact. */
 async function expectPartial(f: Fixture, expected: Set<string>, exact = true): Promise<void> {
-  const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+  const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile });
   const code = await main(['restore', `file://${join(f.dir, 'store')}`, '', 'latest', f.target, '--json'], c.io);
   expect(code, c.err()).toBe(ExitCode.DATA);
   const out = jsonSummary(c.out());
@@ -112,7 +101,7 @@ describe('restore with a damaged store', () => {
     // The file(s) with a frame in that 64 KiB segment fail, not every user of the blob.
     const users = f.usersOf(blob.hash);
     await expectPartial(f, users, false);
-    const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile });
     rmSync(f.target, { recursive: true });
     await main(['restore', `file://${join(f.dir, 'store')}`, '', 'latest', f.target, '--json'], c.io);
     const failed = jsonSummary(c.out()).failed;
@@ -126,7 +115,7 @@ describe('restore with a damaged store', () => {
     truncateSync(f.blobFile(blob.hash), blob.size - 100_000);
     const users = f.usersOf(blob.hash);
     await expectPartial(f, users, false);
-    const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile });
     rmSync(f.target, { recursive: true });
     await main(['restore', `file://${join(f.dir, 'store')}`, '', 'latest', f.target, '--json'], c.io);
     expect(jsonSummary(c.out()).failed).toBeLessThan(users.size);
@@ -139,7 +128,7 @@ describe('restore with a damaged store', () => {
       (err: unknown) => err instanceof VaultikError && err.exitCode === ExitCode.NO_IDENTITY && /no identity matches this backup/.test(err.message),
     );
     expect(existsSync(f.target)).toBe(false);
-    const c = capture({ VAULTIK_PRIVATE_KEY: other.identity });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: other.identity });
     expect(await main(['restore', `file://${join(f.dir, 'store')}`, '', 'latest', f.target], c.io)).toBe(ExitCode.NO_IDENTITY);
     expect(c.err()).toContain('no identity matches this backup');
     expect(existsSync(f.target)).toBe(false);
@@ -149,11 +138,11 @@ describe('restore with a damaged store', () => {
     const f = await fixture();
     const second = await snapshotTree(f.storage, src, { recipients: key.recipients, tmp: tmp.dir });
     rmSync(join(f.dir, 'store', 'index', `${second.id}.db.zst.age`));
-    const c = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile });
     expect(await main(['restore', `file://${join(f.dir, 'store')}`, '', second.id, f.target], c.io)).toBe(ExitCode.USAGE);
     expect(c.err()).toContain(`unknown snapshot '${second.id}'; closest: ${f.snap.id}`);
     const typo = f.snap.id.replace('testhost', 'testhots');
-    const c2 = capture({ VAULTIK_PRIVATE_KEY: keyFile });
+    const c2 = captureIO({ VAULTIK_PRIVATE_KEY: keyFile });
     expect(await main(['restore', `file://${join(f.dir, 'store')}`, '', typo, f.target], c2.io)).toBe(ExitCode.USAGE);
     expect(c2.err()).toContain(`closest: ${f.snap.id}`);
     expect(existsSync(f.target)).toBe(false);

@@ -7,12 +7,13 @@
  * independent of src/backup; the CLI round trip (roundtrip.test.ts) also runs the real
  * `vaultik backup` when it is available.
  *
- * Also: a key pair, a Storage wrapper counting what is downloaded, and helpers to run the
- * built CLI in a child process.
+ * Also: a key pair, forged stores for the hostile-restore tests, a Storage wrapper counting what
+ * is downloaded, and helpers to run the CLI.
  */
+import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
 import { BlobWriter, blobKey } from '../../src/blob/index.js';
@@ -21,7 +22,9 @@ import { compressFrame } from '../../src/compress/zstd.js';
 import { generateKeyPair, parseIdentity, parseRecipient, type Identity, type Recipient } from '../../src/crypto/index.js';
 import { walk } from '../../src/fs/walk.js';
 import { SnapshotWriter, makeSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../../src/snapshot/index.js';
+import { openStorage } from '../../src/storage/index.js';
 import type { ByteRange, ObjectInfo, PutBody, PutOptions, Storage } from '../../src/storage/types.js';
+import { runMain } from '../helpers/io.js';
 
 export interface TestKey {
   identity: string;
@@ -156,6 +159,50 @@ export function snapPath(abs: string | Buffer): Buffer {
   return b[0] === 0x2f ? b.subarray(1) : b;
 }
 
+export interface ForgedStore {
+  /** The source tree under `dir` (its files are the snapshot's entries). */
+  src: string;
+  /** An empty directory next to the target: a restore must never write into it. */
+  outside: string;
+  /** Where to restore (not created). */
+  target: string;
+  storage: Storage;
+}
+
+/**
+ * The fixture of the hostile-restore tests: writes `files` (paths relative to the source) under
+ * `dir`/src, backs them up into a local store under `dir`, and lets `tamper` forge the finished
+ * metadata DB before it is encrypted and published, as anyone with the public key can.
+ * `tamper` gets the source's snapshot path (entries are below it).
+ */
+export async function forgedStore(
+  dir: string,
+  key: TestKey,
+  files: Record<string, string | Buffer>,
+  tamper?: (db: Database.Database, base: Buffer) => void,
+): Promise<ForgedStore> {
+  const src = join(dir, 'src');
+  const outside = join(dir, 'outside');
+  mkdirSync(outside, { recursive: true });
+  for (const [name, data] of Object.entries(files)) {
+    mkdirSync(dirname(join(src, name)), { recursive: true });
+    writeFileSync(join(src, name), data);
+  }
+  const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
+  const forge = tamper
+    ? (dbPath: string): void => {
+        const db = new Database(dbPath);
+        try {
+          tamper(db, snapPath(src));
+        } finally {
+          db.close();
+        }
+      }
+    : undefined;
+  await snapshotTree(storage, src, { recipients: key.recipients, tmp: dir, tamper: forge });
+  return { src, outside, target: join(dir, 'target'), storage };
+}
+
 /** Wraps a Storage and counts ranged reads of blobs (requests and bytes asked for). */
 export class CountingStorage implements Storage {
   readonly description: string;
@@ -250,8 +297,6 @@ export interface CliBackupOptions {
  * and returns its exit code and output. The config's state cache lives under `work`.
  */
 export async function cliBackup(options: CliBackupOptions): Promise<CliResult & { config: string }> {
-  const { main } = await import('../../src/cli/main.js');
-  const { PassThrough } = await import('node:stream');
   const config = join(options.work, `backup-${process.pid}-${counter++}.yaml`);
   writeFileSync(
     config,
@@ -265,14 +310,7 @@ export async function cliBackup(options: CliBackupOptions): Promise<CliResult & 
       `hostname: ${options.hostname ?? 'testhost'}`,
     ].join('\n') + '\n',
   );
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(['backup', config, '--json'], { stdout, stderr, env: process.env, isTTY: false, signal: new AbortController().signal });
-  return { code, stdout: out, stderr: err, config };
+  return { ...(await runMain(['backup', config, '--json'], process.env)), config };
 }
 
 /** The summary line of `restore --json` / `fetch --json` output (JSON lines). */

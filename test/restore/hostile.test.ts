@@ -7,13 +7,12 @@
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { runRestore } from '../../src/restore/index.js';
-import { openStorage } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { makeKey, snapPath, snapshotTree } from './helpers.js';
+import { forgedStore, makeKey } from './helpers.js';
 
 const tmp = makeTempDir('vaultik-restore-hostile-');
 afterAll(tmp.cleanup);
@@ -21,30 +20,15 @@ const key = makeKey();
 let n = 0;
 
 /** A source with one file and one directory; `tamper` rewrites the finished DB. */
-async function craft(tamper: (db: Database.Database, base: Buffer) => void): Promise<{ store: string; outside: string; target: string; error: unknown }> {
+async function craft(tamper: (db: Database.Database, base: Buffer, outside: string) => void): Promise<{ outside: string; target: string; error: unknown }> {
   const dir = join(tmp.dir, `case${n++}`);
-  const src = join(dir, 'src');
   const outside = join(dir, 'outside');
-  mkdirSync(join(src, 'sub'), { recursive: true });
-  mkdirSync(outside);
-  writeFileSync(join(src, 'sub', 'payload'), 'evil bytes');
-  writeFileSync(join(src, 'ok.txt'), 'fine');
-  const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
-  await snapshotTree(storage, src, {
-    recipients: key.recipients,
-    tmp: dir,
-    tamper: (dbPath) => {
-      const db = new Database(dbPath);
-      tamper(db, snapPath(src));
-      db.close();
-    },
-  });
-  const target = join(dir, 'target');
+  const { storage, target } = await forgedStore(dir, key, { 'sub/payload': 'evil bytes', 'ok.txt': 'fine' }, (db, base) => tamper(db, base, outside));
   const error = await runRestore({ storage, identities: key.identities, snapshotId: 'latest', target }).then(
     () => undefined,
     (e: unknown) => e,
   );
-  return { store: join(dir, 'store'), outside, target, error };
+  return { outside, target, error };
 }
 
 /** Renames an entry (and its chunk list) to `to`. */
@@ -79,10 +63,9 @@ describe('hostile metadata', () => {
   });
 
   it('a symlink, then an entry under it, is refused', async () => {
-    const r = await craft((db, base) => {
+    const r = await craft((db, base, outside) => {
       const dir = Buffer.concat([base, Buffer.from('/sub')]);
       // 'sub' becomes a symlink to the outside directory; 'sub/payload' stays a file under it.
-      const outside = join(tmp.dir, `case${n - 1}`, 'outside');
       db.prepare("UPDATE entries SET type = 'symlink', target = ?, mode = 511 WHERE path = ?").run(Buffer.from(outside), dir);
       db.prepare('UPDATE snapshot SET dir_count = dir_count - 1, symlink_count = symlink_count + 1').run();
     });
@@ -92,15 +75,7 @@ describe('hostile metadata', () => {
 
 describe('hostile target', () => {
   it('overwrite mode replaces a planted symlink instead of writing through it', async () => {
-    const dir = join(tmp.dir, 'planted');
-    const src = join(dir, 'src');
-    const outside = join(dir, 'outside');
-    mkdirSync(join(src, 'sub'), { recursive: true });
-    mkdirSync(outside);
-    writeFileSync(join(src, 'sub', 'file'), 'restored');
-    const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
-    await snapshotTree(storage, src, { recipients: key.recipients, tmp: dir });
-    const target = join(dir, 'target');
+    const { src, outside, target, storage } = await forgedStore(join(tmp.dir, 'planted'), key, { 'sub/file': 'restored' });
     // The target already holds the source's path, with 'sub' swapped for a link to `outside`.
     mkdirSync(join(target, src), { recursive: true });
     symlinkSync(outside, join(target, src, 'sub'));

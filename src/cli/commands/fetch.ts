@@ -7,8 +7,8 @@
  */
 import { runFetch, snapshotPathArg } from '../../restore/index.js';
 import type { Command, CommandIO } from '../command.js';
+import { runRestoreCommand } from '../restoreCommand.js';
 import { STORE_USAGE } from '../storageArgs.js';
-import { runRestoreCommand } from './restore.js';
 
 const USAGE = `vaultik fetch <bucket> <prefix> <snapshot_id|latest> <filepath> <target_file_or_dir> [--overwrite] [--include PATTERN]... [--exclude PATTERN]... [--host H] [--json] ${STORE_USAGE}`;
 

@@ -10,8 +10,8 @@ import { displayPath } from '../../fs/paths.js';
 import { snapshotPathArg } from '../../restore/index.js';
 import { listSnapshots, openSnapshot, resolveSnapshotId, type Entry } from '../../snapshot/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { jsonPath } from '../render/json.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs } from '../storageArgs.js';
-import { jsonPath } from './restore.js';
 
 const USAGE = `vaultik ls <bucket> <prefix> <snapshot_id|latest> [path] [-l] [--json] [--host H] ${STORE_USAGE}`;
 

@@ -5,8 +5,6 @@
  * one-line specification of prune), after the key has been checked against the snapshots that
  * stay. Exit codes: 0; DATA (5) when snapshots are damaged or cannot be trusted; NO_IDENTITY (4)
  * for the wrong key (nothing deleted); STORAGE (6).
- *
- * Also home of the small status line that forget and verify share.
  */
 import { parseDuration } from '../../config/index.js';
 import { ExitCode, UsageError } from '../../errors.js';
@@ -27,41 +25,11 @@ import {
 import { LocalStorage } from '../../storage/local.js';
 import type { StorageSpec } from '../../storage/types.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { formatBytes } from '../render/format.js';
+import { ProgressLine } from '../render/progress.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs } from '../storageArgs.js';
-import { humanBytes } from './restore.js';
 
 const USAGE = `vaultik prune <bucket> <prefix> [--dry-run] [--grace 24h] [--keep-latest] [--json] ${STORE_USAGE}`;
-
-/** A live line on stderr when it is a terminal (and not --json); messages print above it. */
-export class StatusLine {
-  private shown = false;
-  private last = 0;
-
-  constructor(
-    private readonly io: CommandIO,
-    private readonly enabled: boolean,
-  ) {}
-
-  update(text: string): void {
-    if (!this.enabled) return;
-    const now = Date.now();
-    if (now - this.last < 200) return;
-    this.last = now;
-    this.io.stderr.write(`\r\x1b[K${text}`);
-    this.shown = true;
-  }
-
-  clear(): void {
-    if (this.shown) this.io.stderr.write('\r\x1b[K');
-    this.shown = false;
-  }
-
-  /** A message on its own line on stderr. */
-  message(text: string): void {
-    this.clear();
-    this.io.stderr.write(`${text}\n`);
-  }
-}
 
 /** Parses --grace: vaultik's duration grammar ("24h", "2d", "90m", "0"). */
 export function parseGrace(value: string | undefined): number {
@@ -93,9 +61,9 @@ function planLines(plan: PrunePlan, forget: ForgetPlan | undefined): string[] {
   if (forget) lines.push(`forget:    ${forget.remove.length} snapshot(s), keeping the latest of each host (${forget.keep.length})`);
   lines.push(
     `snapshots: ${plan.snapshots.length} read, manifests cross-checked`,
-    `blobs:     ${plan.referenced.count} referenced; ${plan.keep.count} kept (${humanBytes(plan.keep.bytes)}), ` +
-      `${plan.keepYoung.count} unreferenced but younger than the grace of ${grace} kept (${humanBytes(plan.keepYoung.bytes)})`,
-    `to delete: ${plan.deleteBlobs.length} blob(s), ${humanBytes(plan.deleteBlobBytes)}; ${plan.deleteManifests.length} orphan manifest(s)` +
+    `blobs:     ${plan.referenced.count} referenced; ${plan.keep.count} kept (${formatBytes(plan.keep.bytes)}), ` +
+      `${plan.keepYoung.count} unreferenced but younger than the grace of ${grace} kept (${formatBytes(plan.keepYoung.bytes)})`,
+    `to delete: ${plan.deleteBlobs.length} blob(s), ${formatBytes(plan.deleteBlobBytes)}; ${plan.deleteManifests.length} orphan manifest(s)` +
       `${plan.keepYoungManifests > 0 ? ` (${plan.keepYoungManifests} younger kept)` : ''}; ${plan.abortUploads.length} incomplete upload(s)`,
   );
   return lines;
@@ -151,7 +119,7 @@ export const pruneCommand: Command = {
     const started = Date.now();
     const storage = openStore(spec);
     const { janitor, close } = await janitorFor(spec);
-    const status = new StatusLine(io, io.isTTY && !json);
+    const status = new ProgressLine(io.stderr, { live: io.isTTY && !json, minIntervalMs: 200 });
     const state = { phase: '' };
     const options = {
       indexPrefix,
@@ -212,7 +180,7 @@ export const pruneCommand: Command = {
         if (forgotten.length > 0) io.stdout.write(`forgot ${forgotten.length} snapshot(s)\n`);
         if (result.sparedBlobs > 0) io.stdout.write(`spared ${result.sparedBlobs} blob(s) used by ${result.newSnapshots.length} snapshot(s) that appeared meanwhile\n`);
         io.stdout.write(
-          `deleted ${result.deletedBlobs} blob(s), freed ${humanBytes(result.freedBytes)}, ${result.deletedManifests} orphan manifest(s), ` +
+          `deleted ${result.deletedBlobs} blob(s), freed ${formatBytes(result.freedBytes)}, ${result.deletedManifests} orphan manifest(s), ` +
             `${result.abortedUploads} incomplete upload(s); kept ${plan.keep.count + plan.keepYoung.count + result.sparedBlobs} blob(s) ` +
             `in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
         );

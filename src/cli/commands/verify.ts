@@ -7,9 +7,9 @@
 import { ExitCode, UsageError } from '../../errors.js';
 import { describeProblem, verifyStore, type VerifyEvent, type VerifyReport } from '../../verify/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { formatBytes } from '../render/format.js';
+import { ProgressLine } from '../render/progress.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs } from '../storageArgs.js';
-import { StatusLine } from './prune.js';
-import { humanBytes } from './restore.js';
 
 const USAGE = `vaultik verify <bucket> <prefix> [--deep] [--sample 10%] [--json] ${STORE_USAGE}`;
 /** Problems printed one by one; the rest are counted. */
@@ -53,12 +53,12 @@ export const verifyCommand: Command = {
     const json = values.json === true;
     const deep = values.deep ? { identities: await identitiesFromEnv(io.env) } : undefined;
     const storage = openStore(spec);
-    const status = new StatusLine(io, io.isTTY && !json);
+    const status = new ProgressLine(io.stderr, { live: io.isTTY && !json, minIntervalMs: 200 });
     let printed = 0;
     const onEvent = (e: VerifyEvent): void => {
-      if (e.type === 'progress') status.update(`verify: ${e.phase}: ${e.done} checked, ${humanBytes(e.bytes)}`);
+      if (e.type === 'progress') status.update(`verify: ${e.phase}: ${e.done} checked, ${formatBytes(e.bytes)}`);
       else if (e.type === 'phase') status.update(`verify: ${e.phase}…`);
-      else if (!json && printed++ < MAX_PRINTED) status.message(`vaultik verify: ${describeProblem(e.problem)}`);
+      else if (!json && printed++ < MAX_PRINTED) status.print(`vaultik verify: ${describeProblem(e.problem)}`);
     };
     try {
       const report = await verifyStore(storage, { indexPrefix, sample, deep, signal: io.signal, onEvent });
@@ -70,12 +70,12 @@ export const verifyCommand: Command = {
       }
       const sampled = report.sample < 1 ? ` (sample of ${Math.round(report.sample * 1000) / 10}%)` : '';
       io.stdout.write(
-        `${report.snapshots} snapshot(s), ${report.blobs.count} blob(s) (${humanBytes(report.blobs.bytes)}); ` +
-          `hashed ${report.hashed.count} blob(s), ${humanBytes(report.hashed.bytes)}${sampled}\n`,
+        `${report.snapshots} snapshot(s), ${report.blobs.count} blob(s) (${formatBytes(report.blobs.bytes)}); ` +
+          `hashed ${report.hashed.count} blob(s), ${formatBytes(report.hashed.bytes)}${sampled}\n`,
       );
-      if (report.deep) io.stdout.write(`deep: ${report.chunks.count} chunk(s), ${humanBytes(report.chunks.bytes)} decrypted and checked\n`);
+      if (report.deep) io.stdout.write(`deep: ${report.chunks.count} chunk(s), ${formatBytes(report.chunks.bytes)} decrypted and checked\n`);
       if (report.unreferenced.count > 0) {
-        io.stdout.write(`${report.unreferenced.count} unreferenced blob(s), ${humanBytes(report.unreferenced.bytes)}: prune removes them once older than its grace period\n`);
+        io.stdout.write(`${report.unreferenced.count} unreferenced blob(s), ${formatBytes(report.unreferenced.bytes)}: prune removes them once older than its grace period\n`);
       }
       if (report.orphanManifests.length > 0) io.stdout.write(`${report.orphanManifests.length} manifest(s) without metadata (an interrupted backup or forget)\n`);
       if (report.unknownKeys.count > 0) io.stdout.write(`${report.unknownKeys.count} object(s) not written by vaultik, e.g. ${report.unknownKeys.first[0]}\n`);

@@ -57,34 +57,29 @@ export function summaryLines(s: BackupSummary): string[] {
 
 /** Text output; `tty` enables the live progress line on `stderr`. */
 export class TextRenderer implements BackupRenderer {
-  private readonly line: ProgressLine | undefined;
+  private readonly line: ProgressLine;
 
   constructor(
     private readonly stdout: NodeJS.WritableStream,
-    private readonly stderr: NodeJS.WritableStream,
+    stderr: NodeJS.WritableStream,
     tty: boolean,
   ) {
-    this.line = tty ? new ProgressLine(stderr) : undefined;
-  }
-
-  private note(text: string): void {
-    if (this.line) this.line.print(text);
-    else this.stderr.write(text + '\n');
+    this.line = new ProgressLine(stderr, { live: tty });
   }
 
   onEvent(e: BackupEvent): void {
     switch (e.type) {
       case 'progress':
-        this.line?.update(progressText(e), e.walkDone && e.bytesToRead === e.bytesRead);
+        this.line.update(progressText(e), e.walkDone && e.bytesToRead === e.bytesRead);
         break;
       case 'warning':
-        this.note(`warning: ${e.message}`);
+        this.line.print(`warning: ${e.message}`);
         break;
       case 'notice':
-        this.note(`note: ${e.message}`);
+        this.line.print(`note: ${e.message}`);
         break;
       case 'phase':
-        if (e.phase === 'metadata') this.line?.update('writing snapshot metadata…', true);
+        if (e.phase === 'metadata') this.line.update('writing snapshot metadata…', true);
         break;
       default:
         break;
@@ -92,12 +87,12 @@ export class TextRenderer implements BackupRenderer {
   }
 
   done(summary: BackupSummary): void {
-    this.line?.clear();
+    this.line.clear();
     this.stdout.write(summaryLines(summary).join('\n') + '\n');
   }
 
   failed(): void {
-    this.line?.clear();
+    this.line.clear();
   }
 }
 

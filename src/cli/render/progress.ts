@@ -1,25 +1,37 @@
 /**
- * A live status line on an interactive terminal (stderr), redrawn in place. Generic: commands
- * decide what the line says; this only draws it, keeps it within the terminal width, and lets
- * other lines (warnings) be printed above it without garbling.
+ * The one status line of every command (backup, restore, fetch, prune, verify): on an
+ * interactive terminal (stderr) a line redrawn in place, kept within the terminal width, with
+ * messages (warnings, failures) printed above it without garbling. Generic: commands decide what
+ * the line says.
  *
- * Only use it when the stream is a TTY: it writes carriage returns and ANSI "erase line".
+ * Not live (no TTY, or --json): updates are dropped and messages are plain lines, so a command
+ * uses the same calls whatever its output is; carriage returns and ANSI "erase line" are only
+ * written to a terminal.
  */
 
 const CLEAR = '\r\x1b[2K';
 
+export interface ProgressLineOptions {
+  /** Draw the line (default true); false when the stream is not a TTY or output is JSON. */
+  live?: boolean;
+  /** Redraws closer together than this are skipped (default 100). */
+  minIntervalMs?: number;
+}
+
 export class ProgressLine {
   private current = '';
   private lastDraw = 0;
+  private readonly live: boolean;
+  private readonly minIntervalMs: number;
 
-  /**
-   * @param stream the terminal (usually stderr).
-   * @param minIntervalMs redraws closer together than this are skipped (default 100).
-   */
+  /** @param stream the terminal (usually stderr). */
   constructor(
     private readonly stream: NodeJS.WritableStream,
-    private readonly minIntervalMs = 100,
-  ) {}
+    options: ProgressLineOptions = {},
+  ) {
+    this.live = options.live ?? true;
+    this.minIntervalMs = options.minIntervalMs ?? 100;
+  }
 
   private width(): number {
     const cols = (this.stream as { columns?: number }).columns;
@@ -33,6 +45,7 @@ export class ProgressLine {
 
   /** Shows `text` as the status line (throttled unless `force`). */
   update(text: string, force = false): void {
+    if (!this.live) return;
     const now = Date.now();
     this.current = this.fit(text.replace(/[\r\n]/g, ' '));
     if (!force && now - this.lastDraw < this.minIntervalMs) return;
@@ -40,9 +53,10 @@ export class ProgressLine {
     this.stream.write(CLEAR + this.current);
   }
 
-  /** Prints a full line above the status line, then redraws the status line. */
+  /** Prints a full line: above the status line (then redraws it), or plainly when not live. */
   print(line: string): void {
-    this.stream.write(CLEAR + line + '\n' + this.current);
+    if (!this.live) this.stream.write(line + '\n');
+    else this.stream.write(CLEAR + line + '\n' + this.current);
   }
 
   /** Erases the status line (before the final output). */

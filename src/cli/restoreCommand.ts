@@ -1,0 +1,62 @@
+/**
+ * The command body that `vaultik restore` and `vaultik fetch` share: options, store arguments,
+ * key, store, renderer. Here rather than in either command so that commands never import each
+ * other.
+ */
+import type { RestoreOptions, RestoreSummary } from '../restore/index.js';
+import { parseCommandArgs, type CommandIO } from './command.js';
+import { RestoreRenderer } from './render/restore.js';
+import { STORE_OPTIONS, identitiesFromEnv, openStore, parseStoreArgs } from './storageArgs.js';
+
+/** Options shared by restore and fetch. */
+export const RESTORE_OPTIONS = {
+  ...STORE_OPTIONS,
+  overwrite: { type: 'boolean' },
+  include: { type: 'string', multiple: true },
+  exclude: { type: 'string', multiple: true },
+  host: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+type RestoreValues = ReturnType<typeof parseCommandArgs<typeof RESTORE_OPTIONS>>['values'];
+
+/** What restore and fetch hand their engine besides their own arguments. */
+export type SharedRestoreOptions = Pick<RestoreOptions, 'storage' | 'identities' | 'snapshotId' | 'indexPrefix' | 'host' | 'overwrite' | 'signal' | 'onEvent'>;
+
+/**
+ * The body restore and fetch share. Parses RESTORE_OPTIONS and the store arguments followed by
+ * the snapshot id and `ownArgs` more positionals, lets `prepare` check those (before the key is
+ * read, so a usage error comes first), then reads the key, opens the store, runs, renders the
+ * summary and closes the store.
+ */
+export async function runRestoreCommand<A>(
+  argv: string[],
+  io: CommandIO,
+  usage: string,
+  ownArgs: number,
+  prepare: (args: string[]) => A,
+  run: (shared: SharedRestoreOptions, args: A, values: RestoreValues) => Promise<RestoreSummary>,
+): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, RESTORE_OPTIONS, usage);
+  const { spec, indexPrefix, rest } = parseStoreArgs(values, positionals, io.env, ownArgs + 1, ownArgs + 1, usage);
+  const [snapshotId, ...own] = rest as [string, ...string[]];
+  const args = prepare(own);
+  const identities = await identitiesFromEnv(io.env);
+  const storage = openStore(spec);
+  const renderer = new RestoreRenderer(io, values.json === true);
+  try {
+    const shared: SharedRestoreOptions = {
+      storage,
+      identities,
+      snapshotId,
+      indexPrefix,
+      host: values.host,
+      overwrite: values.overwrite === true,
+      signal: io.signal,
+      onEvent: renderer.onEvent,
+    };
+    return renderer.finish(await run(shared, args, values));
+  } finally {
+    await storage.close();
+  }
+}
