@@ -9,10 +9,10 @@
  *   build their compressors from the same FRAME_PARAMETERS and level.
  * - Memory is bounded: at most `size * IN_FLIGHT_PER_WORKER` chunks are inside workers and at
  *   most `maxQueued` wait for one; a call beyond that waits (before taking a copy of its chunk)
- *   until there is room. Callers that await each call, or use processOrdered(), therefore hold a
- *   bounded number of chunks. (A caller that fires unbounded calls without awaiting keeps its own
- *   chunks alive; that is the caller's memory, not the pool's.) processBatched() copies small
- *   chunks into one open batch of at most BATCH_BYTES; a sent batch counts as one task.
+ *   until there is room. Callers that await each call therefore hold a bounded number of
+ *   chunks. (A caller that fires unbounded calls without awaiting keeps its own chunks alive;
+ *   that is the caller's memory, not the pool's.) processBatched() copies small chunks into one
+ *   open batch of at most BATCH_BYTES; a sent batch counts as one task.
  *   cutStream() keeps at most CUT_AHEAD reads in flight to its worker, which holds them and the
  *   bytes of the chunk being cut (< maxSize); those messages do not take task places.
  * - A task fails (its promise rejects with a VaultikError) when the worker reports an error or
@@ -29,21 +29,10 @@
  * when the caller allows it and the Buffer owns its whole ArrayBuffer (never a view into a read
  * buffer or Node's shared 8 KiB pool slab); otherwise exactly its bytes are copied once.
  *
- * Hash placement, measured with `npm run bench:format` (bench/README.md) on 2 cores with SHA
- * extensions: SHA-256 runs at ~1.7-2 GB/s per core, zstd level 3 at ~360 MB/s on text (2.5 GB/s
- * on incompressible data). Two facts decide it:
- * - Duplicates: process() compresses a chunk before anyone knows it is a duplicate, so a backup
- *   of an edited VM image would compress every unchanged chunk for nothing.
- * - The main thread is the pipeline's bottleneck (chunking ~850 MB/s, encryption and the
- *   ciphertext hash, I/O), so every job moved off it speeds the whole backup up; hashing the
- *   plaintext there cost ~25% of the main thread's time in the whole-pipeline bench.
- * So dedupOrdered(), the backup pipeline's path, hashes in the worker, which keeps the chunk while
- * the main thread looks the id up, and compresses it only if it is new: one extra small message
- * per chunk, no second copy. Total CPU is the same as hashing on the main thread; what changes is
- * the critical path: the whole 256 MiB bench pipeline took 0.85 s instead of 0.92 s on an idle
- * machine, and on CPUs without SHA extensions (~400 MB/s) a main-thread hash would cap the
- * whole backup. process() is for
- * callers with no dedup decision to make; hash() and compress() are the two halves.
+ * How the backup engine (src/backup/engine.ts) uses it: large files are cut by cutStream(); the
+ * chunks of a new file go through processBatched() (hashed and compressed in a worker, small
+ * ones batched, larger ones alone through process()); a changed file's chunks are hashed on the
+ * main thread and looked up first, so that only new ones are compressed (compress()).
  */
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
@@ -61,17 +50,6 @@ export interface ChunkResult {
   readonly frame: Buffer;
   readonly plainLength: number;
 }
-
-/** A chunk's id only. */
-export interface HashResult {
-  readonly id: Buffer;
-  readonly plainLength: number;
-}
-
-/** One chunk through dedupOrdered(): a frame only when the chunk is new. */
-export type DedupResult =
-  | { readonly id: Buffer; readonly plainLength: number; readonly duplicate: false; readonly frame: Buffer }
-  | { readonly id: Buffer; readonly plainLength: number; readonly duplicate: true; readonly frame: undefined };
 
 export interface ChunkPoolOptions {
   /** Worker threads; default os.availableParallelism(). */
@@ -101,8 +79,6 @@ export const IN_FLIGHT_PER_WORKER = 2;
 
 const OP_HASH = 1;
 const OP_COMPRESS = 2;
-/** With OP_HASH: reply with the id, keep the chunk, and wait for a {decide, compress} message. */
-const OP_HOLD = 4;
 /** Hash and compress every chunk of a batch (see processBatched): `lens` splits `buf`. */
 const OP_BATCH = 8;
 /** Feed a read to a stream's FastCDC cutter; the reply carries the chunks it completed. */
@@ -111,8 +87,8 @@ const OP_CUT = 16;
 const CUT_AHEAD = 4;
 
 /**
- * Worker body (CommonJS, evaluated). Messages in: {seq, op, level, buf, len} and, for held
- * chunks, {seq, decide: true, compress}. Replies: {seq, id?, frame?, held?, dropped?, error?}.
+ * Worker body (CommonJS, evaluated). Messages in: {seq, op, level, buf, len}. Replies:
+ * {seq, id?, frame?, error?}.
  */
 const WORKER_SOURCE = String.raw`
 'use strict';
@@ -139,8 +115,6 @@ function own(b) {
   copy.set(b);
   return copy;
 }
-// Chunks hashed with OP_HOLD wait here for the main thread's decision (compress or drop).
-const held = new Map();
 function compressReply(reply, transfer, level, data) {
   const frame = own(compressorFor(level).compress(data));
   reply.frame = frame.buffer;
@@ -175,12 +149,6 @@ parentPort.on('message', (m) => {
   try {
     if (m.op === ${OP_CUT}) {
       if (!cut(m, reply, transfer)) return;
-    } else if (m.decide) {
-      const h = held.get(m.seq);
-      held.delete(m.seq);
-      if (!h) throw new Error('no held chunk ' + m.seq);
-      if (m.compress) compressReply(reply, transfer, h.level, h.data);
-      else reply.dropped = true;
     } else if (m.op & ${OP_BATCH}) {
       const all = new Uint8Array(m.buf, 0, m.len);
       const lens = m.lens;
@@ -212,15 +180,11 @@ parentPort.on('message', (m) => {
         reply.idOff = id.byteOffset;
         transfer.push(id.buffer);
       }
-      if (m.op & ${OP_HOLD}) {
-        held.set(m.seq, { data, level: m.level });
-        reply.held = true;
-      } else if (m.op & ${OP_COMPRESS}) {
+      if (m.op & ${OP_COMPRESS}) {
         compressReply(reply, transfer, m.level, data);
       }
     }
   } catch (err) {
-    held.delete(m.seq);
     reply.error = String(err && err.stack || err);
   }
   parentPort.postMessage(reply, transfer);
@@ -238,8 +202,6 @@ interface Reply {
   chunks?: ArrayBuffer[];
   /** OP_BATCH: each chunk's frame length, in order (frames and ids are concatenated). */
   frameLens?: number[];
-  held?: boolean;
-  dropped?: boolean;
   error?: string;
 }
 
@@ -252,8 +214,6 @@ interface Task {
   readonly lens?: number[];
   readonly resolve: (r: Reply) => void;
   readonly reject: (e: Error) => void;
-  /** OP_HOLD: called with the id; `decide` tells the worker to compress or drop the chunk. */
-  readonly onHashed?: (id: Buffer, decide: (compress: boolean) => void) => void;
 }
 
 interface Slot {
@@ -346,15 +306,6 @@ export class ChunkPool {
   async process(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<ChunkResult> {
     const r = await this.submit(chunk, OP_HASH | OP_COMPRESS, opts);
     return { id: idOf(r), frame: frameOf(r), plainLength: r.len };
-  }
-
-  /**
-   * SHA-256 only (to look a chunk up before deciding to compress it).
-   * @throws VaultikError when the pool is closed or the worker fails.
-   */
-  async hash(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<HashResult> {
-    const r = await this.submit(chunk, OP_HASH, opts);
-    return { id: idOf(r), plainLength: r.len };
   }
 
   /**
@@ -479,105 +430,6 @@ export class ChunkPool {
   }
 
   /**
-   * process() over a stream of chunks, up to `capacity` at a time, yielding results in input
-   * order. Stops at (and rethrows) the first failure; breaking out early is fine.
-   * @throws VaultikError as process(); whatever `chunks` throws.
-   */
-  async *processOrdered(
-    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-    opts: SubmitOptions = {},
-  ): AsyncGenerator<ChunkResult, void, undefined> {
-    const window: Promise<ChunkResult>[] = [];
-    const add = (c: Uint8Array): void => {
-      const p = this.process(c, opts);
-      // Rejections surface when the caller reaches that result; do not report them early.
-      p.catch(() => undefined);
-      window.push(p);
-    };
-    for await (const c of chunks) {
-      add(c);
-      if (window.length >= this.capacity) yield await window.shift()!;
-    }
-    while (window.length > 0) yield await window.shift()!;
-  }
-
-  /**
-   * The backup pipeline's path (see "Hash placement" above). Each chunk goes to a worker, which
-   * hashes it and keeps it; `isDuplicate(id)` (e.g. a synchronous SQLite lookup) is asked on this
-   * thread, in stream order; the worker then compresses the chunk only if it is new. Up to
-   * `capacity` chunks are in flight; results come out in input order.
-   * A chunk equal to an earlier one in the same stream is reported as a duplicate without asking
-   * (the caller has seen and stored the first one by the time it reaches the repeat). That memory
-   * grows by one entry per distinct chunk of the stream (~100 bytes each).
-   * @throws VaultikError as process(); whatever `chunks` or `isDuplicate` throw.
-   */
-  async *dedupOrdered(
-    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-    isDuplicate: (id: Buffer) => boolean,
-    opts: SubmitOptions = {},
-  ): AsyncGenerator<DedupResult, void, undefined> {
-    const window: Promise<DedupResult>[] = [];
-    const seen = new Set<string>();
-    // Chunks hashed or being hashed whose decision is not made yet, in stream order. Hashes come
-    // back in any order; decisions are made strictly in order so that "seen" means "before".
-    const undecided: { id?: Buffer; decide?: (compress: boolean) => void; fail: (e: unknown) => void }[] = [];
-    let failure: unknown;
-    const decideReady = (): void => {
-      while (undecided.length > 0 && undecided[0]!.id !== undefined) {
-        const e = undecided.shift()!;
-        if (failure !== undefined) {
-          e.decide!(false);
-          e.fail(failure);
-          continue;
-        }
-        try {
-          const key = e.id!.toString('latin1');
-          const dup = seen.has(key) || isDuplicate(e.id!);
-          if (!dup) seen.add(key);
-          e.decide!(!dup);
-        } catch (err) {
-          failure = err;
-          e.decide!(false);
-          e.fail(err);
-        }
-      }
-    };
-    for await (const c of chunks) {
-      if (failure !== undefined) throw failure;
-      const plainLength = c.byteLength; // before a transfer detaches c
-      let failEntry: (e: unknown) => void = () => undefined;
-      const failed = new Promise<never>((_, reject) => {
-        failEntry = reject;
-      });
-      failed.catch(() => undefined);
-      const entry: (typeof undecided)[number] = { fail: failEntry };
-      undecided.push(entry);
-      const done = this.submit(c, OP_HASH | OP_HOLD, opts, (id, decide) => {
-        entry.id = id;
-        entry.decide = decide;
-        decideReady();
-      });
-      const p = Promise.race([done, failed]).then((r): DedupResult => {
-        const id = entry.id ?? idOf(r);
-        return r.dropped === true
-          ? { id, plainLength, duplicate: true, frame: undefined }
-          : { id, plainLength, duplicate: false, frame: frameOf(r) };
-      });
-      // A worker failure before the hash came back: drop the entry so later ones can proceed.
-      done.catch((err: unknown) => {
-        const i = undecided.indexOf(entry);
-        if (i >= 0) undecided.splice(i, 1);
-        failure ??= err;
-        decideReady();
-      });
-      p.catch(() => undefined); // surfaces when the caller reaches it
-      window.push(p);
-      if (window.length >= this.capacity) yield await window.shift()!;
-    }
-    while (window.length > 0) yield await window.shift()!;
-  }
-
-  /**
    * Terminates the workers. Pending and later calls reject. Idempotent.
    */
   async close(): Promise<void> {
@@ -605,7 +457,6 @@ export class ChunkPool {
     chunk: Uint8Array,
     op: number,
     opts: SubmitOptions,
-    onHashed?: Task['onHashed'],
   ): Promise<Reply & { len: number }> {
     if (!(chunk instanceof Uint8Array)) throw new TypeError('chunk must be a Buffer or Uint8Array');
     // Wait for room; newcomers queue behind earlier waiters so nobody starves. Inline here and in
@@ -621,7 +472,7 @@ export class ChunkPool {
     const len = chunk.byteLength;
     const buf = detachable(chunk, opts.transfer === true);
     const reply = await new Promise<Reply>((resolve, reject) => {
-      this.queue.push({ seq: ++this.seq, op, buf, len, resolve, reject, ...(onHashed ? { onHashed } : {}) });
+      this.queue.push({ seq: ++this.seq, op, buf, len, resolve, reject });
       this.dispatch();
     });
     return { ...reply, len };
@@ -699,13 +550,6 @@ export class ChunkPool {
       }
       const t = slot.inflight.get(r.seq);
       if (!t) return;
-      if (r.held === true && t.onHashed) {
-        // Still in flight (the worker holds the chunk) until the decision comes back.
-        t.onHashed(idOf(r), (compress) => {
-          if (!slot.dead) worker.postMessage({ seq: r.seq, decide: true, compress });
-        });
-        return;
-      }
       slot.inflight.delete(r.seq);
       if (slot.inflight.size === 0 && slot.cuts.size === 0) worker.unref();
       this.deathsInARow = 0;
