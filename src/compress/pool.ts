@@ -19,10 +19,8 @@
  *   dies; a dead worker is replaced, so the pool keeps working. After close() every pending and
  *   later call rejects.
  *
- * Why the worker body is an eval'd string: tests run the TypeScript sources under vitest, while
- * production runs the compiled dist/*.js; a `new Worker(new URL('./worker.js', import.meta.url))`
- * file only exists in one of the two. The body below is plain CommonJS, needs only node:crypto
- * and zstd-napi (whose absolute path we resolve here and pass in), and works from both.
+ * The workers run chunkWorker.ts, which calls the same compressFrame() and StreamCutter as the
+ * main thread does.
  *
  * Data moves by transfer, not copy, where that is safe: frames come back as transferred
  * ArrayBuffers (allocated by the worker for this one result); an input chunk is transferred only
@@ -35,12 +33,12 @@
  * main thread and looked up first, so that only new ones are compressed (compress()).
  */
 import { availableParallelism } from 'node:os';
-import { createRequire } from 'node:module';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
-import { cutterParams, cutterSource } from '../chunker/cutter.js';
 import { resolveChunker, type ChunkerOptions } from '../chunker/fastcdc.js';
-import { DEFAULT_COMPRESSION_LEVEL, FRAME_PARAMETERS, checkCompressionLevel } from './zstd.js';
+import { workerModule } from '../util/workerModule.js';
+import type { ChunkReply, ChunkRequest, ChunkTask, CutRequest } from './chunkWorker.js';
+import { DEFAULT_COMPRESSION_LEVEL, checkCompressionLevel } from './zstd.js';
 
 /** A chunk's id (SHA-256 of the plaintext) and its zstd frame. */
 export interface ChunkResult {
@@ -77,142 +75,12 @@ export interface SubmitOptions {
  */
 export const IN_FLIGHT_PER_WORKER = 2;
 
-const OP_HASH = 1;
-const OP_COMPRESS = 2;
-/** Hash and compress every chunk of a batch (see processBatched): `lens` splits `buf`. */
-const OP_BATCH = 8;
-/** Feed a read to a stream's FastCDC cutter; the reply carries the chunks it completed. */
-const OP_CUT = 16;
 /** cutStream(): reads sent to the cutting worker before waiting for its first answer. */
 const CUT_AHEAD = 4;
 
-/**
- * Worker body (CommonJS, evaluated). Messages in: {seq, op, level, buf, len}. Replies:
- * {seq, id?, frame?, error?}.
- */
-const WORKER_SOURCE = String.raw`
-'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { Compressor } = require(workerData.zstdPath);
-// FastCDC cutters of large files being chunked here (cutStream), by stream id.
-const makeCutter = new Function('return ' + workerData.cutterSource)();
-const cutters = new Map();
-const compressors = new Map();
-function compressorFor(level) {
-  let c = compressors.get(level);
-  if (!c) {
-    c = new Compressor();
-    c.setParameters(Object.assign({}, workerData.frameParameters, { compressionLevel: level }));
-    compressors.set(level, c);
-  }
-  return c;
-}
-// Buffers under 4 KiB may be slices of Node's shared pool slab: never transfer those.
-function own(b) {
-  if (b.length >= 4096) return b;
-  const copy = new Uint8Array(b.length);
-  copy.set(b);
-  return copy;
-}
-function compressReply(reply, transfer, level, data) {
-  const frame = own(compressorFor(level).compress(data));
-  reply.frame = frame.buffer;
-  reply.frameOff = frame.byteOffset;
-  reply.frameLen = frame.byteLength;
-  transfer.push(frame.buffer);
-}
-function cut(m, reply, transfer) {
-  if (m.drop) {
-    cutters.delete(m.stream);
-    return false;
-  }
-  let c = cutters.get(m.stream);
-  if (!c) {
-    if (!m.params) throw new Error('no cutter for stream ' + m.stream);
-    c = makeCutter(m.params);
-    cutters.set(m.stream, c);
-  }
-  const chunks = m.buf ? c.push(new Uint8Array(m.buf, 0, m.len)) : [];
-  if (m.end) {
-    const last = c.end();
-    if (last) chunks.push(last);
-    cutters.delete(m.stream);
-  }
-  reply.chunks = chunks.map((k) => k.buffer);
-  transfer.push(...reply.chunks);
-  return true;
-}
-parentPort.on('message', (m) => {
-  const reply = { seq: m.seq };
-  const transfer = [];
-  try {
-    if (m.op === ${OP_CUT}) {
-      if (!cut(m, reply, transfer)) return;
-    } else if (m.op & ${OP_BATCH}) {
-      const all = new Uint8Array(m.buf, 0, m.len);
-      const lens = m.lens;
-      const n = lens.length;
-      const ids = new Uint8Array(32 * n);
-      const frames = [];
-      const frameLens = new Array(n);
-      let total = 0;
-      const c = compressorFor(m.level);
-      for (let i = 0, off = 0; i < n; off += lens[i], i++) {
-        const data = all.subarray(off, off + lens[i]);
-        ids.set(createHash('sha256').update(data).digest(), 32 * i);
-        const f = c.compress(data);
-        frames.push(f);
-        frameLens[i] = f.length;
-        total += f.length;
-      }
-      const out = new Uint8Array(total);
-      for (let i = 0, off = 0; i < n; off += frameLens[i], i++) out.set(frames[i], off);
-      reply.id = ids.buffer;
-      reply.frame = out.buffer;
-      reply.frameLens = frameLens;
-      transfer.push(ids.buffer, out.buffer);
-    } else {
-      const data = new Uint8Array(m.buf, 0, m.len);
-      if (m.op & ${OP_HASH}) {
-        const id = own(createHash('sha256').update(data).digest());
-        reply.id = id.buffer;
-        reply.idOff = id.byteOffset;
-        transfer.push(id.buffer);
-      }
-      if (m.op & ${OP_COMPRESS}) {
-        compressReply(reply, transfer, m.level, data);
-      }
-    }
-  } catch (err) {
-    reply.error = String(err && err.stack || err);
-  }
-  parentPort.postMessage(reply, transfer);
-});
-`;
-
-interface Reply {
-  seq: number;
-  id?: ArrayBuffer;
-  idOff?: number;
-  frame?: ArrayBuffer;
-  frameOff?: number;
-  frameLen?: number;
-  /** OP_CUT: the chunks completed, each its own ArrayBuffer. */
-  chunks?: ArrayBuffer[];
-  /** OP_BATCH: each chunk's frame length, in order (frames and ids are concatenated). */
-  frameLens?: number[];
-  error?: string;
-}
-
 interface Task {
-  readonly seq: number;
-  readonly op: number;
-  readonly buf: ArrayBuffer;
-  readonly len: number;
-  /** OP_BATCH: the chunks' lengths within buf. */
-  readonly lens?: number[];
-  readonly resolve: (r: Reply) => void;
+  readonly message: ChunkTask;
+  readonly resolve: (r: ChunkReply) => void;
   readonly reject: (e: Error) => void;
 }
 
@@ -220,13 +88,11 @@ interface Slot {
   readonly worker: Worker;
   readonly inflight: Map<number, Task>;
   /** cutStream() messages awaiting their reply (not counted against IN_FLIGHT_PER_WORKER). */
-  readonly cuts: Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>;
+  readonly cuts: Map<number, { resolve: (r: ChunkReply) => void; reject: (e: Error) => void }>;
   /** cutStream() streams whose cutter lives in this worker. */
   streams: number;
   dead: boolean;
 }
-
-let zstdPath: string | undefined;
 
 /** processBatched(): a batch is sent once it holds this many bytes or chunks. */
 export const BATCH_BYTES = 1024 * 1024;
@@ -290,7 +156,6 @@ export class ChunkPool {
     this.maxQueued = opts.maxQueued ?? this.size;
     if (!Number.isInteger(this.maxQueued) || this.maxQueued < 0) throw new RangeError(`maxQueued must be >= 0, got ${this.maxQueued}`);
     this.resourceLimits = opts.resourceLimits;
-    zstdPath ??= createRequire(import.meta.url).resolve('zstd-napi');
     for (let i = 0; i < this.size; i++) this.slots.push(this.spawn());
   }
 
@@ -304,7 +169,7 @@ export class ChunkPool {
    * @throws VaultikError when the pool is closed or the worker fails.
    */
   async process(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<ChunkResult> {
-    const r = await this.submit(chunk, OP_HASH | OP_COMPRESS, opts);
+    const r = await this.submit(chunk, 'process', opts);
     return { id: idOf(r), frame: frameOf(r), plainLength: r.len };
   }
 
@@ -313,7 +178,7 @@ export class ChunkPool {
    * @throws VaultikError when the pool is closed or the worker fails.
    */
   async compress(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<Buffer> {
-    return frameOf(await this.submit(chunk, OP_COMPRESS, opts));
+    return frameOf(await this.submit(chunk, 'compress', opts));
   }
 
   /**
@@ -359,11 +224,11 @@ export class ChunkPool {
     const fail = (err: unknown): void => {
       for (const m of b.members) m.reject(err);
     };
-    this.submitRaw(b.buf.buffer as ArrayBuffer, b.bytes, OP_BATCH, b.lens).then((r) => {
+    this.submitRaw({ seq: ++this.seq, op: 'batch', level: this.level, buf: b.buf.buffer as ArrayBuffer, len: b.bytes, lens: b.lens }).then((r) => {
       const lens = r.frameLens;
-      if (!r.id || !r.frame || !lens || lens.length !== b.lens.length) throw new VaultikError('chunk worker sent a malformed batch', ExitCode.FAILURE);
+      if (!r.ids || !r.frame || !lens || lens.length !== b.lens.length) throw new VaultikError('chunk worker sent a malformed batch', ExitCode.FAILURE);
       for (let i = 0, off = 0; i < lens.length; off += lens[i]!, i++) {
-        b.members[i]!.resolve({ id: Buffer.from(r.id, 32 * i, 32), frame: Buffer.from(r.frame, off, lens[i]!), plainLength: b.lens[i]! });
+        b.members[i]!.resolve({ id: Buffer.from(r.ids, 32 * i, 32), frame: Buffer.from(r.frame, off, lens[i]!), plainLength: b.lens[i]! });
       }
     }).catch(fail);
   }
@@ -383,7 +248,9 @@ export class ChunkPool {
     chunker: ChunkerOptions,
     opts: SubmitOptions = {},
   ): AsyncGenerator<Buffer, void, undefined> {
-    const params = cutterParams(resolveChunker(chunker));
+    // Validated here, before reading anything; the worker's StreamCutter gets the same options.
+    const r = resolveChunker(chunker);
+    const options: ChunkerOptions = { minSize: r.minSize, avgSize: r.avgSize, maxSize: r.maxSize, normalization: r.normalization, seed: r.seed };
     if (this.closed) throw new VaultikError('chunk pool closed', ExitCode.FAILURE);
     if (this.broken !== undefined) throw this.broken;
     let slot: Slot | undefined;
@@ -394,21 +261,22 @@ export class ChunkPool {
     const target = slot;
     const stream = ++this.seq;
     target.streams++;
-    const send = (msg: { buf?: ArrayBuffer; len?: number; end?: boolean; params?: typeof params }): Promise<Reply> => {
+    const send = (msg: Pick<CutRequest, 'buf' | 'len' | 'end' | 'chunker'>): Promise<ChunkReply> => {
       if (target.dead || this.closed) {
         const lost = Promise.reject(new VaultikError('chunk worker died: the stream being cut is lost', ExitCode.FAILURE));
         lost.catch(() => undefined); // surfaces when the stream reaches it
         return lost;
       }
       const seq = ++this.seq;
-      const p = new Promise<Reply>((resolve, reject) => target.cuts.set(seq, { resolve, reject }));
+      const p = new Promise<ChunkReply>((resolve, reject) => target.cuts.set(seq, { resolve, reject }));
       p.catch(() => undefined);
       if (target.inflight.size === 0 && target.cuts.size === 1) target.worker.ref();
-      target.worker.postMessage({ seq, op: OP_CUT, stream, ...msg }, msg.buf ? [msg.buf] : []);
+      const request: CutRequest = { seq, op: 'cut', stream, ...msg };
+      target.worker.postMessage(request, msg.buf ? [msg.buf] : []);
       return p;
     };
-    const outstanding: Promise<Reply>[] = [];
-    const chunksOf = (r: Reply): Buffer[] => (r.chunks ?? []).map((ab) => Buffer.from(ab));
+    const outstanding: Promise<ChunkReply>[] = [];
+    const chunksOf = (r: ChunkReply): Buffer[] => (r.chunks ?? []).map((ab) => Buffer.from(ab));
     let first = true;
     let done = false;
     try {
@@ -416,16 +284,16 @@ export class ChunkPool {
         if (!(rd instanceof Uint8Array)) throw new TypeError('cutStream: source must yield Buffers/Uint8Arrays (no encoding set)');
         if (rd.byteLength === 0) continue;
         const len = rd.byteLength;
-        outstanding.push(send({ buf: detachable(rd, opts.transfer === true), len, ...(first ? { params } : {}) }));
+        outstanding.push(send({ buf: detachable(rd, opts.transfer === true), len, ...(first ? { chunker: options } : {}) }));
         first = false;
         while (outstanding.length >= CUT_AHEAD) yield* chunksOf(await outstanding.shift()!);
       }
-      outstanding.push(send({ end: true, ...(first ? { params } : {}) }));
+      outstanding.push(send({ end: true, ...(first ? { chunker: options } : {}) }));
       while (outstanding.length > 0) yield* chunksOf(await outstanding.shift()!);
       done = true;
     } finally {
       target.streams--;
-      if (!done && !target.dead && !this.closed) target.worker.postMessage({ seq: 0, op: OP_CUT, stream, drop: true });
+      if (!done && !target.dead && !this.closed) target.worker.postMessage({ op: 'drop', stream } satisfies ChunkRequest);
     }
   }
 
@@ -455,9 +323,9 @@ export class ChunkPool {
 
   private async submit(
     chunk: Uint8Array,
-    op: number,
+    op: 'process' | 'compress',
     opts: SubmitOptions,
-  ): Promise<Reply & { len: number }> {
+  ): Promise<ChunkReply & { len: number }> {
     if (!(chunk instanceof Uint8Array)) throw new TypeError('chunk must be a Buffer or Uint8Array');
     // Wait for room; newcomers queue behind earlier waiters so nobody starves. Inline here and in
     // submitRaw on purpose: the room check and the queue push below must run in one tick (an
@@ -471,15 +339,15 @@ export class ChunkPool {
     if (this.broken !== undefined) throw this.broken;
     const len = chunk.byteLength;
     const buf = detachable(chunk, opts.transfer === true);
-    const reply = await new Promise<Reply>((resolve, reject) => {
-      this.queue.push({ seq: ++this.seq, op, buf, len, resolve, reject });
+    const reply = await new Promise<ChunkReply>((resolve, reject) => {
+      this.queue.push({ message: { seq: ++this.seq, op, level: this.level, buf, len }, resolve, reject });
       this.dispatch();
     });
     return { ...reply, len };
   }
 
   /** submit() for a buffer the pool owns (a batch): waits for room the same way, no copy. */
-  private async submitRaw(buf: ArrayBuffer, len: number, op: number, lens: number[]): Promise<Reply> {
+  private async submitRaw(message: ChunkTask): Promise<ChunkReply> {
     let first = true;
     while (!this.closed && this.broken === undefined && ((first && this.spaceWaiters.length > 0) || !this.hasRoom())) {
       first = false;
@@ -487,8 +355,8 @@ export class ChunkPool {
     }
     if (this.closed) throw new VaultikError('chunk pool closed', ExitCode.FAILURE);
     if (this.broken !== undefined) throw this.broken;
-    return await new Promise<Reply>((resolve, reject) => {
-      this.queue.push({ seq: ++this.seq, op, buf, len, lens, resolve, reject });
+    return await new Promise<ChunkReply>((resolve, reject) => {
+      this.queue.push({ message, resolve, reject });
       this.dispatch();
     });
   }
@@ -514,8 +382,8 @@ export class ChunkPool {
       if (!best) break;
       const t = this.queue.shift()!;
       if (best.inflight.size === 0 && best.cuts.size === 0) best.worker.ref();
-      best.inflight.set(t.seq, t);
-      best.worker.postMessage({ seq: t.seq, op: t.op, level: this.level, buf: t.buf, len: t.len, lens: t.lens }, [t.buf]);
+      best.inflight.set(t.message.seq, t);
+      best.worker.postMessage(t.message, [t.message.buf]);
     }
     // Wake one waiter per place that opened up; each re-checks hasRoom() itself.
     let room = this.maxQueued - this.queue.length + (this.queue.length === 0 ? this.freeSlots() : 0);
@@ -533,13 +401,9 @@ export class ChunkPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { zstdPath, frameParameters: { ...FRAME_PARAMETERS }, cutterSource: cutterSource() },
-      ...(this.resourceLimits ? { resourceLimits: this.resourceLimits } : {}),
-    });
+    const worker = new Worker(workerModule(import.meta.url, 'chunkWorker'), this.resourceLimits ? { resourceLimits: this.resourceLimits } : {});
     const slot: Slot = { worker, inflight: new Map(), cuts: new Map(), streams: 0, dead: false };
-    worker.on('message', (r: Reply) => {
+    worker.on('message', (r: ChunkReply) => {
       const c = slot.cuts.get(r.seq);
       if (c) {
         slot.cuts.delete(r.seq);
@@ -567,7 +431,7 @@ export class ChunkPool {
       slot.cuts.clear();
       void worker.terminate();
       if (this.closed || this.broken !== undefined) return;
-      // Replace the worker, unless they die on arrival (e.g. zstd-napi cannot load): then the
+      // Replace the worker, unless they die on arrival (e.g. its module cannot load): then the
       // pool reports that error instead of respawning forever.
       if (++this.deathsInARow >= ChunkPool.MAX_DEATHS_IN_A_ROW) {
         this.breakPool(err);
@@ -588,12 +452,12 @@ export class ChunkPool {
   }
 }
 
-function idOf(r: Reply): Buffer {
-  if (!r.id) throw new VaultikError('chunk worker sent no id', ExitCode.FAILURE);
-  return Buffer.from(r.id, r.idOff ?? 0, 32);
+function idOf(r: ChunkReply): Buffer {
+  if (!r.ids) throw new VaultikError('chunk worker sent no id', ExitCode.FAILURE);
+  return Buffer.from(r.ids, 0, 32);
 }
 
-function frameOf(r: Reply): Buffer {
+function frameOf(r: ChunkReply): Buffer {
   if (!r.frame) throw new VaultikError('chunk worker sent no frame', ExitCode.FAILURE);
   return Buffer.from(r.frame, r.frameOff ?? 0, r.frameLen ?? r.frame.byteLength);
 }
