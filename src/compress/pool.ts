@@ -5,8 +5,9 @@
  * chunks) so the main thread only routes bytes.
  *
  * Contracts:
- * - Results are exactly what src/compress/zstd.ts would produce on the main thread: the workers
- *   build their compressors from the same FRAME_PARAMETERS and level.
+ * - Results are exactly what the main thread would produce: the workers run chunkWorker.ts,
+ *   which calls the same compressFrame() (src/compress/zstd.ts) and, for cutStream(), the same
+ *   StreamCutter as chunkStream().
  * - Memory is bounded: at most `size * IN_FLIGHT_PER_WORKER` chunks are inside workers and at
  *   most `maxQueued` wait for one; a call beyond that waits (before taking a copy of its chunk)
  *   until there is room. Callers that await each call therefore hold a bounded number of
@@ -18,9 +19,6 @@
  * - A task fails (its promise rejects with a VaultikError) when the worker reports an error or
  *   dies; a dead worker is replaced, so the pool keeps working. After close() every pending and
  *   later call rejects.
- *
- * The workers run chunkWorker.ts, which calls the same compressFrame() and StreamCutter as the
- * main thread does.
  *
  * Data moves by transfer, not copy, where that is safe: frames come back as transferred
  * ArrayBuffers (allocated by the worker for this one result); an input chunk is transferred only

@@ -229,6 +229,16 @@ describe('ChunkPool.cutStream', () => {
     expect(Buffer.concat(chunks).equals(d)).toBe(true);
   });
 
+  it('the worker cuts with every option, the gear seed too', async () => {
+    const p = pool({ size: 1 });
+    const d = randomBytes(600_000);
+    const seeded = { ...o, normalization: 1, seed: 0x1234_5678_9abc_def0n };
+    const chunks: Buffer[] = [];
+    for await (const c of p.cutStream(reads(d, 3), seeded)) chunks.push(c);
+    expect(chunks.map((c) => c.length)).toEqual(chunkBuffer(d, seeded));
+    expect(chunkBuffer(d, seeded)).not.toEqual(chunkBuffer(d, o));
+  });
+
   it('validates the options before reading, and survives a consumer that stops early', async () => {
     const p = pool({ size: 1 });
     let pulled = 0;
