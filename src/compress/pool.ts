@@ -23,7 +23,7 @@
  * Data moves by transfer, not copy, where that is safe: frames come back as transferred
  * ArrayBuffers (allocated by the worker for this one result); an input chunk is transferred only
  * when the caller allows it and the Buffer owns its whole ArrayBuffer (never a view into a read
- * buffer or Node's shared 8 KiB pool slab); otherwise exactly its bytes are copied once.
+ * buffer or Node's shared pool slab); otherwise exactly its bytes are copied once.
  *
  * How the backup engine (src/backup/engine.ts) uses it: large files are cut by cutStream(); the
  * chunks of a new file go through processBatched() (hashed and compressed in a worker, small
@@ -113,7 +113,7 @@ function detachable(chunk: Uint8Array, transfer: boolean): ArrayBuffer {
     ab instanceof ArrayBuffer &&
     chunk.byteOffset === 0 &&
     chunk.byteLength === ab.byteLength &&
-    chunk.byteLength >= 4096 // never the shared pool slab (it only holds allocations < 4 KiB)
+    chunk.byteLength >= Buffer.poolSize >>> 1 // never the shared pool slab, which holds the smaller allocations
   ) {
     return ab;
   }
