@@ -36,6 +36,21 @@ function peakRssMiB() {
   return process.resourceUsage().maxRSS / 1024;
 }
 
+/**
+ * `submit` over `items` with up to `window` results pending, yielded in input order: what the
+ * backup engine's chunk window does between its readers and its packer.
+ */
+async function* inOrder(items, submit, window) {
+  const pending = [];
+  for await (const item of items) {
+    const p = submit(item);
+    p.catch(() => undefined); // surfaces when its turn comes
+    pending.push(p);
+    if (pending.length >= window) yield await pending.shift();
+  }
+  while (pending.length > 0) yield await pending.shift();
+}
+
 // ---- child mode: the whole backup pipeline from a file, in its own process so that its peak
 // RSS is the pipeline's alone (the parent holds the 256 MiB input and every frame in memory).
 if (process.argv[2] === '--pipeline') {
@@ -50,11 +65,12 @@ if (process.argv[2] === '--pipeline') {
   const w = new blob.BlobWriter({ recipients });
   let plain = 0;
   const source = createReadStream(file, { highWaterMark: MiB });
-  // As the backup engine cuts a large file: FastCDC in a worker (pool.cutStream), chunks handed on.
+  // As the backup engine handles a new large file: FastCDC in a worker (pool.cutStream), each
+  // chunk handed on to pool.processBatched (hash and zstd in a worker), results taken in order.
   const cut = process.env.BENCH_MAIN_CHUNKER === '1' ? chunkStream(source, opts) : pool.cutStream(source, opts, { transfer: true });
-  for await (const r of pool.dedupOrdered(cut, () => false, { transfer: true })) {
+  for await (const r of inOrder(cut, (c) => pool.processBatched(c, { transfer: true }), pool.capacity)) {
     plain += r.plainLength;
-    if (r.frame) w.addFrame(r.frame, r.plainLength);
+    w.addFrame(r.frame, r.plainLength);
   }
   const b = await w.finish();
   const ms = performance.now() - t;
@@ -242,29 +258,37 @@ let frames;
   report('zstd decompress (1 thread)', SIZE, ms);
 }
 
-// ---- worker pool ----
+// ---- worker pool: the calls the backup engine makes ----
 {
   const pool = new ChunkPool();
   try {
     await pool.process(chunks[0]); // start-up out of the timing
     const { ms, cpu } = await best(2, async () => {
       let n = 0;
-      for await (const r of pool.processOrdered(chunks)) n += r.plainLength;
+      for await (const r of inOrder(chunks, (c) => pool.process(c), pool.capacity)) n += r.plainLength;
       return n;
     });
-    report(`pool.processOrdered: hash+compress in workers`, SIZE, ms, `${pool.size} workers`, cpu);
-    const fresh = await best(2, async () => {
+    report('pool.process: hash+compress in workers', SIZE, ms, `${pool.size} workers`, cpu);
+    // A changed file (hash-first): SHA-256 here, to look the chunk up; new chunks are compressed
+    // in the workers. Here every chunk is new.
+    const changed = await best(2, async () => {
       let n = 0;
-      for await (const r of pool.dedupOrdered(chunks, () => false)) n += r.plainLength;
+      const compressNew = async (c) => {
+        createHash('sha256').update(c).digest();
+        return { plainLength: c.length, frame: await pool.compress(c) };
+      };
+      for await (const r of inOrder(chunks, compressNew, pool.capacity)) n += r.plainLength;
       return n;
     });
-    report('pool.dedupOrdered, all chunks new', SIZE, fresh.ms, 'hash, decide, compress', fresh.cpu);
-    const dups = await best(2, async () => {
+    report('hash here, pool.compress: changed file', SIZE, changed.ms, 'every chunk new', changed.cpu);
+    // Small files: one chunk each, copied into batches of up to 1 MiB.
+    const small = slices(data, 16 * 1024);
+    const batched = await best(2, async () => {
       let n = 0;
-      for await (const r of pool.dedupOrdered(chunks, () => true)) n += r.plainLength;
+      for await (const r of inOrder(small, (c) => pool.processBatched(c), 4096)) n += r.plainLength;
       return n;
     });
-    report('pool.dedupOrdered, every chunk a duplicate', SIZE, dups.ms, 'hash, decide, drop', dups.cpu);
+    report('pool.processBatched, 16 KiB chunks', SIZE, batched.ms, `${small.length} chunks`, batched.cpu);
   } finally {
     await pool.close();
   }
@@ -345,7 +369,7 @@ if (blob.missing || !recipients) {
         if (!bestRun || run.ms < bestRun.ms) bestRun = run;
       }
       report(
-        'whole: file -> cutStream -> dedupOrdered -> blob',
+        'whole: cutStream -> processBatched -> blob',
         SIZE,
         bestRun.ms,
         `stored ${bestRun.stored} B${bestRun.spooled ? ' (spooled)' : ''}, peak RSS ${bestRun.rss.toFixed(0)} MiB`,

@@ -3,7 +3,7 @@
  * decompress the frame and verify the chunk against its id (SHA-256 of its plaintext).
  */
 import { createHash } from 'node:crypto';
-import { decompressFrame } from '../compress/zstd.js';
+import { decompressFrame, decompressFrameInto } from '../compress/zstd.js';
 import { decryptRange, type AgeFileInfo, type AgeRandomAccess, type ReadRange } from '../crypto/index.js';
 import { VaultikError, ExitCode } from '../errors.js';
 import type { Storage } from '../storage/types.js';
@@ -25,16 +25,25 @@ export interface FrameRef {
  */
 export function decodeChunk(frame: Buffer, ref: FrameRef, expectedId?: Buffer): Buffer {
   const chunk = decompressFrame(frame, ref.plainLength);
-  if (expectedId !== undefined) {
-    const id = createHash('sha256').update(chunk).digest();
-    if (!id.equals(expectedId)) {
-      throw new VaultikError(
-        `chunk at blob offset ${ref.offset} has SHA-256 ${id.toString('hex')}, expected ${expectedId.toString('hex')}`,
-        ExitCode.DATA,
-      );
-    }
-  }
+  if (expectedId !== undefined) checkId(chunk, expectedId, `chunk at blob offset ${ref.offset}`);
   return chunk;
+}
+
+/**
+ * decodeChunk() into `out`, exactly the chunk's plain length (the restore's decode workers fill
+ * shared memory this way); always checked against `expectedId`.
+ * @throws VaultikError (DATA) as decodeChunk.
+ */
+export function decodeChunkInto(frame: Uint8Array, out: Uint8Array, expectedId: Uint8Array): void {
+  decompressFrameInto(frame, out);
+  checkId(out, expectedId, 'chunk');
+}
+
+function checkId(chunk: Uint8Array, expectedId: Uint8Array, what: string): void {
+  const id = createHash('sha256').update(chunk).digest();
+  if (!id.equals(expectedId)) {
+    throw new VaultikError(`${what} has SHA-256 ${id.toString('hex')}, expected ${Buffer.from(expectedId).toString('hex')}`, ExitCode.DATA);
+  }
 }
 
 /**

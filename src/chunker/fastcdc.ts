@@ -88,10 +88,10 @@ export interface ResolvedChunker {
   readonly lLsHi: number;
 }
 
-/** Hot-loop constants; exported for cutter.ts, which rebuilds scanPairs from its source text. */
-export const LO_BITS = 24;
-export const LO_MASK = 0xffffff;
-export const HI_MASK = 0x1ffffff; // 25 bits: hash bits 24..48
+/** Hot-loop constants: the hash's bits 0..23 and 24..48. */
+const LO_BITS = 24;
+const LO_MASK = 0xffffff;
+const HI_MASK = 0x1ffffff; // 25 bits: hash bits 24..48
 
 function splitLo(v: bigint): number {
   return Number(v & BigInt(LO_MASK));

@@ -15,7 +15,5 @@ export {
   IN_FLIGHT_PER_WORKER,
   type ChunkPoolOptions,
   type ChunkResult,
-  type DedupResult,
-  type HashResult,
   type SubmitOptions,
 } from './pool.js';

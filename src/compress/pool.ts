@@ -5,53 +5,38 @@
  * chunks) so the main thread only routes bytes.
  *
  * Contracts:
- * - Results are exactly what src/compress/zstd.ts would produce on the main thread: the workers
- *   build their compressors from the same FRAME_PARAMETERS and level.
+ * - Results are exactly what the main thread would produce: the workers run chunkWorker.ts,
+ *   which calls the same compressFrame() (src/compress/zstd.ts) and, for cutStream(), the same
+ *   StreamCutter as chunkStream().
  * - Memory is bounded: at most `size * IN_FLIGHT_PER_WORKER` chunks are inside workers and at
  *   most `maxQueued` wait for one; a call beyond that waits (before taking a copy of its chunk)
- *   until there is room. Callers that await each call, or use processOrdered(), therefore hold a
- *   bounded number of chunks. (A caller that fires unbounded calls without awaiting keeps its own
- *   chunks alive; that is the caller's memory, not the pool's.) processBatched() copies small
- *   chunks into one open batch of at most BATCH_BYTES; a sent batch counts as one task.
+ *   until there is room. Callers that await each call therefore hold a bounded number of
+ *   chunks. (A caller that fires unbounded calls without awaiting keeps its own chunks alive;
+ *   that is the caller's memory, not the pool's.) processBatched() copies small chunks into one
+ *   open batch of at most BATCH_BYTES; a sent batch counts as one task.
  *   cutStream() keeps at most CUT_AHEAD reads in flight to its worker, which holds them and the
  *   bytes of the chunk being cut (< maxSize); those messages do not take task places.
  * - A task fails (its promise rejects with a VaultikError) when the worker reports an error or
  *   dies; a dead worker is replaced, so the pool keeps working. After close() every pending and
  *   later call rejects.
  *
- * Why the worker body is an eval'd string: tests run the TypeScript sources under vitest, while
- * production runs the compiled dist/*.js; a `new Worker(new URL('./worker.js', import.meta.url))`
- * file only exists in one of the two. The body below is plain CommonJS, needs only node:crypto
- * and zstd-napi (whose absolute path we resolve here and pass in), and works from both.
- *
  * Data moves by transfer, not copy, where that is safe: frames come back as transferred
  * ArrayBuffers (allocated by the worker for this one result); an input chunk is transferred only
  * when the caller allows it and the Buffer owns its whole ArrayBuffer (never a view into a read
- * buffer or Node's shared 8 KiB pool slab); otherwise exactly its bytes are copied once.
+ * buffer or Node's shared pool slab); otherwise exactly its bytes are copied once.
  *
- * Hash placement, measured with `npm run bench:format` (bench/README.md) on 2 cores with SHA
- * extensions: SHA-256 runs at ~1.7-2 GB/s per core, zstd level 3 at ~360 MB/s on text (2.5 GB/s
- * on incompressible data). Two facts decide it:
- * - Duplicates: process() compresses a chunk before anyone knows it is a duplicate, so a backup
- *   of an edited VM image would compress every unchanged chunk for nothing.
- * - The main thread is the pipeline's bottleneck (chunking ~850 MB/s, encryption and the
- *   ciphertext hash, I/O), so every job moved off it speeds the whole backup up; hashing the
- *   plaintext there cost ~25% of the main thread's time in the whole-pipeline bench.
- * So dedupOrdered(), the backup pipeline's path, hashes in the worker, which keeps the chunk while
- * the main thread looks the id up, and compresses it only if it is new: one extra small message
- * per chunk, no second copy. Total CPU is the same as hashing on the main thread; what changes is
- * the critical path: the whole 256 MiB bench pipeline took 0.85 s instead of 0.92 s on an idle
- * machine, and on CPUs without SHA extensions (~400 MB/s) a main-thread hash would cap the
- * whole backup. process() is for
- * callers with no dedup decision to make; hash() and compress() are the two halves.
+ * How the backup engine (src/backup/engine.ts) uses it: large files are cut by cutStream(); the
+ * chunks of a new file go through processBatched() (hashed and compressed in a worker, small
+ * ones batched, larger ones alone through process()); a changed file's chunks are hashed on the
+ * main thread and looked up first, so that only new ones are compressed (compress()).
  */
 import { availableParallelism } from 'node:os';
-import { createRequire } from 'node:module';
 import { isMarkedAsUntransferable, Worker, type ResourceLimits } from 'node:worker_threads';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
-import { cutterParams, cutterSource } from '../chunker/cutter.js';
 import { resolveChunker, type ChunkerOptions } from '../chunker/fastcdc.js';
-import { DEFAULT_COMPRESSION_LEVEL, FRAME_PARAMETERS, checkCompressionLevel } from './zstd.js';
+import { workerModule } from '../util/workerModule.js';
+import type { ChunkReply, ChunkRequest, ChunkTask, CutRequest } from './chunkWorker.js';
+import { DEFAULT_COMPRESSION_LEVEL, checkCompressionLevel } from './zstd.js';
 
 /** A chunk's id (SHA-256 of the plaintext) and its zstd frame. */
 export interface ChunkResult {
@@ -61,17 +46,6 @@ export interface ChunkResult {
   readonly frame: Buffer;
   readonly plainLength: number;
 }
-
-/** A chunk's id only. */
-export interface HashResult {
-  readonly id: Buffer;
-  readonly plainLength: number;
-}
-
-/** One chunk through dedupOrdered(): a frame only when the chunk is new. */
-export type DedupResult =
-  | { readonly id: Buffer; readonly plainLength: number; readonly duplicate: false; readonly frame: Buffer }
-  | { readonly id: Buffer; readonly plainLength: number; readonly duplicate: true; readonly frame: undefined };
 
 export interface ChunkPoolOptions {
   /** Worker threads; default os.availableParallelism(). */
@@ -99,175 +73,24 @@ export interface SubmitOptions {
  */
 export const IN_FLIGHT_PER_WORKER = 2;
 
-const OP_HASH = 1;
-const OP_COMPRESS = 2;
-/** With OP_HASH: reply with the id, keep the chunk, and wait for a {decide, compress} message. */
-const OP_HOLD = 4;
-/** Hash and compress every chunk of a batch (see processBatched): `lens` splits `buf`. */
-const OP_BATCH = 8;
-/** Feed a read to a stream's FastCDC cutter; the reply carries the chunks it completed. */
-const OP_CUT = 16;
 /** cutStream(): reads sent to the cutting worker before waiting for its first answer. */
 const CUT_AHEAD = 4;
 
-/**
- * Worker body (CommonJS, evaluated). Messages in: {seq, op, level, buf, len} and, for held
- * chunks, {seq, decide: true, compress}. Replies: {seq, id?, frame?, held?, dropped?, error?}.
- */
-const WORKER_SOURCE = String.raw`
-'use strict';
-const { isMarkedAsUntransferable, parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { Compressor } = require(workerData.zstdPath);
-// FastCDC cutters of large files being chunked here (cutStream), by stream id.
-const makeCutter = new Function('return ' + workerData.cutterSource)();
-const cutters = new Map();
-const compressors = new Map();
-function compressorFor(level) {
-  let c = compressors.get(level);
-  if (!c) {
-    c = new Compressor();
-    c.setParameters(Object.assign({}, workerData.frameParameters, { compressionLevel: level }));
-    compressors.set(level, c);
-  }
-  return c;
-}
-// Never transfer a slice of Node's shared pool slab (marked untransferable; Node 24's slab
-// serves Buffers up to 32 KiB, Node 22's up to 4 KiB): copy those.
-function own(b) {
-  if (!isMarkedAsUntransferable(b.buffer)) return b;
-  const copy = new Uint8Array(b.length);
-  copy.set(b);
-  return copy;
-}
-// Chunks hashed with OP_HOLD wait here for the main thread's decision (compress or drop).
-const held = new Map();
-function compressReply(reply, transfer, level, data) {
-  const frame = own(compressorFor(level).compress(data));
-  reply.frame = frame.buffer;
-  reply.frameOff = frame.byteOffset;
-  reply.frameLen = frame.byteLength;
-  transfer.push(frame.buffer);
-}
-function cut(m, reply, transfer) {
-  if (m.drop) {
-    cutters.delete(m.stream);
-    return false;
-  }
-  let c = cutters.get(m.stream);
-  if (!c) {
-    if (!m.params) throw new Error('no cutter for stream ' + m.stream);
-    c = makeCutter(m.params);
-    cutters.set(m.stream, c);
-  }
-  const chunks = m.buf ? c.push(new Uint8Array(m.buf, 0, m.len)) : [];
-  if (m.end) {
-    const last = c.end();
-    if (last) chunks.push(last);
-    cutters.delete(m.stream);
-  }
-  reply.chunks = chunks.map((k) => k.buffer);
-  transfer.push(...reply.chunks);
-  return true;
-}
-parentPort.on('message', (m) => {
-  const reply = { seq: m.seq };
-  const transfer = [];
-  try {
-    if (m.op === ${OP_CUT}) {
-      if (!cut(m, reply, transfer)) return;
-    } else if (m.decide) {
-      const h = held.get(m.seq);
-      held.delete(m.seq);
-      if (!h) throw new Error('no held chunk ' + m.seq);
-      if (m.compress) compressReply(reply, transfer, h.level, h.data);
-      else reply.dropped = true;
-    } else if (m.op & ${OP_BATCH}) {
-      const all = new Uint8Array(m.buf, 0, m.len);
-      const lens = m.lens;
-      const n = lens.length;
-      const ids = new Uint8Array(32 * n);
-      const frames = [];
-      const frameLens = new Array(n);
-      let total = 0;
-      const c = compressorFor(m.level);
-      for (let i = 0, off = 0; i < n; off += lens[i], i++) {
-        const data = all.subarray(off, off + lens[i]);
-        ids.set(createHash('sha256').update(data).digest(), 32 * i);
-        const f = c.compress(data);
-        frames.push(f);
-        frameLens[i] = f.length;
-        total += f.length;
-      }
-      const out = new Uint8Array(total);
-      for (let i = 0, off = 0; i < n; off += frameLens[i], i++) out.set(frames[i], off);
-      reply.id = ids.buffer;
-      reply.frame = out.buffer;
-      reply.frameLens = frameLens;
-      transfer.push(ids.buffer, out.buffer);
-    } else {
-      const data = new Uint8Array(m.buf, 0, m.len);
-      if (m.op & ${OP_HASH}) {
-        const id = own(createHash('sha256').update(data).digest());
-        reply.id = id.buffer;
-        reply.idOff = id.byteOffset;
-        transfer.push(id.buffer);
-      }
-      if (m.op & ${OP_HOLD}) {
-        held.set(m.seq, { data, level: m.level });
-        reply.held = true;
-      } else if (m.op & ${OP_COMPRESS}) {
-        compressReply(reply, transfer, m.level, data);
-      }
-    }
-  } catch (err) {
-    held.delete(m.seq);
-    reply.error = String(err && err.stack || err);
-  }
-  parentPort.postMessage(reply, transfer);
-});
-`;
-
-interface Reply {
-  seq: number;
-  id?: ArrayBuffer;
-  idOff?: number;
-  frame?: ArrayBuffer;
-  frameOff?: number;
-  frameLen?: number;
-  /** OP_CUT: the chunks completed, each its own ArrayBuffer. */
-  chunks?: ArrayBuffer[];
-  /** OP_BATCH: each chunk's frame length, in order (frames and ids are concatenated). */
-  frameLens?: number[];
-  held?: boolean;
-  dropped?: boolean;
-  error?: string;
-}
-
 interface Task {
-  readonly seq: number;
-  readonly op: number;
-  readonly buf: ArrayBuffer;
-  readonly len: number;
-  /** OP_BATCH: the chunks' lengths within buf. */
-  readonly lens?: number[];
-  readonly resolve: (r: Reply) => void;
+  readonly message: ChunkTask;
+  readonly resolve: (r: ChunkReply) => void;
   readonly reject: (e: Error) => void;
-  /** OP_HOLD: called with the id; `decide` tells the worker to compress or drop the chunk. */
-  readonly onHashed?: (id: Buffer, decide: (compress: boolean) => void) => void;
 }
 
 interface Slot {
   readonly worker: Worker;
   readonly inflight: Map<number, Task>;
   /** cutStream() messages awaiting their reply (not counted against IN_FLIGHT_PER_WORKER). */
-  readonly cuts: Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>;
+  readonly cuts: Map<number, { resolve: (r: ChunkReply) => void; reject: (e: Error) => void }>;
   /** cutStream() streams whose cutter lives in this worker. */
   streams: number;
   dead: boolean;
 }
-
-let zstdPath: string | undefined;
 
 /** processBatched(): a batch is sent once it holds this many bytes or chunks. */
 export const BATCH_BYTES = 1024 * 1024;
@@ -331,7 +154,6 @@ export class ChunkPool {
     this.maxQueued = opts.maxQueued ?? this.size;
     if (!Number.isInteger(this.maxQueued) || this.maxQueued < 0) throw new RangeError(`maxQueued must be >= 0, got ${this.maxQueued}`);
     this.resourceLimits = opts.resourceLimits;
-    zstdPath ??= createRequire(import.meta.url).resolve('zstd-napi');
     for (let i = 0; i < this.size; i++) this.slots.push(this.spawn());
   }
 
@@ -345,17 +167,8 @@ export class ChunkPool {
    * @throws VaultikError when the pool is closed or the worker fails.
    */
   async process(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<ChunkResult> {
-    const r = await this.submit(chunk, OP_HASH | OP_COMPRESS, opts);
+    const r = await this.submit(chunk, 'process', opts);
     return { id: idOf(r), frame: frameOf(r), plainLength: r.len };
-  }
-
-  /**
-   * SHA-256 only (to look a chunk up before deciding to compress it).
-   * @throws VaultikError when the pool is closed or the worker fails.
-   */
-  async hash(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<HashResult> {
-    const r = await this.submit(chunk, OP_HASH, opts);
-    return { id: idOf(r), plainLength: r.len };
   }
 
   /**
@@ -363,7 +176,7 @@ export class ChunkPool {
    * @throws VaultikError when the pool is closed or the worker fails.
    */
   async compress(chunk: Uint8Array, opts: SubmitOptions = {}): Promise<Buffer> {
-    return frameOf(await this.submit(chunk, OP_COMPRESS, opts));
+    return frameOf(await this.submit(chunk, 'compress', opts));
   }
 
   /**
@@ -409,11 +222,11 @@ export class ChunkPool {
     const fail = (err: unknown): void => {
       for (const m of b.members) m.reject(err);
     };
-    this.submitRaw(b.buf.buffer as ArrayBuffer, b.bytes, OP_BATCH, b.lens).then((r) => {
+    this.submitRaw({ seq: ++this.seq, op: 'batch', level: this.level, buf: b.buf.buffer as ArrayBuffer, len: b.bytes, lens: b.lens }).then((r) => {
       const lens = r.frameLens;
-      if (!r.id || !r.frame || !lens || lens.length !== b.lens.length) throw new VaultikError('chunk worker sent a malformed batch', ExitCode.FAILURE);
+      if (!r.ids || !r.frame || !lens || lens.length !== b.lens.length) throw new VaultikError('chunk worker sent a malformed batch', ExitCode.FAILURE);
       for (let i = 0, off = 0; i < lens.length; off += lens[i]!, i++) {
-        b.members[i]!.resolve({ id: Buffer.from(r.id, 32 * i, 32), frame: Buffer.from(r.frame, off, lens[i]!), plainLength: b.lens[i]! });
+        b.members[i]!.resolve({ id: Buffer.from(r.ids, 32 * i, 32), frame: Buffer.from(r.frame, off, lens[i]!), plainLength: b.lens[i]! });
       }
     }).catch(fail);
   }
@@ -433,7 +246,9 @@ export class ChunkPool {
     chunker: ChunkerOptions,
     opts: SubmitOptions = {},
   ): AsyncGenerator<Buffer, void, undefined> {
-    const params = cutterParams(resolveChunker(chunker));
+    // Validated here, before reading anything; the worker's StreamCutter gets the same options.
+    const r = resolveChunker(chunker);
+    const options: ChunkerOptions = { minSize: r.minSize, avgSize: r.avgSize, maxSize: r.maxSize, normalization: r.normalization, seed: r.seed };
     if (this.closed) throw new VaultikError('chunk pool closed', ExitCode.FAILURE);
     if (this.broken !== undefined) throw this.broken;
     let slot: Slot | undefined;
@@ -444,21 +259,22 @@ export class ChunkPool {
     const target = slot;
     const stream = ++this.seq;
     target.streams++;
-    const send = (msg: { buf?: ArrayBuffer; len?: number; end?: boolean; params?: typeof params }): Promise<Reply> => {
+    const send = (msg: Pick<CutRequest, 'buf' | 'len' | 'end' | 'chunker'>): Promise<ChunkReply> => {
       if (target.dead || this.closed) {
         const lost = Promise.reject(new VaultikError('chunk worker died: the stream being cut is lost', ExitCode.FAILURE));
         lost.catch(() => undefined); // surfaces when the stream reaches it
         return lost;
       }
       const seq = ++this.seq;
-      const p = new Promise<Reply>((resolve, reject) => target.cuts.set(seq, { resolve, reject }));
+      const p = new Promise<ChunkReply>((resolve, reject) => target.cuts.set(seq, { resolve, reject }));
       p.catch(() => undefined);
       if (target.inflight.size === 0 && target.cuts.size === 1) target.worker.ref();
-      target.worker.postMessage({ seq, op: OP_CUT, stream, ...msg }, msg.buf ? [msg.buf] : []);
+      const request: CutRequest = { seq, op: 'cut', stream, ...msg };
+      target.worker.postMessage(request, msg.buf ? [msg.buf] : []);
       return p;
     };
-    const outstanding: Promise<Reply>[] = [];
-    const chunksOf = (r: Reply): Buffer[] => (r.chunks ?? []).map((ab) => Buffer.from(ab));
+    const outstanding: Promise<ChunkReply>[] = [];
+    const chunksOf = (r: ChunkReply): Buffer[] => (r.chunks ?? []).map((ab) => Buffer.from(ab));
     let first = true;
     let done = false;
     try {
@@ -466,116 +282,17 @@ export class ChunkPool {
         if (!(rd instanceof Uint8Array)) throw new TypeError('cutStream: source must yield Buffers/Uint8Arrays (no encoding set)');
         if (rd.byteLength === 0) continue;
         const len = rd.byteLength;
-        outstanding.push(send({ buf: detachable(rd, opts.transfer === true), len, ...(first ? { params } : {}) }));
+        outstanding.push(send({ buf: detachable(rd, opts.transfer === true), len, ...(first ? { chunker: options } : {}) }));
         first = false;
         while (outstanding.length >= CUT_AHEAD) yield* chunksOf(await outstanding.shift()!);
       }
-      outstanding.push(send({ end: true, ...(first ? { params } : {}) }));
+      outstanding.push(send({ end: true, ...(first ? { chunker: options } : {}) }));
       while (outstanding.length > 0) yield* chunksOf(await outstanding.shift()!);
       done = true;
     } finally {
       target.streams--;
-      if (!done && !target.dead && !this.closed) target.worker.postMessage({ seq: 0, op: OP_CUT, stream, drop: true });
+      if (!done && !target.dead && !this.closed) target.worker.postMessage({ op: 'drop', stream } satisfies ChunkRequest);
     }
-  }
-
-  /**
-   * process() over a stream of chunks, up to `capacity` at a time, yielding results in input
-   * order. Stops at (and rethrows) the first failure; breaking out early is fine.
-   * @throws VaultikError as process(); whatever `chunks` throws.
-   */
-  async *processOrdered(
-    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-    opts: SubmitOptions = {},
-  ): AsyncGenerator<ChunkResult, void, undefined> {
-    const window: Promise<ChunkResult>[] = [];
-    const add = (c: Uint8Array): void => {
-      const p = this.process(c, opts);
-      // Rejections surface when the caller reaches that result; do not report them early.
-      p.catch(() => undefined);
-      window.push(p);
-    };
-    for await (const c of chunks) {
-      add(c);
-      if (window.length >= this.capacity) yield await window.shift()!;
-    }
-    while (window.length > 0) yield await window.shift()!;
-  }
-
-  /**
-   * The backup pipeline's path (see "Hash placement" above). Each chunk goes to a worker, which
-   * hashes it and keeps it; `isDuplicate(id)` (e.g. a synchronous SQLite lookup) is asked on this
-   * thread, in stream order; the worker then compresses the chunk only if it is new. Up to
-   * `capacity` chunks are in flight; results come out in input order.
-   * A chunk equal to an earlier one in the same stream is reported as a duplicate without asking
-   * (the caller has seen and stored the first one by the time it reaches the repeat). That memory
-   * grows by one entry per distinct chunk of the stream (~100 bytes each).
-   * @throws VaultikError as process(); whatever `chunks` or `isDuplicate` throw.
-   */
-  async *dedupOrdered(
-    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-    isDuplicate: (id: Buffer) => boolean,
-    opts: SubmitOptions = {},
-  ): AsyncGenerator<DedupResult, void, undefined> {
-    const window: Promise<DedupResult>[] = [];
-    const seen = new Set<string>();
-    // Chunks hashed or being hashed whose decision is not made yet, in stream order. Hashes come
-    // back in any order; decisions are made strictly in order so that "seen" means "before".
-    const undecided: { id?: Buffer; decide?: (compress: boolean) => void; fail: (e: unknown) => void }[] = [];
-    let failure: unknown;
-    const decideReady = (): void => {
-      while (undecided.length > 0 && undecided[0]!.id !== undefined) {
-        const e = undecided.shift()!;
-        if (failure !== undefined) {
-          e.decide!(false);
-          e.fail(failure);
-          continue;
-        }
-        try {
-          const key = e.id!.toString('latin1');
-          const dup = seen.has(key) || isDuplicate(e.id!);
-          if (!dup) seen.add(key);
-          e.decide!(!dup);
-        } catch (err) {
-          failure = err;
-          e.decide!(false);
-          e.fail(err);
-        }
-      }
-    };
-    for await (const c of chunks) {
-      if (failure !== undefined) throw failure;
-      const plainLength = c.byteLength; // before a transfer detaches c
-      let failEntry: (e: unknown) => void = () => undefined;
-      const failed = new Promise<never>((_, reject) => {
-        failEntry = reject;
-      });
-      failed.catch(() => undefined);
-      const entry: (typeof undecided)[number] = { fail: failEntry };
-      undecided.push(entry);
-      const done = this.submit(c, OP_HASH | OP_HOLD, opts, (id, decide) => {
-        entry.id = id;
-        entry.decide = decide;
-        decideReady();
-      });
-      const p = Promise.race([done, failed]).then((r): DedupResult => {
-        const id = entry.id ?? idOf(r);
-        return r.dropped === true
-          ? { id, plainLength, duplicate: true, frame: undefined }
-          : { id, plainLength, duplicate: false, frame: frameOf(r) };
-      });
-      // A worker failure before the hash came back: drop the entry so later ones can proceed.
-      done.catch((err: unknown) => {
-        const i = undecided.indexOf(entry);
-        if (i >= 0) undecided.splice(i, 1);
-        failure ??= err;
-        decideReady();
-      });
-      p.catch(() => undefined); // surfaces when the caller reaches it
-      window.push(p);
-      if (window.length >= this.capacity) yield await window.shift()!;
-    }
-    while (window.length > 0) yield await window.shift()!;
   }
 
   /**
@@ -604,10 +321,9 @@ export class ChunkPool {
 
   private async submit(
     chunk: Uint8Array,
-    op: number,
+    op: 'process' | 'compress',
     opts: SubmitOptions,
-    onHashed?: Task['onHashed'],
-  ): Promise<Reply & { len: number }> {
+  ): Promise<ChunkReply & { len: number }> {
     if (!(chunk instanceof Uint8Array)) throw new TypeError('chunk must be a Buffer or Uint8Array');
     // Wait for room; newcomers queue behind earlier waiters so nobody starves. Inline here and in
     // submitRaw on purpose: the room check and the queue push below must run in one tick (an
@@ -621,15 +337,15 @@ export class ChunkPool {
     if (this.broken !== undefined) throw this.broken;
     const len = chunk.byteLength;
     const buf = detachable(chunk, opts.transfer === true);
-    const reply = await new Promise<Reply>((resolve, reject) => {
-      this.queue.push({ seq: ++this.seq, op, buf, len, resolve, reject, ...(onHashed ? { onHashed } : {}) });
+    const reply = await new Promise<ChunkReply>((resolve, reject) => {
+      this.queue.push({ message: { seq: ++this.seq, op, level: this.level, buf, len }, resolve, reject });
       this.dispatch();
     });
     return { ...reply, len };
   }
 
   /** submit() for a buffer the pool owns (a batch): waits for room the same way, no copy. */
-  private async submitRaw(buf: ArrayBuffer, len: number, op: number, lens: number[]): Promise<Reply> {
+  private async submitRaw(message: ChunkTask): Promise<ChunkReply> {
     let first = true;
     while (!this.closed && this.broken === undefined && ((first && this.spaceWaiters.length > 0) || !this.hasRoom())) {
       first = false;
@@ -637,8 +353,8 @@ export class ChunkPool {
     }
     if (this.closed) throw new VaultikError('chunk pool closed', ExitCode.FAILURE);
     if (this.broken !== undefined) throw this.broken;
-    return await new Promise<Reply>((resolve, reject) => {
-      this.queue.push({ seq: ++this.seq, op, buf, len, lens, resolve, reject });
+    return await new Promise<ChunkReply>((resolve, reject) => {
+      this.queue.push({ message, resolve, reject });
       this.dispatch();
     });
   }
@@ -664,8 +380,8 @@ export class ChunkPool {
       if (!best) break;
       const t = this.queue.shift()!;
       if (best.inflight.size === 0 && best.cuts.size === 0) best.worker.ref();
-      best.inflight.set(t.seq, t);
-      best.worker.postMessage({ seq: t.seq, op: t.op, level: this.level, buf: t.buf, len: t.len, lens: t.lens }, [t.buf]);
+      best.inflight.set(t.message.seq, t);
+      best.worker.postMessage(t.message, [t.message.buf]);
     }
     // Wake one waiter per place that opened up; each re-checks hasRoom() itself.
     let room = this.maxQueued - this.queue.length + (this.queue.length === 0 ? this.freeSlots() : 0);
@@ -683,13 +399,9 @@ export class ChunkPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { zstdPath, frameParameters: { ...FRAME_PARAMETERS }, cutterSource: cutterSource() },
-      ...(this.resourceLimits ? { resourceLimits: this.resourceLimits } : {}),
-    });
+    const worker = new Worker(workerModule(import.meta.url, 'chunkWorker'), this.resourceLimits ? { resourceLimits: this.resourceLimits } : {});
     const slot: Slot = { worker, inflight: new Map(), cuts: new Map(), streams: 0, dead: false };
-    worker.on('message', (r: Reply) => {
+    worker.on('message', (r: ChunkReply) => {
       const c = slot.cuts.get(r.seq);
       if (c) {
         slot.cuts.delete(r.seq);
@@ -700,13 +412,6 @@ export class ChunkPool {
       }
       const t = slot.inflight.get(r.seq);
       if (!t) return;
-      if (r.held === true && t.onHashed) {
-        // Still in flight (the worker holds the chunk) until the decision comes back.
-        t.onHashed(idOf(r), (compress) => {
-          if (!slot.dead) worker.postMessage({ seq: r.seq, decide: true, compress });
-        });
-        return;
-      }
       slot.inflight.delete(r.seq);
       if (slot.inflight.size === 0 && slot.cuts.size === 0) worker.unref();
       this.deathsInARow = 0;
@@ -724,7 +429,7 @@ export class ChunkPool {
       slot.cuts.clear();
       void worker.terminate();
       if (this.closed || this.broken !== undefined) return;
-      // Replace the worker, unless they die on arrival (e.g. zstd-napi cannot load): then the
+      // Replace the worker, unless they die on arrival (e.g. its module cannot load): then the
       // pool reports that error instead of respawning forever.
       if (++this.deathsInARow >= ChunkPool.MAX_DEATHS_IN_A_ROW) {
         this.breakPool(err);
@@ -745,12 +450,12 @@ export class ChunkPool {
   }
 }
 
-function idOf(r: Reply): Buffer {
-  if (!r.id) throw new VaultikError('chunk worker sent no id', ExitCode.FAILURE);
-  return Buffer.from(r.id, r.idOff ?? 0, 32);
+function idOf(r: ChunkReply): Buffer {
+  if (!r.ids) throw new VaultikError('chunk worker sent no id', ExitCode.FAILURE);
+  return Buffer.from(r.ids, 0, 32);
 }
 
-function frameOf(r: Reply): Buffer {
+function frameOf(r: ChunkReply): Buffer {
   if (!r.frame) throw new VaultikError('chunk worker sent no frame', ExitCode.FAILURE);
   return Buffer.from(r.frame, r.frameOff ?? 0, r.frameLen ?? r.frame.byteLength);
 }

@@ -69,30 +69,52 @@ export function compressFrame(plain: Uint8Array, level: number = DEFAULT_COMPRES
  *   bytes, bad checksum, corrupt data) or has the wrong or an excessive size.
  */
 export function decompressFrame(frame: Uint8Array, expectedSize?: number, maxSize: number = MAX_FRAME_CONTENT): Buffer {
-  const fail = (what: string, cause?: unknown): VaultikError =>
-    new VaultikError(`corrupt zstd frame: ${what}`, ExitCode.DATA, cause === undefined ? undefined : { cause });
+  const out = Buffer.allocUnsafe(declaredSize(frame, expectedSize, maxSize));
+  decompressInto(frame, out);
+  return out;
+}
+
+/**
+ * decompressFrame() into `out`, which must be exactly the expected content size (e.g. a view of
+ * shared memory).
+ * @throws VaultikError (DATA) as decompressFrame.
+ */
+export function decompressFrameInto(frame: Uint8Array, out: Uint8Array, maxSize: number = MAX_FRAME_CONTENT): void {
+  declaredSize(frame, out.length, maxSize);
+  decompressInto(frame, out);
+}
+
+function corrupt(what: string, cause?: unknown): VaultikError {
+  return new VaultikError(`corrupt zstd frame: ${what}`, ExitCode.DATA, cause === undefined ? undefined : { cause });
+}
+
+/** The content size `frame` declares, after the checks of decompressFrame. */
+function declaredSize(frame: Uint8Array, expectedSize: number | undefined, maxSize: number): number {
   let declared: number | null;
   let frameLength: number;
   try {
     declared = zstd.getFrameContentSize(frame);
     frameLength = zstd.findFrameCompressedSize(frame);
   } catch (err) {
-    throw fail((err as Error).message, err);
+    throw corrupt((err as Error).message, err);
   }
-  if (frameLength !== frame.length) throw fail(`${frame.length - frameLength} bytes after the end of the frame`);
-  if (declared === null) throw fail('no content size in the frame header');
+  if (frameLength !== frame.length) throw corrupt(`${frame.length - frameLength} bytes after the end of the frame`);
+  if (declared === null) throw corrupt('no content size in the frame header');
   if (expectedSize !== undefined && declared !== expectedSize) {
     throw new VaultikError(`zstd frame holds ${declared} bytes, expected ${expectedSize}`, ExitCode.DATA);
   }
-  if (declared > maxSize) throw fail(`declares ${declared} bytes, more than the ${maxSize} allowed`);
-  const out = Buffer.allocUnsafe(declared);
+  if (declared > maxSize) throw corrupt(`declares ${declared} bytes, more than the ${maxSize} allowed`);
+  return declared;
+}
+
+/** Decompresses a checked frame into `out`, exactly its declared size. */
+function decompressInto(frame: Uint8Array, out: Uint8Array): void {
   dctx ??= new zstd.DCtx();
   let n: number;
   try {
     n = dctx.decompress(out, frame);
   } catch (err) {
-    throw fail((err as Error).message, err);
+    throw corrupt((err as Error).message, err);
   }
-  if (n !== declared) throw fail(`decompressed to ${n} bytes, header says ${declared}`);
-  return out;
+  if (n !== out.length) throw corrupt(`decompressed to ${n} bytes, header says ${out.length}`);
 }

@@ -24,6 +24,7 @@ export {
   SEGMENT_SIZE,
   ciphertextSize,
   decryptSegments,
+  openSegments,
   plaintextSize,
   segmentCount,
 } from './stream.js';

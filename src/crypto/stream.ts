@@ -155,28 +155,58 @@ export class AgeEncryptor {
 }
 
 /**
- * Decrypts whole segments. `bytes` starts at segment `firstSegment` and holds consecutive
- * segments, each 65552 bytes except the file's final segment (index `finalSegment`), which may
- * be shorter and is opened with the final flag.
+ * The STREAM decryptor of whole segments. `bytes` starts at segment `firstSegment` and holds
+ * consecutive segments, each 65552 bytes except the file's final segment (index `finalSegment`),
+ * which may be shorter and is opened with the final flag. In order, each segment's plaintext goes
+ * to `onPlain` (k counts segments from 0), or why it cannot be used to `onBad`: truncated, past
+ * the final segment, an empty final segment, or failed authentication. A callback that throws
+ * stops the walk.
+ */
+export function openSegments(
+  key: Uint8Array,
+  firstSegment: number,
+  bytes: Uint8Array,
+  finalSegment: number,
+  onPlain: (k: number, plain: Buffer) => void,
+  onBad: (index: number, why: string) => void,
+): void {
+  const nonce = Buffer.alloc(12);
+  for (let k = 0, pos = 0; pos < bytes.length; pos += SEGMENT_CIPHER_SIZE, k++) {
+    const index = firstSegment + k;
+    const end = Math.min(bytes.length, pos + SEGMENT_CIPHER_SIZE);
+    const final = index === finalSegment;
+    if (index > finalSegment || (!final && end - pos !== SEGMENT_CIPHER_SIZE)) {
+      onBad(index, `age segment ${index} is truncated or lies past the final segment`);
+      continue;
+    }
+    if (final && end - pos === TAG_SIZE && index > 0) {
+      onBad(index, 'age final segment is empty');
+      continue;
+    }
+    setNonce(nonce, index, final);
+    const plain = open(key, nonce, bytes.subarray(pos, end));
+    if (plain === null) onBad(index, `age segment ${index} failed authentication (corrupted data)`);
+    else onPlain(k, plain);
+  }
+}
+
+/**
+ * The plaintext of whole segments (see openSegments).
  * @throws AgeError 'payload' when a segment fails authentication or `bytes` does not end on a
  *   segment boundary or at the end of the final segment.
  */
 export function decryptSegments(key: Buffer, firstSegment: number, bytes: Buffer, finalSegment: number): Buffer {
-  const nonce = Buffer.alloc(12);
   const parts: Buffer[] = [];
-  let index = firstSegment;
-  for (let pos = 0; pos < bytes.length; pos += SEGMENT_CIPHER_SIZE, index++) {
-    const end = Math.min(bytes.length, pos + SEGMENT_CIPHER_SIZE);
-    const final = index === finalSegment;
-    if (index > finalSegment || (!final && end - pos !== SEGMENT_CIPHER_SIZE)) {
-      throw new AgeError('payload', `age segment ${index} is truncated or lies past the final segment`);
-    }
-    if (final && end - pos === TAG_SIZE && index > 0) throw new AgeError('payload', 'age final segment is empty');
-    setNonce(nonce, index, final);
-    const plain = open(key, nonce, bytes.subarray(pos, end));
-    if (plain === null) throw new AgeError('payload', `age segment ${index} failed authentication (corrupted data)`);
-    parts.push(plain);
-  }
+  openSegments(
+    key,
+    firstSegment,
+    bytes,
+    finalSegment,
+    (_k, plain) => parts.push(plain),
+    (_index, why) => {
+      throw new AgeError('payload', why);
+    },
+  );
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 

@@ -6,8 +6,9 @@
  * in place (ChaCha20-Poly1305; a segment that is truncated or fails authentication is reported
  * and fails only the chunks with a byte in it). Then `run`, per batch of its frames: decompress
  * each frame, check its declared and actual size against the metadata and its SHA-256 against
- * the chunk id — what src/blob/reader.ts `decodeChunk` does on the main thread — and, for the
- * jobs that carry a `write`, create the file and write it (see WholeFileWrite).
+ * the chunk id (src/blob/reader.ts decodeChunkInto) and, for the jobs that carry a `write`,
+ * create the file and write it (see WholeFileWrite). The workers run decodeWorker.ts, which
+ * calls the main thread's own functions for all of it.
  *
  * Why: a restore's main thread is CPU-bound (SQLite, planning, file-system calls). Profiled on a
  * 48,700-file, 2 GB restore before this design: the worker only decompressed and hashed and sat
@@ -28,41 +29,13 @@
  *   worker removes what it created); a worker that dies rejects its batches with a VaultikError
  *   and is replaced.
  * - Idle workers do not keep the process alive. After close() every call rejects.
- *
- * The worker body is an eval'd CommonJS string for the reason given in src/compress/pool.ts: it
- * runs the same from the TypeScript sources under vitest and from dist/.
  */
 import { availableParallelism } from 'node:os';
-import { createRequire } from 'node:module';
-import { constants } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { MAX_FRAME_CONTENT } from '../compress/zstd.js';
-import { SEGMENT_CIPHER_SIZE, SEGMENT_SIZE } from '../crypto/index.js';
-
-/**
- * A chunk that is the whole content of a small regular file: the worker creates the file as
- * TargetWriter.writeWholeFile does — `/proc/self/fd/<dirFd>/<name>` with
- * O_CREAT|O_EXCL|O_NOFOLLOW, so the name is looked up in the directory the main thread opened
- * and verified and never through a symlink — writes it (an all-zero chunk of at least
- * `holeMin` bytes becomes a hole), then owner (with `owners`), mode and times through the
- * descriptor. Unlike writeWholeFile it creates the file with its permission bits rather than
- * 0600 (the content is written right away, so nothing is exposed that the final mode does not
- * expose), and skips fchown/fchmod when the new file already has the owner and mode. The
- * caller keeps `dirFd` open until the batch settles.
- */
-export interface WholeFileWrite {
-  dirFd: number;
-  /** The final path component, as a latin1 string (one char per byte: any name round-trips). */
-  name: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  owners: boolean;
-  /** utimesSeconds(mtimeNs), for atime and mtime. */
-  time: number;
-  holeMin: number;
-}
+import { workerModule } from '../util/workerModule.js';
+import type { BatchRequest, DecodeReply, DecodeRequest, DecryptRequest, SharedView, WholeFileWrite, WriteError } from './decodeWorker.js';
 
 /** One frame of a batch: where it lies in the batch's plaintext, and what it must decode to. */
 export interface BatchJob {
@@ -84,9 +57,7 @@ export interface Batch {
 }
 
 /** Per job: the verified chunk (a view of `out`), or why not; `written` when the worker wrote its file. */
-export type BatchResult =
-  | { chunk: Buffer; written: boolean; writeError?: { code: string | undefined; message: string } }
-  | { error: string };
+export type BatchResult = { chunk: Buffer; written: boolean; writeError?: WriteError } | { error: string };
 
 /** Segments of one age payload to decrypt in place. */
 export interface DecryptJob {
@@ -110,184 +81,9 @@ export interface DecodeJob {
 /** A decoded, verified chunk, or why it could not be decoded. */
 export type DecodeResult = { chunk: Buffer } | { error: string };
 
-const WORKER_SOURCE = String.raw`
-'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash, createDecipheriv } = require('node:crypto');
-const fs = require('node:fs');
-const zstd = require(workerData.bindingPath);
-const dctx = new zstd.DCtx();
-const SEG = workerData.segmentSize;
-const SEGC = workerData.segmentCipherSize;
-const TAG = SEGC - SEG;
-const CREATE = workerData.createFlags;
-const nonce = Buffer.alloc(12);
-
-function isZero(b) {
-  if (b.length === 0 || b[0] !== 0 || b[b.length - 1] !== 0) return b.length === 0;
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
-}
-
-// Decrypts the segments of m.data in place: segment i's plaintext goes to (i - first) * SEG,
-// never past where its ciphertext started, and each segment is read whole before anything is
-// written, so the walk forward never overwrites ciphertext it still needs. Returns
-// [segment, message] for the segments that cannot be used (the checks of decryptSegments).
-function decrypt(m) {
-  const data = Buffer.from(m.data, m.dataOffset, m.dataLength);
-  const bad = [];
-  const count = Math.ceil(data.length / SEGC);
-  for (let k = 0; k < count; k++) {
-    const index = m.firstSegment + k;
-    const pos = k * SEGC;
-    const end = Math.min(data.length, pos + SEGC);
-    const final = index === m.finalSegment;
-    if (index > m.finalSegment || (!final && end - pos !== SEGC)) {
-      bad.push([index, 'age segment ' + index + ' is truncated or lies past the final segment']);
-      continue;
-    }
-    if (final && end - pos === TAG && index > 0) {
-      bad.push([index, 'age final segment is empty']);
-      continue;
-    }
-    if (end - pos < TAG) {
-      bad.push([index, 'age segment ' + index + ' failed authentication (corrupted data)']);
-      continue;
-    }
-    nonce.fill(0, 0, 5);
-    nonce.writeUIntBE(index, 5, 6);
-    nonce[11] = final ? 1 : 0;
-    const d = createDecipheriv('chacha20-poly1305', m.key, nonce, { authTagLength: TAG });
-    d.setAuthTag(data.subarray(end - TAG, end));
-    const pt = d.update(data.subarray(pos, end - TAG));
-    try {
-      d.final();
-    } catch {
-      bad.push([index, 'age segment ' + index + ' failed authentication (corrupted data)']);
-      continue;
-    }
-    pt.copy(data, k * SEG);
-  }
-  return bad;
-}
-
-function writeFile(w, data) {
-  const p = Buffer.concat([Buffer.from('/proc/self/fd/' + w.dirFd + '/'), Buffer.from(w.name, 'latin1')]);
-  let fd;
-  let st;
-  try {
-    // Created with its permission bits (the umask may take some away): most files then need
-    // neither fchmod nor fchown, two of the seven calls per file.
-    fd = fs.openSync(p, CREATE, w.mode & 0o777);
-    st = fs.fstatSync(fd);
-    if (data.length >= w.holeMin && isZero(data)) {
-      fs.ftruncateSync(fd, data.length);
-    } else {
-      for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, done);
-    }
-    // Owner, then mode (chown clears setuid bits), then times.
-    if (w.owners && (st.uid !== w.uid || st.gid !== w.gid)) {
-      fs.fchownSync(fd, w.uid, w.gid);
-      fs.fchmodSync(fd, w.mode);
-    } else if ((st.mode & 0o7777) !== w.mode) {
-      fs.fchmodSync(fd, w.mode);
-    }
-    fs.futimesSync(fd, w.time, w.time);
-    const closing = fd;
-    fd = undefined;
-    fs.closeSync(closing);
-    return null;
-  } catch (err) {
-    if (fd !== undefined) {
-      try { fs.closeSync(fd); } catch {}
-    }
-    if (st) {
-      try {
-        const now = fs.lstatSync(p);
-        if (now.ino === st.ino && now.dev === st.dev) fs.unlinkSync(p);
-      } catch {}
-    }
-    return { code: err && err.code, message: String(err && err.message ? err.message : err) };
-  }
-}
-
-parentPort.on('message', (m) => {
-  if (m.type === 'decrypt') {
-    let bad;
-    try {
-      bad = decrypt(m);
-    } catch (err) {
-      parentPort.postMessage({ seq: m.seq, error: String(err && err.message ? err.message : err) });
-      return;
-    }
-    parentPort.postMessage({ seq: m.seq, bad });
-    return;
-  }
-  const src = Buffer.from(m.data, m.dataOffset, m.dataLength);
-  const out = Buffer.from(m.out, m.outOffset, m.outLength);
-  const ids = Buffer.from(m.ids);
-  const n = m.plainLengths.length;
-  const errors = [];
-  const writes = [];
-  let outAt = 0;
-  for (let k = 0; k < n; k++) {
-    const offset = m.offsets[k];
-    const length = m.lengths[k];
-    const plainLength = m.plainLengths[k];
-    const slot = out.subarray(outAt, outAt + plainLength);
-    outAt += plainLength;
-    writes.push(null);
-    try {
-      if (offset < 0 || offset + length > src.length) throw new Error('frame at ' + offset + ' lies outside the decrypted range');
-      const frame = src.subarray(offset, offset + length);
-      let declared;
-      let frameLength;
-      try {
-        declared = zstd.getFrameContentSize(frame);
-        frameLength = zstd.findFrameCompressedSize(frame);
-      } catch (err) {
-        throw new Error('corrupt zstd frame: ' + err.message);
-      }
-      if (frameLength !== frame.length) throw new Error('corrupt zstd frame: ' + (frame.length - frameLength) + ' bytes after the end of the frame');
-      if (declared === null) throw new Error('corrupt zstd frame: no content size in the frame header');
-      if (declared !== plainLength) throw new Error('zstd frame holds ' + declared + ' bytes, expected ' + plainLength);
-      if (declared > workerData.maxFrame) throw new Error('corrupt zstd frame: declares ' + declared + ' bytes, more than the ' + workerData.maxFrame + ' allowed');
-      let got;
-      try {
-        got = dctx.decompress(slot, frame);
-      } catch (err) {
-        throw new Error('corrupt zstd frame: ' + err.message);
-      }
-      if (got !== declared) throw new Error('corrupt zstd frame: decompressed to ' + got + ' bytes, header says ' + declared);
-      const id = createHash('sha256').update(slot).digest();
-      const want = ids.subarray(32 * k, 32 * k + 32);
-      if (!id.equals(want)) throw new Error('chunk has SHA-256 ' + id.toString('hex') + ', expected ' + want.toString('hex'));
-      errors.push(null);
-    } catch (err) {
-      errors.push(String(err && err.message ? err.message : err));
-      continue;
-    }
-    const w = m.writes[k];
-    if (w) writes[k] = writeFile(w, slot) || true;
-  }
-  parentPort.postMessage({ seq: m.seq, errors, writes });
-});
-`;
-
-interface Reply {
-  seq: number;
-  /** A decrypt reply: unusable segments and why. */
-  bad?: [number, string][];
-  /** A decrypt that threw. */
-  error?: string;
-  errors: (string | null)[];
-  /** Per job: null (not asked to write), true (written) or the write's error. */
-  writes: (null | true | { code: string | undefined; message: string })[];
-}
-
 interface Task {
   seq: number;
-  onReply: (r: Reply) => void;
+  onReply: (r: DecodeReply) => void;
   reject: (e: unknown) => void;
 }
 
@@ -309,16 +105,12 @@ function sharedCopy(parts: readonly Uint8Array[]): Buffer {
   return b;
 }
 
-/** The fields that pass a view of a SharedArrayBuffer to a worker without copying it. */
-function shared(name: string, view: Buffer): Record<string, unknown> {
+/** A view of a SharedArrayBuffer, to pass to a worker without copying it. */
+function shared(name: string, view: Buffer): SharedView {
   if (!(view.buffer instanceof SharedArrayBuffer)) throw new TypeError(`${name} must be a view of a SharedArrayBuffer`);
-  return { [name]: view.buffer, [`${name}Offset`]: view.byteOffset, [`${name}Length`]: view.length };
+  return { sab: view.buffer, offset: view.byteOffset, length: view.length };
 }
 
-let bindingPath: string | undefined;
-
-/** As TargetWriter's createFile: a new name only, never through a final symlink. */
-const CREATE_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 export class DecodePool {
   private readonly slots: Slot[] = [];
@@ -334,7 +126,6 @@ export class DecodePool {
    *   worker (its own V8 heap) added about 40 MB to the peak RSS.
    */
   constructor(readonly size = Math.max(1, availableParallelism() - 1)) {
-    bindingPath ??= createRequire(import.meta.url).resolve('zstd-napi/binding.js');
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
@@ -364,21 +155,17 @@ export class DecodePool {
       total += j.plainLength;
     }
     if (total > batch.out.length) return Promise.reject(new RangeError(`batch output needs ${total} bytes, has ${batch.out.length}`));
-    // Ids travel packed in one small buffer: a Buffer id is often a view into an 8 KiB pool
-    // slab, and structured clone would copy the whole slab for each one.
     const ids = new Uint8Array(32 * n);
     for (let i = 0; i < n; i++) ids.set(batch.jobs[i]!.id, 32 * i);
-    const message = {
-      ...shared('data', batch.data),
-      ...shared('out', batch.out),
-      ids: ids.buffer,
-      offsets,
-      lengths,
-      plainLengths,
-      writes,
-    };
+    const data = shared('data', batch.data);
     const out = batch.out;
-    return this.send(message, (r, resolve: (v: BatchResult[]) => void) => {
+    const outView = shared('out', out);
+    const request = (seq: number): BatchRequest => ({ type: 'batch', seq, data, out: outView, ids: ids.buffer, offsets, lengths, plainLengths, writes });
+    return this.send(request, (r, resolve: (v: BatchResult[]) => void, reject) => {
+      if (!('errors' in r)) {
+        reject(new VaultikError(`decode worker failed: ${'error' in r ? r.error : 'no batch results'}`, ExitCode.FAILURE));
+        return;
+      }
       let at = 0;
       resolve(
         plainLengths.map((len, i): BatchResult => {
@@ -403,14 +190,15 @@ export class DecodePool {
    * @throws VaultikError when the worker dies or the pool is closed.
    */
   decrypt(job: DecryptJob): Promise<Map<number, string>> {
-    const message = { type: 'decrypt', ...shared('data', job.data), key: job.key, firstSegment: job.firstSegment, finalSegment: job.finalSegment };
-    return this.send(message, (r, resolve: (v: Map<number, string>) => void, reject) => {
-      if (r.error !== undefined) reject(new VaultikError(`decrypting failed: ${r.error}`, ExitCode.FAILURE));
-      else resolve(new Map(r.bad ?? []));
+    const data = shared('data', job.data);
+    const request = (seq: number): DecryptRequest => ({ type: 'decrypt', seq, data, key: job.key, firstSegment: job.firstSegment, finalSegment: job.finalSegment });
+    return this.send(request, (r, resolve: (v: Map<number, string>) => void, reject) => {
+      if ('bad' in r) resolve(new Map(r.bad));
+      else reject(new VaultikError(`decrypting failed: ${'error' in r ? r.error : 'no decrypt result'}`, ExitCode.FAILURE));
     });
   }
 
-  private send<T>(message: object, onReply: (r: Reply, resolve: (v: T) => void, reject: (e: unknown) => void) => void): Promise<T> {
+  private send<T>(request: (seq: number) => DecodeRequest, onReply: (r: DecodeReply, resolve: (v: T) => void, reject: (e: unknown) => void) => void): Promise<T> {
     if (this.closed) return Promise.reject(new VaultikError('decode pool is closed', ExitCode.FAILURE));
     if (this.deathsInARow >= 3) return Promise.reject(new VaultikError('decode workers keep dying', ExitCode.FAILURE));
     const slot = this.pick();
@@ -418,7 +206,7 @@ export class DecodePool {
     return new Promise<T>((resolve, reject) => {
       slot.inflight.set(seq, { seq, onReply: (r) => onReply(r, resolve, reject), reject });
       if (slot.inflight.size === 1) slot.worker.ref();
-      slot.worker.postMessage({ ...message, seq });
+      slot.worker.postMessage(request(seq));
     });
   }
 
@@ -465,12 +253,9 @@ export class DecodePool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { bindingPath, maxFrame: MAX_FRAME_CONTENT, segmentSize: SEGMENT_SIZE, segmentCipherSize: SEGMENT_CIPHER_SIZE, createFlags: CREATE_FILE },
-    });
+    const worker = new Worker(workerModule(import.meta.url, 'decodeWorker'));
     const slot: Slot = { worker, inflight: new Map(), dead: false };
-    worker.on('message', (r: Reply) => {
+    worker.on('message', (r: DecodeReply) => {
       const t = slot.inflight.get(r.seq);
       if (!t) return;
       slot.inflight.delete(r.seq);

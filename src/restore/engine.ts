@@ -36,7 +36,7 @@ import { MAX_REPORTED, type FailedPath, type RestoreEvent, type RestoreProgress,
 import { DecodePool, type BatchJob, type BatchResult } from './decodePool.js';
 import { SharedBuffers } from './buffers.js';
 import { BlobFetcher, isDataError } from './fetcher.js';
-import { FileTable, HOLE_MIN, diskFullError, isAllZero, isFatalWriteError } from './files.js';
+import { FileTable, diskFullError, isAllZero, isFatalWriteError } from './files.js';
 import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
 import { Selector, relocator, type Relocation, type RestoreSelection } from './select.js';
 import { ByteBudget, TaskWindow } from '../util/concurrency.js';
@@ -720,7 +720,6 @@ class RestoreRun {
           gid: entry.gid,
           owners: this.writer.restoresOwners,
           time: t,
-          holeMin: HOLE_MIN,
         };
       }
       const out = this.buffers.take(total);

@@ -14,9 +14,7 @@ import {
   masksFor,
   seededGear,
   type ChunkerOptions,
-  resolveChunker,
 } from '../../src/chunker/index.js';
-import { cutterParams, cutterSource, type Cutter, type CutterParams } from '../../src/chunker/cutter.js';
 
 /** Deterministic pseudo-random bytes (xorshift32), so a failure reproduces. */
 function prng(size: number, seed = 0x9e3779b9): Buffer {
@@ -223,6 +221,12 @@ describe('chunkStream', () => {
     }
   });
 
+  it('the default 10 MB chunk size over 1 MiB reads (what the backup engine cuts)', async () => {
+    const big = chunkerOptions(10_000_000);
+    const d = prng(48 << 20, 5);
+    expect(await streamLengths(split(d, 1 << 20), big)).toEqual(chunkBuffer(d, big));
+  });
+
   it('accepts Uint8Array reads and rejects strings', async () => {
     const u8 = new Uint8Array(data.buffer, data.byteOffset, 100_000);
     expect(await streamLengths([u8.subarray(0, 50_001), u8.subarray(50_001)], o)).toEqual(chunkBuffer(u8, o));
@@ -256,38 +260,5 @@ describe('shift resistance', () => {
     expect(lost.length).toBeLessThanOrEqual(2);
     // Everything after the edit is the same sequence, shifted.
     expect(b.slice(-(a.length - 3))).toEqual(a.slice(-(a.length - 3)));
-  });
-});
-
-describe('worker cutter (src/chunker/cutter.ts)', () => {
-  const make = (): ((p: CutterParams) => Cutter) => new Function(`return ${cutterSource()};`)() as (p: CutterParams) => Cutter;
-
-  it.each(shapes.map((o, i) => [i, o] as const))('equals chunkBuffer for random read sizes, copies every chunk (shape %i)', (_i, o) => {
-    const data = prng(300_000, 99);
-    const want = chunkBuffer(data, o);
-    let seed = 7;
-    const rnd = (): number => {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      const k = seed % 4;
-      return k === 0 ? 1 : k === 1 ? 2 : k === 2 ? (seed >>> 8) % 700 : (seed >>> 8) % 20000;
-    };
-    const cutter = make()(cutterParams(resolveChunker(o)));
-    const got: Uint8Array[] = [];
-    for (const rd of split(data, rnd)) got.push(...cutter.push(rd));
-    const last = cutter.end();
-    if (last) got.push(last);
-    expect(got.map((c) => c.length)).toEqual(want);
-    expect(Buffer.concat(got).equals(data)).toBe(true);
-    for (const c of got) expect(c.byteOffset === 0 && c.byteLength === c.buffer.byteLength).toBe(true);
-  });
-
-  it('the default 10 MB chunk size over 1 MiB reads', () => {
-    const o = chunkerOptions(10_000_000);
-    const data = prng(48 << 20, 5);
-    const cutter = make()(cutterParams(resolveChunker(o)));
-    const got: number[] = [];
-    for (const rd of split(data, 1 << 20)) for (const c of cutter.push(rd)) got.push(c.length);
-    got.push(cutter.end()!.length);
-    expect(got).toEqual(chunkBuffer(data, o));
   });
 });

@@ -22,7 +22,7 @@ import {
   seededGear,
   type ChunkerOptions,
 } from '../../src/chunker/index.js';
-import { cutterParams, cutterSource, type Cutter, type CutterParams } from '../../src/chunker/cutter.js';
+import { ChunkPool } from '../../src/compress/pool.js';
 
 const dir = new URL('../fixtures/fastcdc/', import.meta.url);
 const image = readFileSync(new URL('SekienAkashita.jpg', dir));
@@ -169,16 +169,20 @@ describe.each(vectors.cases)('vector $name', (c) => {
     }
   });
 
-  it('the worker cutter, built from its source text, finds the same chunks (odd read sizes)', () => {
-    const make = new Function(`return ${cutterSource()};`)() as (p: CutterParams) => Cutter;
-    for (const readSize of [1, 7, 4096, 65536, image.length]) {
-      const cutter = make(cutterParams(resolveChunker(opts)));
-      const chunks: Uint8Array[] = [];
-      for (let i = 0; i < image.length; i += readSize) chunks.push(...cutter.push(image.subarray(i, i + readSize)));
-      const last = cutter.end();
-      if (last) chunks.push(last);
-      expect(chunks.map((k) => k.length), `read size ${readSize}`).toEqual(c.chunks.map((k) => k.length));
-      expect(chunks.map(sha256)).toEqual(c.chunks.map((k) => k.sha256));
+  it('ChunkPool.cutStream (the same loop, in a worker thread) finds the same chunks (odd read sizes)', async () => {
+    const pool = new ChunkPool({ size: 1 });
+    try {
+      // One message per read: the tiny reads are chunkStream's test above.
+      for (const readSize of [997, 65536, image.length]) {
+        const reads = [];
+        for (let i = 0; i < image.length; i += readSize) reads.push(image.subarray(i, i + readSize));
+        const chunks: Buffer[] = [];
+        for await (const chunk of pool.cutStream(reads, opts)) chunks.push(chunk);
+        expect(chunks.map((k) => k.length), `read size ${readSize}`).toEqual(c.chunks.map((k) => k.length));
+        expect(chunks.map(sha256)).toEqual(c.chunks.map((k) => k.sha256));
+      }
+    } finally {
+      await pool.close();
     }
   });
 });

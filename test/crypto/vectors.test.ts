@@ -2,13 +2,27 @@
  * The CCTV age test vectors (test/fixtures/age-vectors, see its README): every binary X25519
  * vector, decrypted whole, streamed in odd-sized pieces, byte by byte (small ones) and through
  * random access. Success vectors must give the expected plaintext hash; failure vectors must
- * fail with the expected class, and a stream must release exactly the expected prefix.
+ * fail with the expected class, and a stream must release exactly the expected prefix. The
+ * restore's decode worker decrypts each one in place with the same STREAM code.
  */
-import { describe, it, expect } from 'vitest';
+import { afterAll, describe, it, expect } from 'vitest';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
-import { AgeDecryptor, AgeError, AgeRandomAccess, bufferReader, decrypt, parseIdentity, type AgeErrorKind, type Identity } from '../../src/crypto/index.js';
+import {
+  AgeDecryptor,
+  AgeError,
+  AgeRandomAccess,
+  bufferReader,
+  decrypt,
+  decryptSegments,
+  openAgeFile,
+  parseIdentity,
+  type AgeErrorKind,
+  type AgeFileInfo,
+  type Identity,
+} from '../../src/crypto/index.js';
+import { DecodePool } from '../../src/restore/decodePool.js';
 
 const DIR = new URL('../fixtures/age-vectors/', import.meta.url);
 
@@ -118,4 +132,43 @@ describe('age test vectors', () => {
       expect(kindOf(raError)).toBe(kind);
     });
   }
+});
+
+describe('age test vectors in the restore decode worker', () => {
+  const pool = new DecodePool(1);
+  afterAll(() => pool.close());
+
+  it('decrypts each payload in place exactly as decryptSegments does on this thread', async () => {
+    let decrypted = 0;
+    let refused = 0;
+    for (const v of vectors) {
+      let file: AgeFileInfo;
+      try {
+        file = await openAgeFile(bufferReader(v.file), v.file.length, v.identities);
+      } catch {
+        continue; // refused before any segment is read
+      }
+      const payload = v.file.subarray(file.payloadStart);
+      let here: Buffer | undefined;
+      try {
+        here = decryptSegments(file.payloadKey, 0, payload, file.segmentCount - 1);
+      } catch {
+        here = undefined;
+      }
+      const data = Buffer.from(new SharedArrayBuffer(payload.length));
+      payload.copy(data);
+      const bad = await pool.decrypt({ data, key: file.payloadKey, firstSegment: 0, finalSegment: file.segmentCount - 1 });
+      if (here) {
+        expect(bad, v.name).toEqual(new Map());
+        expect(data.subarray(0, here.length).equals(here), v.name).toBe(true);
+        if (v.expect === 'success') expect(sha256(here)).toBe(v.payload);
+        decrypted++;
+      } else {
+        expect(bad.size, v.name).toBeGreaterThan(0);
+        refused++;
+      }
+    }
+    expect(decrypted).toBeGreaterThan(10);
+    expect(refused).toBeGreaterThan(0);
+  });
 });

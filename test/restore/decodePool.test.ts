@@ -124,7 +124,7 @@ describe('DecodePool: ranges of a real age payload, and whole-file writes', () =
             length: frame.length,
             plainLength: c.length,
             id: sha(c),
-            write: { dirFd, name: names[i]!, mode: modes[i]!, uid: 0, gid: 0, owners: false, time: 1_600_000_000.5, holeMin: 4096 },
+            write: { dirFd, name: names[i]!, mode: modes[i]!, uid: 0, gid: 0, owners: false, time: 1_600_000_000.5 },
           };
           at += frame.length;
           return job;

@@ -255,7 +255,7 @@ export interface CliResult {
 const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 
 /**
- * Runs the CLI (the TypeScript sources, transpiled on load by cli-hooks.mjs) in a
+ * Runs the CLI (the TypeScript sources, transpiled on load by test/helpers/ts-hooks.mjs) in a
  * child process with exactly `env` (plus PATH).
  */
 export function runCli(args: string[], env: NodeJS.ProcessEnv, options: { cwd?: string; input?: string } = {}): Promise<CliResult> {
@@ -277,7 +277,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, options: { cwd?: 
 
 /** Node flags that let a child run the .ts sources directly. */
 export function cliNodeArgs(): string[] {
-  return ['--no-warnings', '--import', new URL('./cli-register.mjs', import.meta.url).href];
+  return ['--no-warnings', '--import', new URL('../helpers/ts-register.mjs', import.meta.url).href];
 }
 
 export interface CliBackupOptions {

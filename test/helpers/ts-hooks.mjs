@@ -1,8 +1,8 @@
-// Module hooks for running the .ts sources in a child process (tests only): resolve a '.js'
+// Module hooks for running the .ts sources (tests only, see ts-register.mjs): resolve a '.js'
 // import to the '.ts' file next to it when only that exists, and transpile .ts on load (no type
 // check: the test run type-checks separately). Transpiled output is cached on disk by path and
 // mtime, so typescript itself is loaded only when a source changed.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -30,7 +30,8 @@ export async function load(url, context, next) {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
   }).outputText;
   mkdirSync(cacheDir, { recursive: true });
-  const tmp = `${cached}.${process.pid}.tmp`;
+  // Unique per writer: worker threads of one process may transpile the same file at once.
+  const tmp = `${cached}.${randomBytes(8).toString('hex')}.tmp`;
   writeFileSync(tmp, out);
   renameSync(tmp, cached);
   return { format: 'module', source: out, shortCircuit: true };
