@@ -3,7 +3,7 @@
 // Node's built-in node:sqlite, same process, alternating, on the real schemas and SQL:
 //  - write: the snapshot metadata writer (entries one per statement; file_chunks and chunks 64
 //    rows per statement, as src/snapshot/batchInsert.ts does), then its indexes;
-//  - walk: the state cache's ordered walk (src/index/orderedFiles.ts: files LEFT JOIN chunks in
+//  - walk: the state cache's ordered walk (src/cache/orderedFiles.ts: files LEFT JOIN chunks in
 //    path order, bigints, rows as arrays);
 //  - lookup: point lookups of one file row by path (the cache's getFile).
 // Times are the process's CPU time (user + system) for each step: the work is single-threaded,
@@ -23,7 +23,7 @@ const BetterSqlite = require('better-sqlite3');
 process.removeAllListeners('warning'); // node:sqlite's ExperimentalWarning would clutter the table
 const { DatabaseSync } = await import('node:sqlite');
 const { TABLES_DDL, INDEXES_DDL } = await import(path.join(root, 'dist/snapshot/schema.js'));
-const { CACHE_DDL } = await import(path.join(root, 'dist/index/schema.js'));
+const { CACHE_DDL } = await import(path.join(root, 'dist/cache/schema.js'));
 
 const N = Number(process.argv[2] ?? 200_000);
 const REPS = Number(process.argv[3] ?? 3);

@@ -1,6 +1,7 @@
 /**
- * Content-defined chunking (FastCDC 2020). The public surface of src/chunker: the backup pipeline
- * uses chunkStream() with chunkerOptions(config.chunk_size); the rest is for tests and tools.
+ * Content-defined chunking (FastCDC 2020). Its main exports (docs/DESIGN.md, "Architecture"): the
+ * chunk worker runs StreamCutter with chunkerOptions(config.chunk_size); chunkBuffer and the
+ * 64-bit hash are for tests and tools.
  */
 export {
   chunkerOptions,

@@ -1,5 +1,5 @@
 /**
- * The config module's public surface: YAML config file → validated `Config` with key/line errors,
+ * The config module's main exports (docs/DESIGN.md, "Architecture"): YAML config file → validated `Config` with key/line errors,
  * size and duration parsing, and gitignore-like exclude patterns. Documented for users in
  * docs/CONFIG.md.
  */

@@ -1,7 +1,7 @@
 /**
  * age v1 (https://age-encryption.org/v1) on node:crypto alone: X25519 recipients, streaming
- * encryption and decryption, and random access to 64 KiB STREAM segments. The only public
- * surface of src/crypto.
+ * encryption and decryption, and random access to 64 KiB STREAM segments. Its main exports
+ * (docs/DESIGN.md, "Architecture").
  */
 export { AgeError, type AgeErrorKind } from './errors.js';
 export {

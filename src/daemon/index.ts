@@ -1,6 +1,6 @@
 /**
- * The daemon (`vaultik backup <config> --daemon`): inotify-driven continuous backup. The only
- * public surface of src/daemon; the CLI renders its events as log lines.
+ * The daemon (`vaultik backup <config> --daemon`): inotify-driven continuous backup. Its main exports
+ * (docs/DESIGN.md, "Architecture"); the CLI renders its events as log lines.
  */
 export { Daemon, type DaemonOptions } from './daemon.js';
 export type { DaemonEvent, DaemonEventBody, ScanKind } from './events.js';

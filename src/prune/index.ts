@@ -1,6 +1,7 @@
 /**
  * Garbage collection and retention: `prune` (plan, then execute), `forget` (keyless retention by
- * a pure policy) and the optional multipart-upload janitor. The only public surface of src/prune.
+ * a pure policy) and the optional multipart-upload janitor. Its main exports
+ * (docs/DESIGN.md, "Architecture").
  */
 export { applyPolicy, bucketOf, checkPolicy, hasKeepRule, isoWeek, type PolicyDecision, type PolicyResult, type RetentionPolicy, type SnapshotRef } from './policy.js';
 export { DELETE_BATCH, deleteInBatches, executeForget, planForget, type ForgetEvent, type ForgetOptions, type ForgetPlan, type ForgetResult } from './forget.js';

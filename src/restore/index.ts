@@ -1,6 +1,6 @@
 /**
- * Restore: everything back from the store and the private key alone. The only public surface of
- * src/restore (the CLI's restore, fetch, ls and snapshots commands use it).
+ * Restore: everything back from the store and the private key alone. Its main exports
+ * (docs/DESIGN.md, "Architecture"), for the CLI's restore, fetch, ls and snapshots commands.
  */
 export { runRestore, type RestoreOptions } from './engine.js';
 export { runFetch, fetchDestination, type FetchOptions } from './fetch.js';

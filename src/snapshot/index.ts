@@ -1,7 +1,8 @@
 /**
  * Snapshot metadata: ids and object keys, the metadata DB (writer, validated reader), packing to
  * and from the store, the keyless manifest, and listing. The format is documented in
- * docs/FORMAT.md ("Snapshot metadata"). The only public surface of src/snapshot.
+ * docs/FORMAT.md ("Snapshot metadata"). Its main exports (docs/DESIGN.md,
+ * "Architecture").
  */
 export type { BlobRef, ChunkLocation, Entry, EntryType, SnapshotCounts, SnapshotInfo, SnapshotSummary } from './types.js';
 export {

@@ -1,5 +1,5 @@
 /**
- * The storage layer's public surface: the Storage contract, the local and S3 backends, the retry
+ * The storage layer's main exports (docs/DESIGN.md, "Architecture"): the Storage contract, the local and S3 backends, the retry
  * and concurrency-limit wrappers, and openStorage/storageSpecFromArgs to build a store.
  */
 export * from './types.js';

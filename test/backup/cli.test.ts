@@ -9,7 +9,7 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { acquireLock, lockPathFor } from '../../src/index/index.js';
+import { acquireLock, lockPathFor } from '../../src/cache/index.js';
 import { startFaultProxy, WRITE_OPERATIONS, type FaultProxy } from '../helpers/faultProxy.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { buildRichTree, listTree, pseudoRandom } from '../helpers/tree.js';

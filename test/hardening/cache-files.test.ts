@@ -7,7 +7,7 @@ import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/index.js';
-import { StateCache, storeIdentity } from '../../src/index/index.js';
+import { StateCache, storeIdentity } from '../../src/cache/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import { makeWorkspace, storeObjects, type Workspace } from '../backup/helpers.js';
 import { pseudoRandom } from '../helpers/tree.js';

@@ -5,7 +5,7 @@
  * (retention keeps the latest, S2) and prunes, blobs only S1 referenced are deleted — and a
  * cache that still dedups against all of S1 makes the next snapshot reference them.
  *
- * The fix under test (src/index/cache.ts): before uploading metadata the cache records the
+ * The fix under test (src/cache/cache.ts): before uploading metadata the cache records the
  * pending snapshot and its blobs; a run that starts with a pending snapshot left over dedups only
  * against blobs in BOTH the base and the pending snapshot (whichever of the two exists keeps
  * them), plus the grace-protected resume window (0 here: the blobs are "old").

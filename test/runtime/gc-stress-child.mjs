@@ -31,7 +31,7 @@ if (!isMainThread) {
   parentPort.postMessage('done');
 } else {
   const dist = new URL(process.argv[2]);
-  const { StateCache } = await import(new URL('index/index.js', dist).href);
+  const { StateCache } = await import(new URL('cache/index.js', dist).href);
   const dir = mkdtempSync(join(tmpdir(), 'vaultik-gc-stress-'));
   try {
     let caches = 0;

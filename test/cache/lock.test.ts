@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFile
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ExitCode, VaultikError } from '../../src/errors.js';
-import { acquireLock, lockPathFor, processStartOf, type LockOwner } from '../../src/index/index.js';
+import { acquireLock, lockPathFor, processStartOf, type LockOwner } from '../../src/cache/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import ts from 'typescript';
 
@@ -129,9 +129,9 @@ describe('state cache lock: unreadable content', () => {
 describe('state cache lock: concurrent processes', () => {
   it('exactly one of 8 processes racing for a stale lock gets it', async () => {
     const outDir = join(tmp.dir, 'js');
-    mkdirSync(join(outDir, 'index'), { recursive: true });
+    mkdirSync(join(outDir, 'cache'), { recursive: true });
     for (const [src, dst] of [
-      ['src/index/lock.ts', 'index/lock.js'],
+      ['src/cache/lock.ts', 'cache/lock.js'],
       ['src/errors.ts', 'errors.js'],
     ] as const) {
       const out = ts.transpileModule(readFileSync(src, 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } });

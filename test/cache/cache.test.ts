@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { makeTempDir } from '../helpers/tmp.js';
 import { fileStatOf, sameStat, type FileStat } from '../../src/fs/index.js';
-import { StateCache, storeIdentity } from '../../src/index/index.js';
+import { StateCache, storeIdentity } from '../../src/cache/index.js';
 import type { ChunkLocation } from '../../src/snapshot/types.js';
 
 let tmp: { dir: string; cleanup: () => void };
