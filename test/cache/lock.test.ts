@@ -139,7 +139,7 @@ describe('state cache lock: concurrent processes', () => {
     }
     writeLock({ pid: deadPid(), hostname: hostname(), startedAt: '2020-01-01T00:00:00.000Z' });
     const script = `
-      import { acquireLock } from ${JSON.stringify(join(outDir, 'index', 'lock.mjs'))};
+      import { acquireLock } from ${JSON.stringify(join(outDir, 'cache', 'lock.mjs'))};
       try { acquireLock(process.argv[1]); console.log('won'); process.stdin.resume(); }
       catch (e) { console.log(e.exitCode === 7 ? 'locked' : 'error ' + e.message); }
     `;
