@@ -325,27 +325,25 @@ export class ChunkPool {
     opts: SubmitOptions,
   ): Promise<ChunkReply & { len: number }> {
     if (!(chunk instanceof Uint8Array)) throw new TypeError('chunk must be a Buffer or Uint8Array');
-    // Wait for room; newcomers queue behind earlier waiters so nobody starves. Inline here and in
-    // submitRaw on purpose: the room check and the queue push below must run in one tick (an
-    // awaited helper in between let callers that do not await get past the limit).
-    let first = true;
-    while (!this.closed && this.broken === undefined && ((first && this.spaceWaiters.length > 0) || !this.hasRoom())) {
-      first = false;
-      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
-    }
-    if (this.closed) throw new VaultikError('chunk pool closed', ExitCode.FAILURE);
-    if (this.broken !== undefined) throw this.broken;
     const len = chunk.byteLength;
-    const buf = detachable(chunk, opts.transfer === true);
-    const reply = await new Promise<ChunkReply>((resolve, reject) => {
-      this.queue.push({ message: { seq: ++this.seq, op, level: this.level, buf, len }, resolve, reject });
-      this.dispatch();
+    const reply = await this.whenRoom(() => {
+      const buf = detachable(chunk, opts.transfer === true);
+      return { seq: ++this.seq, op, level: this.level, buf, len };
     });
     return { ...reply, len };
   }
 
   /** submit() for a buffer the pool owns (a batch): waits for room the same way, no copy. */
-  private async submitRaw(message: ChunkTask): Promise<ChunkReply> {
+  private submitRaw(message: ChunkTask): Promise<ChunkReply> {
+    return this.whenRoom(() => message);
+  }
+
+  /**
+   * Waits for room, then queues the message `make` returns. Newcomers queue behind earlier
+   * waiters so nobody starves. `make` and the push run in the same tick as the last room check:
+   * an await in between let callers that do not await get past the limit.
+   */
+  private async whenRoom(make: () => ChunkTask): Promise<ChunkReply> {
     let first = true;
     while (!this.closed && this.broken === undefined && ((first && this.spaceWaiters.length > 0) || !this.hasRoom())) {
       first = false;
@@ -353,6 +351,7 @@ export class ChunkPool {
     }
     if (this.closed) throw new VaultikError('chunk pool closed', ExitCode.FAILURE);
     if (this.broken !== undefined) throw this.broken;
+    const message = make();
     return await new Promise<ChunkReply>((resolve, reject) => {
       this.queue.push({ message, resolve, reject });
       this.dispatch();
