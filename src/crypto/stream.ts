@@ -9,11 +9,11 @@
  * plaintext is empty) and has the final flag 0x01. So positions are pure arithmetic: segment i
  * starts at headerLength + 16 + i·65552 in the file.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { AgeError } from './errors.js';
 import { encodeHeader, findHeaderEnd, parseHeader, unwrapFileKey, MAX_HEADER_SIZE } from './header.js';
 import { FILE_KEY_SIZE, type Identity, type Recipient } from './keys.js';
-import { hkdf, open, seal, TAG_SIZE } from './primitives.js';
+import { cipherKey, hkdf, open, seal, TAG_SIZE } from './primitives.js';
 
 /** Plaintext bytes per STREAM segment. */
 export const SEGMENT_SIZE = 64 * 1024;
@@ -71,7 +71,7 @@ export class AgeEncryptor {
   /** Header length (through the MAC line), as used by ciphertextSize/plaintextSize. */
   readonly headerLength: number;
   private prefix: Buffer | null;
-  private readonly key: Buffer;
+  private readonly key: KeyObject;
   private readonly nonce = Buffer.alloc(12);
   private readonly pending = Buffer.allocUnsafe(SEGMENT_SIZE);
   private pendingLength = 0;
@@ -90,7 +90,7 @@ export class AgeEncryptor {
     const nonce = randomBytes(PAYLOAD_NONCE_SIZE);
     this.headerLength = header.length;
     this.prefix = Buffer.concat([header, nonce]);
-    this.key = payloadKey(fileKey, nonce);
+    this.key = cipherKey(payloadKey(fileKey, nonce));
   }
 
   /** Plaintext bytes accepted so far. */
@@ -163,7 +163,7 @@ export class AgeEncryptor {
  * stops the walk.
  */
 export function openSegments(
-  key: Uint8Array,
+  key: Uint8Array | KeyObject,
   firstSegment: number,
   bytes: Uint8Array,
   finalSegment: number,
@@ -171,6 +171,7 @@ export function openSegments(
   onBad: (index: number, why: string) => void,
 ): void {
   const nonce = Buffer.alloc(12);
+  const k0 = cipherKey(key);
   for (let k = 0, pos = 0; pos < bytes.length; pos += SEGMENT_CIPHER_SIZE, k++) {
     const index = firstSegment + k;
     const end = Math.min(bytes.length, pos + SEGMENT_CIPHER_SIZE);
@@ -184,7 +185,7 @@ export function openSegments(
       continue;
     }
     setNonce(nonce, index, final);
-    const plain = open(key, nonce, bytes.subarray(pos, end));
+    const plain = open(k0, nonce, bytes.subarray(pos, end));
     if (plain === null) onBad(index, `age segment ${index} failed authentication (corrupted data)`);
     else onPlain(k, plain);
   }
@@ -222,7 +223,7 @@ export class AgeDecryptor {
   private state: 'header' | 'nonce' | 'payload' | 'done' = 'header';
   private headerBuf: Buffer = Buffer.alloc(0);
   private fileKey: Buffer | null = null;
-  private key: Buffer | null = null;
+  private key: KeyObject | null = null;
   private readonly nonce = Buffer.alloc(12);
   private readonly pending = Buffer.allocUnsafe(SEGMENT_CIPHER_SIZE);
   private pendingLength = 0;
@@ -280,7 +281,7 @@ export class AgeDecryptor {
       this.pendingLength += n;
       input = input.subarray(n);
       if (this.pendingLength < PAYLOAD_NONCE_SIZE) return;
-      this.key = payloadKey(this.fileKey!, this.pending.subarray(0, PAYLOAD_NONCE_SIZE));
+      this.key = cipherKey(payloadKey(this.fileKey!, this.pending.subarray(0, PAYLOAD_NONCE_SIZE)));
       this.pendingLength = 0;
       this.state = 'payload';
     }
