@@ -8,6 +8,7 @@ import { isMarkedAsUntransferable, parentPort } from 'node:worker_threads';
 import { StreamCutter } from '../chunker/stream.js';
 import type { ChunkerOptions } from '../chunker/fastcdc.js';
 import { errorMessage } from '../errors.js';
+import { ownArrayBuffer } from './transfer.js';
 import { compressFrame } from './zstd.js';
 
 /** A chunk (`process`: id and frame; `compress`: frame only) or a batch of them (`lens` splits `buf`). */
@@ -70,15 +71,6 @@ function frameReply(reply: ChunkReply, transfer: ArrayBuffer[], frame: Buffer): 
   transfer.push(reply.frame);
 }
 
-/**
- * A chunk in an ArrayBuffer of exactly its size, to hand over: one the cutter assembled is
- * already; a view into a read (which other chunks may share) or into the pool slab is copied.
- */
-function ownBuffer(c: Buffer): ArrayBuffer {
-  if (c.byteOffset === 0 && c.byteLength === c.buffer.byteLength && c.buffer instanceof ArrayBuffer && !isMarkedAsUntransferable(c.buffer)) return c.buffer;
-  return new Uint8Array(c).buffer;
-}
-
 function handle(m: ChunkTask | CutRequest, reply: ChunkReply, transfer: ArrayBuffer[]): void {
   if (m.op === 'cut') {
     let cutter = cutters.get(m.stream);
@@ -93,7 +85,8 @@ function handle(m: ChunkTask | CutRequest, reply: ChunkReply, transfer: ArrayBuf
       if (last) chunks.push(last);
       cutters.delete(m.stream);
     }
-    reply.chunks = chunks.map(ownBuffer);
+    // A chunk the cutter assembled is its own buffer already; a view into a read is copied.
+    reply.chunks = chunks.map(ownArrayBuffer);
     transfer.push(...reply.chunks);
     return;
   }

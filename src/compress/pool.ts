@@ -31,11 +31,12 @@
  * main thread and looked up first, so that only new ones are compressed (compress()).
  */
 import { availableParallelism } from 'node:os';
-import { isMarkedAsUntransferable, Worker, type ResourceLimits } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { resolveChunker, type ChunkerOptions } from '../chunker/fastcdc.js';
 import { workerModule } from '../util/workerModule.js';
 import type { ChunkReply, ChunkRequest, ChunkTask, CutRequest } from './chunkWorker.js';
+import { copyToArrayBuffer, ownArrayBuffer } from './transfer.js';
 import { DEFAULT_COMPRESSION_LEVEL, checkCompressionLevel } from './zstd.js';
 
 /** A chunk's id (SHA-256 of the plaintext) and its zstd frame. */
@@ -107,20 +108,7 @@ interface OpenBatch {
 
 /** A chunk's bytes as an ArrayBuffer the pool may hand to a worker (see SubmitOptions). */
 function detachable(chunk: Uint8Array, transfer: boolean): ArrayBuffer {
-  const ab = chunk.buffer;
-  if (
-    transfer &&
-    ab instanceof ArrayBuffer &&
-    chunk.byteOffset === 0 &&
-    chunk.byteLength === ab.byteLength &&
-    !isMarkedAsUntransferable(ab) // never Node's shared pool slab
-  ) {
-    return ab;
-  }
-  // allocUnsafeSlow: its own ArrayBuffer of exactly this size, and no zero-fill before the copy.
-  const copy = Buffer.allocUnsafeSlow(chunk.byteLength);
-  copy.set(chunk);
-  return copy.buffer;
+  return transfer ? ownArrayBuffer(chunk) : copyToArrayBuffer(chunk);
 }
 
 /** Worker-thread pool for chunk hashing and compression. See the file comment for contracts. */
