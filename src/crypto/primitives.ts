@@ -16,7 +16,7 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Buffer {
 /**
  * A key for many seal/open calls. Node 24 turns a raw key into a key object on every
  * createCipheriv (~13 µs, a third of a 64 KiB STREAM segment's cost there); one made once costs
- * nothing per call. Node 22 takes either at the same speed (bench/README.md).
+ * nothing per call. On Node 22 the two differ within noise (bench/README.md).
  */
 export function cipherKey(key: Uint8Array | KeyObject): KeyObject {
   return key instanceof KeyObject ? key : createSecretKey(key);

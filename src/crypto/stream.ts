@@ -171,7 +171,7 @@ export function openSegments(
   onBad: (index: number, why: string) => void,
 ): void {
   const nonce = Buffer.alloc(12);
-  const k0 = cipherKey(key);
+  const segmentKey = cipherKey(key);
   for (let k = 0, pos = 0; pos < bytes.length; pos += SEGMENT_CIPHER_SIZE, k++) {
     const index = firstSegment + k;
     const end = Math.min(bytes.length, pos + SEGMENT_CIPHER_SIZE);
@@ -185,7 +185,7 @@ export function openSegments(
       continue;
     }
     setNonce(nonce, index, final);
-    const plain = open(k0, nonce, bytes.subarray(pos, end));
+    const plain = open(segmentKey, nonce, bytes.subarray(pos, end));
     if (plain === null) onBad(index, `age segment ${index} failed authentication (corrupted data)`);
     else onPlain(k, plain);
   }
