@@ -58,7 +58,12 @@ export interface CliResult {
 
 /** Starts the CLI (`nodeArgs` go to node, before the script); `done` resolves when it exits. */
 export function startCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), nodeArgs: string[] = []): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [...nodeArgs, MAIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return startNode([...nodeArgs, MAIN, ...args], env);
+}
+
+/** Starts this Node with `args` (flags, a script, its arguments); `done` resolves when it exits. */
+export function startNode(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -306,6 +306,5 @@ export function compareTrees(a: string | Buffer, b: string | Buffer, options: Co
  * sub-microsecond rest of a restored mtime differs between them.
  */
 export function mtimeUs(path: string): bigint {
-  const ns = fs.lstatSync(path, { bigint: true }).mtimeNs;
-  return ns >= 0n || ns % 1000n === 0n ? ns / 1000n : ns / 1000n - 1n;
+  return floorDiv(fs.lstatSync(path, { bigint: true }).mtimeNs, 1000n);
 }

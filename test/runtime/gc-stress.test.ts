@@ -5,33 +5,13 @@
  * collections across statement churn, worker exits and whole CLI runs, on whatever Node runs the
  * suite (.ci/run runs it on Node 22 and on Node 24).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, ensureBuilt, MAIN, REPO } from '../backup/cli.js';
+import { cleanEnv, ensureBuilt, REPO, runCli, startNode } from '../backup/cli.js';
 import { makeWorkspace, type Workspace } from '../backup/helpers.js';
 import { compareTrees } from '../helpers/tree.js';
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runNode(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
 
 /** A preload that collects garbage every few milliseconds for the whole life of the process. */
 const GC_OFTEN = `data:text/javascript,setInterval(() => globalThis.gc(), 3).unref();`;
@@ -47,7 +27,7 @@ describe(`SQLite under forced garbage collection (node ${process.version})`, () 
   it('survives statement churn and worker exits', async () => {
     const child = new URL('./gc-stress-child.mjs', import.meta.url);
     const dist = pathToFileURL(join(REPO, 'dist') + '/').href;
-    const r = await runNode(['--expose-gc', child.pathname, dist]);
+    const r = await startNode(['--expose-gc', child.pathname, dist]).done;
     expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
     expect(r.stdout.trim()).toBe('ok caches=40 workers=6');
   });
@@ -58,14 +38,14 @@ describe(`SQLite under forced garbage collection (node ${process.version})`, () 
     for (let i = 0; i < 300; i++) writeFileSync(join(ws.src, 'd', `f${i}.txt`), `file ${i}\n`.repeat(i + 1));
     writeFileSync(join(ws.src, 'big.bin'), Buffer.alloc(600_000, 7));
     ws.writeConfig();
-    const gcArgs = ['--expose-gc', '--import', GC_OFTEN, MAIN];
+    const gcArgs = ['--expose-gc', '--import', GC_OFTEN];
     for (const label of ['first', 'no-change']) {
-      const r = await runNode([...gcArgs, 'backup', ws.configPath, '--cron']);
+      const r = await runCli(['backup', ws.configPath, '--cron'], cleanEnv(), gcArgs);
       expect({ label, code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ label, code: 0, signal: null, stderr: '' });
     }
     const target = join(ws.root, 'restored');
     const keyEnv = cleanEnv({ VAULTIK_PRIVATE_KEY: ws.identity });
-    const r = await runNode([...gcArgs, 'restore', `file://${ws.store}`, '', 'latest', target], keyEnv);
+    const r = await runCli(['restore', `file://${ws.store}`, '', 'latest', target], keyEnv, gcArgs);
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null });
     expect(compareTrees(ws.src, join(target, ws.src))).toEqual([]);
   });
