@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { timed } from './timed.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -29,15 +30,6 @@ const N = Number(process.argv[2] ?? 200_000);
 const REPS = Number(process.argv[3] ?? 3);
 const ROWS = 64;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vaultik-sqlite-bench-'));
-
-// Runs fn, returns [cpu s, wall s].
-function timed(fn) {
-  const c0 = process.cpuUsage();
-  const t0 = process.hrtime.bigint();
-  fn();
-  const c = process.cpuUsage(c0);
-  return [(c.user + c.system) / 1e6, Number(process.hrtime.bigint() - t0) / 1e9];
-}
 
 const id = (i) => createHash('sha256').update(String(i)).digest();
 const paths = Array.from({ length: N }, (_, i) => Buffer.from(`/data/dir${String(i >> 8).padStart(5, '0')}/file-${String(i).padStart(7, '0')}.txt`));

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { timed } from './timed.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { compressFrame, decompressFrame } = await import(path.join(root, 'dist/compress/zstd.js'));
@@ -38,14 +39,6 @@ const builtin = {
   decompress: (f) => zlib.zstdDecompressSync(f),
 };
 const napi = { compress: (c) => compressFrame(c, 3), decompress: (f) => decompressFrame(f) };
-
-function timed(fn) {
-  const c0 = process.cpuUsage();
-  const t0 = process.hrtime.bigint();
-  fn();
-  const c = process.cpuUsage(c0);
-  return [(c.user + c.system) / 1e6, Number(process.hrtime.bigint() - t0) / 1e9];
-}
 
 const chunks = data();
 const results = { 'zstd-napi': { c: [], d: [] }, 'node:zlib zstd': { c: [], d: [] } };
