@@ -12,9 +12,11 @@
 #   PATH      the file as it was on the source machine: /home/u/data/a.txt
 #   OUTPUT    where to write it (must not exist)
 #
-# INDEX_PREFIX (environment) is where snapshot metadata lives; default index/.
-# Every chunk is checked against its SHA-256 and every blob against its name. Decrypted data
-# exists only in a private temp dir (mode 0700) that is removed on exit, and in OUTPUT.
+# INDEX_PREFIX (environment) is where snapshot roots live; default index/. Reads metadata format
+# version 2: the snapshot's root, the one shard that holds PATH, then the data blobs it needs.
+# Every chunk is checked against its SHA-256 and every blob (a shard too) against its name.
+# Decrypted data exists only in a private temp dir (mode 0700) that is removed on exit, and in
+# OUTPUT.
 set -euo pipefail
 umask 077
 
@@ -59,31 +61,50 @@ if [ "$SNAPSHOT" = latest ]; then
 fi
 echo "recover: snapshot $SNAPSHOT" >&2
 
-# 1. The metadata database: age, then zstd.
-get "$INDEX_PREFIX$SNAPSHOT.db.zst.age" "$WORK/snap.db.zst.age"
-age -d -i "$KEY" "$WORK/snap.db.zst.age" | zstd -d -q > "$WORK/snap.db"
-rm -f "$WORK/snap.db.zst.age"
-q() { sqlite3 -batch -noheader -separator ' ' "$WORK/snap.db" "$1"; }
+# 1. The root: age, then zstd. It holds the snapshot row and the list of its shards.
+get "$INDEX_PREFIX$SNAPSHOT.db.zst.age" "$WORK/root.db.zst.age"
+age -d -i "$KEY" "$WORK/root.db.zst.age" | zstd -d -q > "$WORK/root.db"
+rm -f "$WORK/root.db.zst.age"
+# sql DB QUERY: one query on a decrypted DB; q QUERY: on the shard.
+sql() { sqlite3 -batch -noheader -separator ' ' "$WORK/$1" "$2"; }
+q() { sql shard.db "$1"; }
+[ "$(sql root.db 'PRAGMA application_id')" = 1447777102 ] || die "$SNAPSHOT.db.zst.age is not a vaultik snapshot root"
+VERSION=$(sql root.db 'PRAGMA user_version')
+[ "$VERSION" = 2 ] || die "snapshot $SNAPSHOT has metadata format version $VERSION; this script reads version 2 (docs/FORMAT.md)"
 
-# 2. The entry. Paths are stored as bytes without the leading '/'; compare them as hex.
+# 2. The shard that holds the path: the one with the greatest first_path <= the path. Paths are
+#    stored as bytes without the leading '/'; compare them as hex.
 REL=${WANT#/}
 HEX=$(printf '%s' "$REL" | od -An -tx1 -v | tr -d ' \n')
+SHARD=$(sql root.db "SELECT lower(hex(blob)) FROM shards WHERE first_path <= x'$HEX' ORDER BY first_path DESC LIMIT 1")
+[ -n "$SHARD" ] || die "$WANT is not in snapshot $SNAPSHOT"
+
+# 3. The shard is a blob: check it against its name, then age, then zstd.
+get "blobs/${SHARD:0:2}/${SHARD:2:2}/$SHARD" "$WORK/shard.zst.age"
+[ "$(sha256sum "$WORK/shard.zst.age" | cut -d' ' -f1)" = "$SHARD" ] || die "shard $SHARD is corrupt (its SHA-256 differs from its name)"
+age -d -i "$KEY" "$WORK/shard.zst.age" | zstd -d -q > "$WORK/shard.db"
+rm -f "$WORK/shard.zst.age"
+[ "$(q 'PRAGMA application_id')" = 1447777096 ] || die "blob $SHARD is not a vaultik snapshot shard"
+VERSION=$(q 'PRAGMA user_version')
+[ "$VERSION" = 2 ] || die "shard $SHARD has metadata format version $VERSION; this script reads version 2"
+
+# 4. The entry.
 read -r TYPE SIZE MODE MTIME GROUP <<< "$(q "SELECT type, size, mode, mtime_ns, COALESCE(link_group, '-') FROM entries WHERE path = x'$HEX'")"
 [ -n "$TYPE" ] || die "$WANT is not in snapshot $SNAPSHOT"
 [ "$TYPE" = file ] || die "$WANT is a $TYPE; this script recovers regular files"
 
-# A hard link's content is listed under the first path of its group.
+# A hard link's content is listed under the first path of its group within this shard.
 SOURCE=$HEX
 if [ "$GROUP" != - ] && [ "$SIZE" != 0 ] && [ "$(q "SELECT COUNT(*) FROM file_chunks WHERE path = x'$HEX'")" = 0 ]; then
   SOURCE=$(q "SELECT lower(hex(MIN(path))) FROM entries WHERE link_group = $GROUP")
 fi
 
-# 3. Its chunks, in file order: blob, frame offset and length in the blob plaintext, chunk id.
+# 5. Its chunks, in file order: blob, frame offset and length in the blob plaintext, chunk id.
 q "SELECT f.seq, lower(hex(c.blob)), c.offset, c.length, lower(hex(c.id))
    FROM file_chunks f JOIN chunks c ON c.id = f.chunk WHERE f.path = x'$SOURCE' ORDER BY f.seq" > "$WORK/chunks"
 mkdir "$WORK/frames"
 
-# 4. Each blob once: check its name, decrypt it as a stream, and cut out the frames needed
+# 6. Each blob once: check its name, decrypt it as a stream, and cut out the frames needed
 #    (in offset order; GNU head -c reads exactly the bytes it prints from a pipe).
 for blob in $(cut -d' ' -f2 "$WORK/chunks" | sort -u); do
   get "blobs/${blob:0:2}/${blob:2:2}/$blob" "$WORK/blob"
@@ -102,7 +123,7 @@ for blob in $(cut -d' ' -f2 "$WORK/chunks" | sort -u); do
   rm -f "$WORK/blob"
 done
 
-# 5. Decompress each chunk, verify it, append it.
+# 7. Decompress each chunk, verify it, append it.
 : > "$WORK/out"
 while read -r _seq blob offset _length id; do
   zstd -d -q -c < "$WORK/frames/$blob-$offset" > "$WORK/chunk"
@@ -111,7 +132,7 @@ while read -r _seq blob offset _length id; do
 done < "$WORK/chunks"
 [ "$(wc -c < "$WORK/out")" -eq "$SIZE" ] || die "recovered $(wc -c < "$WORK/out") bytes, expected $SIZE"
 
-# 6. Mode and mtime as recorded.
+# 8. Mode and mtime as recorded.
 chmod "$(printf '%o' "$MODE")" "$WORK/out"
 touch -d "@$((MTIME / 1000000000)).$(printf '%09d' $((MTIME % 1000000000)))" "$WORK/out"
 mv -- "$WORK/out" "$OUTPUT"
