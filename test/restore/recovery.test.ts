@@ -1,20 +1,24 @@
 /**
- * scripts/recover-with-stock-tools.sh against a real backup (`vaultik backup`, local store): files spread over
- * several blobs, deduplicated chunks, a hard link whose content lives under another name, an
- * empty file, a name with spaces; 'latest'; a corrupted blob is detected. Needs age, zstd and
- * sqlite3 (CI installs them).
+ * scripts/recover-with-stock-tools.sh against real backups (`vaultik backup`, local store) in
+ * metadata format version 2: a tree cut into at least two shards; files spread over several
+ * blobs, deduplicated chunks, an empty file, a name with spaces; hard links within one shard (the
+ * follower has no chunks) and across shards (the first path of the group in each shard carries the
+ * content). Two backups, the second with one file changed: 'latest', recovery from either
+ * snapshot, the unchanged shard shared by both roots. Corrupted data and shard blobs, and a
+ * version-1 root, are refused. Needs age, zstd and sqlite3 (CI installs them); the root and shard
+ * DBs are read with them too, not with vaultik.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { linkSync, mkdirSync, readFileSync, statSync, writeFileSync, openSync, writeSync, closeSync, utimesSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { linkSync, mkdirSync, readFileSync, statSync, writeFileSync, openSync, readSync, writeSync, closeSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStorage } from '../../src/storage/index.js';
+import { BOUNDARY_BITS, pathHash } from '../../src/snapshot/shardCut.js';
 import { pseudoRandom } from '../helpers/tree.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { requireTool } from '../helpers/tools.js';
-import { listSnapshots, openSnapshot } from '../../src/snapshot/index.js';
-import type { Storage } from '../../src/storage/types.js';
+import { listSnapshots } from '../../src/snapshot/index.js';
 import { cliBackup, makeKey, writeKeyFile } from './helpers.js';
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/recover-with-stock-tools.sh', import.meta.url));
@@ -24,9 +28,48 @@ const key = makeKey();
 const keyFile = writeKeyFile(key, join(tmp.dir, 'key.txt'));
 const src = join(tmp.dir, 'src data');
 const store = join(tmp.dir, 'store');
-let storage: Storage;
+const root = join(store, 'host1');
+let firstId: string;
 let latestId: string;
 let n = 0;
+
+/** Snapshot path (no leading '/') of a source file, as stored, in hex. */
+const hexOf = (abs: string): string => Buffer.from(abs.slice(1)).toString('hex');
+const rel = (abs: string): string => abs.slice(1);
+const blobPath = (hash: string): string => join(root, 'blobs', hash.slice(0, 2), hash.slice(2, 4), hash);
+
+/** age -d | zstd -d of a store object into a new file; returns its path. */
+function decrypt(object: string): string {
+  const out = join(tmp.dir, `db${n++}`);
+  execFileSync('sh', ['-c', 'age -d -i "$1" "$2" | zstd -d -q > "$3"', 'sh', keyFile, object, out]);
+  return out;
+}
+
+function sql(db: string, query: string): string[] {
+  return execFileSync('sqlite3', ['-batch', '-noheader', '-separator', ' ', db, query], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l !== '');
+}
+
+/** The decrypted root of a snapshot. */
+const rootDb = (id: string): string => decrypt(join(root, 'index', `${id}.db.zst.age`));
+
+/** The shard (its blob hash) that holds a source path in a decrypted root. */
+function shardOf(rootPath: string, abs: string): string {
+  return sql(rootPath, `SELECT lower(hex(blob)) FROM shards WHERE first_path <= x'${hexOf(abs)}' ORDER BY first_path DESC LIMIT 1`)[0]!;
+}
+
+/**
+ * A name in `dir` that sorts after `after` and whose snapshot path ends a shard by the shard
+ * cut's path-hash rule (src/snapshot/shardCut.ts): with more than MIN_ENTRIES entries before it,
+ * the shard that holds it ends there at the latest.
+ */
+function boundaryName(dir: string, after: string): string {
+  for (let k = 0; ; k++) {
+    const name = `${after}-${k}`;
+    if ((pathHash(Buffer.from(rel(join(dir, name)))) & ((1 << BOUNDARY_BITS) - 1)) === 0) return name;
+  }
+}
 
 beforeAll(async () => {
   for (const t of ['age', 'zstd', 'sqlite3']) requireTool(t);
@@ -38,50 +81,130 @@ beforeAll(async () => {
   writeFileSync(join(src, 'text.txt'), 'plain text\n'.repeat(1000));
   writeFileSync(join(src, 'empty'), '');
   writeFileSync(join(src, 'a-first'), 'hard-linked content');
+  linkSync(join(src, 'a-first'), join(src, 'a-link'));
   linkSync(join(src, 'a-first'), join(src, 'sub', 'z-link'));
+  linkSync(join(src, 'a-first'), join(src, 'sub', 'z-link2'));
   utimesSync(join(src, 'text.txt'), 1_600_000_000.123456, 1_600_000_000.123456);
-  // Two real backups (the second changes nothing): 'latest' must pick the second.
+  // 300 small files, then a boundary name: the snapshot has at least two shards, and a cut lies
+  // between 'a-*', 'big.bin', 'empty' (first shard) and 'sub/*', 'text.txt', 'zz-changed'.
+  mkdirSync(join(src, 'm'));
+  for (let i = 0; i < 300; i++) writeFileSync(join(src, 'm', `f${String(i).padStart(4, '0')}`), `small file ${i}\n`);
+  writeFileSync(join(src, 'm', boundaryName(join(src, 'm'), 'g')), 'ends a shard\n');
+  writeFileSync(join(src, 'zz-changed'), 'first version\n');
+  // Two real backups; the second changes one file in place (its directory is unchanged).
   const opts = { src, storeYaml: `local: {path: ${JSON.stringify(store)}, prefix: host1}`, recipient: key.recipient, work: tmp.dir, blobSizeLimit: '300KiB' };
   expect((await cliBackup(opts)).code).toBe(0);
+  writeFileSync(join(src, 'zz-changed'), 'second version, longer\n');
   expect((await cliBackup(opts)).code).toBe(0);
-  storage = openStorage({ type: 'local', path: store, prefix: 'host1/' });
-  const list = await listSnapshots(storage, 'index/');
+  const list = await listSnapshots(openStorage({ type: 'local', path: store, prefix: 'host1/' }), 'index/');
   expect(list).toHaveLength(2);
-  latestId = list[1]!.id;
-}, 60_000);
+  [firstId, latestId] = [list[0]!.id, list[1]!.id];
+}, 120_000);
 
-function recover(path: string, snapshot = 'latest'): { code: number | null; stderr: string; out: string } {
+function recover(path: string, snapshot = 'latest', storeDir = root): { code: number | null; stderr: string; out: string } {
   const out = join(tmp.dir, `out${n++}`);
-  const r = spawnSync('bash', [SCRIPT, join(store, 'host1'), snapshot, keyFile, path, out], { encoding: 'utf8' });
+  const r = spawnSync('bash', [SCRIPT, storeDir, snapshot, keyFile, path, out], { encoding: 'utf8' });
   return { code: r.status, stderr: r.stderr, out };
 }
 
 describe('recover-with-stock-tools.sh', () => {
+  it('works on the layout it is meant for: two shards or more, hard links within and across them', () => {
+    const r = rootDb(latestId);
+    expect(sql(r, 'PRAGMA user_version')).toEqual(['2']);
+    expect(Number(sql(r, 'SELECT shard_count FROM snapshot')[0])).toBeGreaterThanOrEqual(2);
+    const first = shardOf(r, join(src, 'a-first'));
+    expect(shardOf(r, join(src, 'a-link'))).toBe(first);
+    expect(shardOf(r, join(src, 'big.bin'))).toBe(first);
+    const later = shardOf(r, join(src, 'sub', 'z-link'));
+    expect(later).not.toBe(first);
+    expect(shardOf(r, join(src, 'zz-changed'))).not.toBe(first);
+    // Within each shard, the group's first path there carries the content; the others have none.
+    const chunkRows = (shard: string, abs: string): number => Number(sql(decrypt(blobPath(shard)), `SELECT COUNT(*) FROM file_chunks WHERE path = x'${hexOf(abs)}'`)[0]);
+    expect(chunkRows(first, join(src, 'a-first'))).toBeGreaterThan(0);
+    expect(chunkRows(first, join(src, 'a-link'))).toBe(0);
+    expect(chunkRows(later, join(src, 'sub', 'z-link'))).toBeGreaterThan(0);
+    expect(chunkRows(later, join(src, 'sub', 'z-link2'))).toBe(0);
+  });
+
   it('recovers files byte for byte, with mode and mtime', () => {
     const r0 = recover(join(src, 'big.bin'));
     expect(r0.stderr).toContain(`snapshot ${latestId}`);
-    for (const rel of ['big.bin', 'sub/big plus.bin', 'text.txt', 'empty', 'sub/z-link', 'a-first']) {
-      const r = recover(join(src, rel));
+    for (const p of ['big.bin', 'sub/big plus.bin', 'text.txt', 'empty', 'a-first', 'a-link', 'sub/z-link', 'sub/z-link2', 'm/f0123', 'zz-changed']) {
+      const r = recover(join(src, p));
       expect(r.code, r.stderr).toBe(0);
-      expect(readFileSync(r.out).equals(readFileSync(join(src, rel))), rel).toBe(true);
-      const [a, b] = [statSync(r.out), statSync(join(src, rel))];
+      expect(readFileSync(r.out).equals(readFileSync(join(src, p))), p).toBe(true);
+      const [a, b] = [statSync(r.out), statSync(join(src, p))];
       expect(a.mode).toBe(b.mode);
       expect(a.mtimeMs).toBe(b.mtimeMs);
     }
     expect(recover(join(src, 'text.txt'), latestId).code).toBe(0);
   });
 
-  it('refuses a directory, a missing path, and a corrupted blob', async () => {
+  it('recovers from an older snapshot, through the shard it shares with the newer one', () => {
+    const [r1, r2] = [rootDb(firstId), rootDb(latestId)];
+    const shards = (r: string): string[] => sql(r, 'SELECT lower(hex(blob)) FROM shards ORDER BY first_path');
+    const shared = shards(r1).filter((s) => shards(r2).includes(s));
+    expect(shared.length).toBeGreaterThanOrEqual(1);
+    // The unchanged first shard is one object, referenced by both roots; the changed one is not.
+    expect(shardOf(r2, join(src, 'big.bin'))).toBe(shardOf(r1, join(src, 'big.bin')));
+    expect(shardOf(r2, join(src, 'zz-changed'))).not.toBe(shardOf(r1, join(src, 'zz-changed')));
+    // The keyless manifest lists the shards with the data blobs, with their stored sizes.
+    const manifest = JSON.parse(execFileSync('zstd', ['-d', '-q', '-c', join(root, 'index', `${latestId}.manifest.json.zst`)], { encoding: 'utf8' })) as { blobs: [string, number][] };
+    const listed = new Map(manifest.blobs);
+    for (const s of shards(r2)) expect(listed.get(s), s).toBe(statSync(blobPath(s)).size);
+
+    for (const id of [latestId, firstId]) {
+      const r = recover(join(src, 'big.bin'), id);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(r.out).equals(readFileSync(join(src, 'big.bin')))).toBe(true);
+    }
+    const old = recover(join(src, 'zz-changed'), firstId);
+    expect(old.code, old.stderr).toBe(0);
+    expect(readFileSync(old.out, 'utf8')).toBe('first version\n');
+    const now = recover(join(src, 'zz-changed'), latestId);
+    expect(readFileSync(now.out, 'utf8')).toBe('second version, longer\n');
+  });
+
+  it('refuses a version-1 root, naming the version', () => {
+    const v1 = join(tmp.dir, 'v1store');
+    mkdirSync(join(v1, 'index'), { recursive: true });
+    const id = 'testhost-20261127T031500.123Z';
+    execFileSync('sh', [
+      '-c',
+      'sqlite3 "$1/v1.db" "PRAGMA application_id = 1447777102; PRAGMA user_version = 1; CREATE TABLE snapshot (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;" && zstd -q -c "$1/v1.db" | age -r "$2" > "$1/index/$3.db.zst.age"',
+      'sh',
+      v1,
+      key.recipient,
+      id,
+    ]);
+    const r = recover(join(src, 'text.txt'), id, v1);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/format version 1\b/);
+  });
+
+  it('refuses a directory, a missing path, a corrupted blob and a corrupted shard', () => {
     expect(recover(join(src, 'sub')).stderr).toMatch(/is a dir/);
     expect(recover(join(src, 'nope')).stderr).toMatch(/is not in snapshot/);
-    const reader = await openSnapshot(storage, 'index/', latestId, key.identities, tmp.dir);
-    const blob = reader.fileChunks(Buffer.from(join(src, 'text.txt').slice(1)))[0]!.blob;
-    reader.close();
-    const fd = openSync(join(store, 'host1', 'blobs', blob.slice(0, 2), blob.slice(2, 4), blob), 'r+');
-    writeSync(fd, Buffer.from('X'), 0, 1, 500);
-    closeSync(fd);
+    expect(recover('/aaa-before-every-path').stderr).toMatch(/is not in snapshot/);
+    const r2 = rootDb(latestId);
+    const shard = shardOf(r2, join(src, 'text.txt'));
+    const blob = sql(decrypt(blobPath(shard)), `SELECT lower(hex(c.blob)) FROM file_chunks f JOIN chunks c ON c.id = f.chunk WHERE f.path = x'${hexOf(join(src, 'text.txt'))}' ORDER BY f.seq LIMIT 1`)[0]!;
+    // Flips every bit of the byte in the middle of a stored object.
+    const corrupt = (file: string): void => {
+      const at = Math.floor(statSync(file).size / 2);
+      const fd = openSync(file, 'r+');
+      const b = Buffer.alloc(1);
+      readSync(fd, b, 0, 1, at);
+      writeSync(fd, Buffer.from([b[0]! ^ 0xff]), 0, 1, at);
+      closeSync(fd);
+    };
+    corrupt(blobPath(blob));
     const r = recover(join(src, 'text.txt'));
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/is corrupt/);
+    expect(r.stderr).toMatch(/blob [0-9a-f]{64} is corrupt/);
+    corrupt(blobPath(shard));
+    const s = recover(join(src, 'text.txt'));
+    expect(s.code).not.toBe(0);
+    expect(s.stderr).toContain(`shard ${shard} is corrupt`);
   });
 });

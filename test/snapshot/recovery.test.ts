@@ -1,90 +1,97 @@
 /**
  * Runs the "Recovery with the standard tools" recipe of docs/FORMAT.md (snapshot metadata)
- * verbatim, with the real age, zstd and sqlite3 CLIs, against real blobs and metadata.
+ * verbatim, with the real age, zstd and sqlite3 CLIs, against a real backup (`vaultik backup`,
+ * local store) whose metadata has at least two shards and whose file lies in a later shard and
+ * is spread over several blobs.
  */
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compressFrame } from '../../src/compress/zstd.js';
-import { encrypt, generateKeyPair, parseRecipient } from '../../src/crypto/index.js';
-import { SnapshotWriter, metadataKey, publishSnapshot, type ChunkLocation } from '../../src/snapshot/index.js';
+import { BOUNDARY_BITS, pathHash } from '../../src/snapshot/shardCut.js';
+import { listSnapshots } from '../../src/snapshot/index.js';
+import { openStorage } from '../../src/storage/index.js';
+import { pseudoRandom } from '../helpers/tree.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { requireTool } from '../helpers/tools.js';
-import { MemoryStorage, T0, entry } from './helpers.js';
+import { cliBackup, makeKey, writeKeyFile } from '../restore/helpers.js';
 
 function recipe(): string {
-  const doc = ['docs/FORMAT.md'].filter((p) => existsSync(p)).map((p) => readFileSync(p, 'utf8'));
-  for (const text of doc) {
-    for (const m of text.matchAll(/```sh\n([\s\S]*?)```/g)) if (m[1]!.includes('snap.db')) return m[1]!;
+  const text = readFileSync('docs/FORMAT.md', 'utf8');
+  for (const m of text.matchAll(/```sh\n([\s\S]*?)```/g)) if (m[1]!.includes('root.db')) return m[1]!;
+  throw new Error('no recovery recipe with root.db in docs/FORMAT.md');
+}
+
+/** A name in `dir` after `after` whose snapshot path ends a shard (src/snapshot/shardCut.ts). */
+function boundaryName(dir: string, after: string): string {
+  for (let k = 0; ; k++) {
+    const name = `${after}-${k}`;
+    if ((pathHash(Buffer.from(join(dir, name).slice(1))) & ((1 << BOUNDARY_BITS) - 1)) === 0) return name;
   }
-  throw new Error('no recovery recipe with snap.db in docs/FORMAT.md');
+}
+
+/** Every path of a tree as the snapshot stores it: its ancestors, itself and everything under it. */
+function snapshotPaths(dir: string): string[] {
+  const parts = dir.slice(1).split('/');
+  const out = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      out.push(p.slice(1));
+      if (lstatSync(p).isDirectory()) walk(p);
+    }
+  };
+  walk(dir);
+  return out;
 }
 
 describe('recovery with stock tools (docs recipe, verbatim)', () => {
-  it('lists every path and recovers a multi-chunk file spread over two blobs', async () => {
+  it('lists every path, shard by shard, and recovers a multi-blob file from a later shard', async () => {
     for (const t of ['age', 'zstd', 'sqlite3', 'sh']) requireTool(t);
     const tmp = makeTempDir('vaultik-recover-');
     try {
-      const keys = generateKeyPair();
-      const recipients = [parseRecipient(keys.recipient)];
+      const key = makeKey();
+      const src = join(tmp.dir, 'data');
+      mkdirSync(join(src, 'm'), { recursive: true });
+      // 300 files and a boundary name before 'z big file.bin': it lies in a later shard.
+      for (let i = 0; i < 300; i++) writeFileSync(join(src, 'm', `f${String(i).padStart(4, '0')}`), `small file ${i}\n`);
+      writeFileSync(join(src, 'm', boundaryName(join(src, 'm'), 'g')), 'ends a shard\n');
+      const big = pseudoRandom(700_000, 7);
+      writeFileSync(join(src, 'z big file.bin'), big, { mode: 0o640 });
+      writeFileSync(join(src, 'z empty'), '');
       const store = join(tmp.dir, 'store');
-      const id = 'host-1-20261127T031500.123Z';
-      // Three chunks of one file, packed out of order into two blobs.
-      const chunks = [randomBytes(70_000), Buffer.from('middle chunk '.repeat(5000)), randomBytes(10)];
-      const frames = chunks.map((c) => compressFrame(c));
-      const packs: number[][] = [[2, 0], [1]];
-      const locs = new Map<number, ChunkLocation>();
-      const blobs: { hash: string; size: number }[] = [];
-      for (const pack of packs) {
-        let offset = 0;
-        const plain: Buffer[] = [];
-        const pending: [number, number][] = [];
-        for (const i of pack) {
-          pending.push([i, offset]);
-          plain.push(frames[i]!);
-          offset += frames[i]!.length;
-        }
-        const stored = encrypt(Buffer.concat(plain), recipients);
-        const hash = createHash('sha256').update(stored).digest('hex');
-        mkdirSync(join(store, 'blobs', hash.slice(0, 2), hash.slice(2, 4)), { recursive: true });
-        writeFileSync(join(store, 'blobs', hash.slice(0, 2), hash.slice(2, 4), hash), stored);
-        blobs.push({ hash, size: stored.length });
-        for (const [i, off] of pending) {
-          const cid = createHash('sha256').update(chunks[i]!).digest();
-          locs.set(i, { id: cid, blob: hash, offset: off, length: frames[i]!.length, plainLength: chunks[i]!.length });
-        }
-      }
-      const w = new SnapshotWriter(join(tmp.dir, 'snap-src.db'));
-      const total = chunks.reduce((a, c) => a + c.length, 0);
-      const paths = ['home', 'home/u', 'home/u/data', 'home/u/data/big file.bin', 'home/u/data/link', 'home/u/data/empty'];
-      w.addEntry(entry('home', 'dir'));
-      w.addEntry(entry('home/u', 'dir'));
-      w.addEntry(entry('home/u/data', 'dir'));
-      w.addEntry(entry('home/u/data/big file.bin', 'file', { size: total }), [0, 1, 2].map((i) => locs.get(i)!.id));
-      w.addEntry(entry('home/u/data/link', 'symlink', { target: Buffer.from('big file.bin') }));
-      w.addEntry(entry('home/u/data/empty', 'file'));
-      for (const l of locs.values()) w.addChunk(l);
-      for (const b of blobs) w.addBlob(b.hash, b.size);
-      const f = w.finish({ id, startTime: T0, endTime: T0, toolVersion: 't', sourceDirs: ['/home/u/data'], excludes: [], chunkSize: 65536, blobSizeLimit: 1 << 30, compressionLevel: 3 });
-      const storage = new MemoryStorage();
-      await publishSnapshot(storage, { indexPrefix: 'index/', dbPath: f.dbPath, recipients });
-      mkdirSync(join(store, 'index'));
-      writeFileSync(join(store, metadataKey('index/', id)), storage.objects.get(metadataKey('index/', id))!.data);
+      const r = await cliBackup({ src, storeYaml: `local: {path: ${JSON.stringify(store)}, prefix: host1}`, recipient: key.recipient, work: tmp.dir, blobSizeLimit: '200KiB' });
+      expect(r.code, r.stderr).toBe(0);
+      const [snap] = await listSnapshots(openStorage({ type: 'local', path: store, prefix: 'host1/' }), 'index/');
 
       const work = join(tmp.dir, 'work');
       mkdirSync(work);
-      writeFileSync(join(work, 'key.txt'), `${keys.identity}\n`, { mode: 0o600 });
+      writeKeyFile(key, join(work, 'key.txt'));
+      const file = join(src, 'z big file.bin').slice(1);
       const out = execFileSync('sh', ['-e', '-c', recipe()], {
         cwd: work,
-        env: { PATH: process.env.PATH, STORE: store, ID: id, FILE: 'home/u/data/big file.bin' },
+        env: { PATH: process.env.PATH, STORE: join(store, 'host1'), ID: snap!.id, FILE: file },
         maxBuffer: 1 << 26,
-      }).toString();
-      for (const p of paths) expect(out.split('\n')).toContain(p);
-      expect(out.split('\n')).toContain('symlink|777|1000|1000|0|home/u/data/link');
-      expect(out.split('\n')).toContain(`file|644|1000|1000|${total}|home/u/data/big file.bin`);
-      expect(readFileSync(join(work, 'recovered')).equals(Buffer.concat(chunks))).toBe(true);
+      })
+        .toString()
+        .split('\n');
+
+      const sqlite = (db: string, q: string): string[] => execFileSync('sqlite3', [join(work, db), q], { encoding: 'utf8' }).trim().split('\n');
+      // At least two shards, and the file is not in the first one.
+      const shards = sqlite('root.db', 'SELECT lower(hex(blob)) FROM shards ORDER BY first_path');
+      expect(shards.length).toBeGreaterThanOrEqual(2);
+      expect(sqlite('shard.db', 'SELECT lower(hex(path)) FROM entries ORDER BY path LIMIT 1')[0]).not.toBe(Buffer.from(src.slice(1)).toString('hex'));
+      expect(Number(sqlite('shard.db', `SELECT COUNT(DISTINCT c.blob) FROM file_chunks f JOIN chunks c ON c.id = f.chunk WHERE f.path = CAST('${file}' AS BLOB)`)[0])).toBeGreaterThanOrEqual(2);
+
+      // Every path once, in path order, with its type, mode, owner and size.
+      const listed = out.filter((l) => /^(file|dir|symlink)\|/.test(l)).map((l) => l.split('|').slice(5).join('|'));
+      const paths = snapshotPaths(src);
+      expect(listed).toEqual([...paths].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+      for (const name of ['z big file.bin', 'z empty']) {
+        const st = lstatSync(join(src, name));
+        expect(out).toContain(`file|${(st.mode & 0o7777).toString(8)}|${st.uid}|${st.gid}|${st.size}|${join(src, name).slice(1)}`);
+      }
+      expect(readFileSync(join(work, 'recovered')).equals(big)).toBe(true);
     } finally {
       tmp.cleanup();
     }
