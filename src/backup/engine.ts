@@ -42,7 +42,8 @@ import { parseRecipient, type Recipient } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
 import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, sameStat, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
 import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../cache/index.js';
-import { SnapshotWriter, makeSnapshotId, parseSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../snapshot/index.js';
+import { LocationSpool, makeSnapshotId, parseSnapshotId, publishSnapshot, writeRoot, type ChunkLocation, type Entry, type ShardLimits } from '../snapshot/index.js';
+import { ShardAssembler, type ShardSlot } from './shards.js';
 import type { StoreWriter } from '../storage/types.js';
 import { BlobSizes } from './blobSizes.js';
 import { emptyProgress, type BackupEvent, type BackupProgress, type BackupSummary, type BackupWarning } from './events.js';
@@ -115,6 +116,8 @@ export interface BackupDeps {
    * order, each directory before its contents, hard-link groups, self paths left out).
    */
   scan?: (config: Config, options: ScanOptions) => AsyncIterable<SourceEntry>;
+  /** Where shards are cut (default: snapshot/shardCut.ts); tests make them small. */
+  shardLimits?: ShardLimits;
 }
 
 const DEFAULT_SMALL_FILE = DEFAULT_READ_SIZE;
@@ -200,6 +203,10 @@ interface FileJob {
   hashFirst: boolean;
   /** Chunk ids, in file order, as they are placed. */
   ids: Buffer[];
+  /** Locations of the chunks found in the state cache (the others are packed in this run). */
+  locations: ChunkLocation[];
+  /** Its place in the snapshot's shards. */
+  slot: ShardSlot;
 }
 
 /** What a worker (or the dedup check in hash-first mode) made of a chunk. */
@@ -223,7 +230,10 @@ type WindowItem =
 interface LinkGroup {
   /** The leader's recorded entry; undefined while it is being read; null when it was left out. */
   leader: Entry | null | undefined;
-  waiting: SourceEntry[];
+  /** The leader's chunk ids and the cached locations among them (a follower may carry them). */
+  chunks: readonly Buffer[];
+  locations: readonly ChunkLocation[];
+  waiting: { walked: SourceEntry; slot: ShardSlot }[];
   /** Links not seen yet. */
   remaining: number;
 }
@@ -250,9 +260,9 @@ class BackupRun {
   private readonly inflight = new Map<string, number>();
   private readonly links = new Map<number, LinkGroup>();
   private readonly blobSizes: BlobSizes;
-  /** Blobs already added to the snapshot DB (hex). */
-  private readonly snapshotBlobs = new Set<string>();
-  private writer: SnapshotWriter | undefined;
+  private shards: ShardAssembler | undefined;
+  /** Locations of the chunks packed in this run, for the shards that use them. */
+  private spool: LocationSpool | undefined;
   private packer: BlobPacker | undefined;
   private pool: ChunkPool | undefined;
   private walkDone = false;
@@ -336,7 +346,8 @@ class BackupRun {
       await this.checkSourcesExist();
       await rm(this.workDir, { recursive: true, force: true });
       await mkdir(this.workDir, { recursive: true, mode: 0o700 });
-      this.writer = new SnapshotWriter(join(this.workDir, 'snapshot.db'));
+      this.spool = new LocationSpool(join(this.workDir, 'locations.db'));
+      this.shards = new ShardAssembler({ workDir: this.workDir, cache, blobSizes: this.blobSizes, ...(deps.shardLimits ? { limits: deps.shardLimits } : {}) });
       if (deps.pool && deps.pool.level !== config.compressionLevel) {
         throw new VaultikError(`chunk pool compresses at level ${deps.pool.level}, the config asks for ${config.compressionLevel}`);
       }
@@ -368,35 +379,45 @@ class BackupRun {
       killPoint('blobs-done'); // test-only (VAULTIK_TEST_KILL_AT); no-op when unset
 
       this.emit({ type: 'phase', phase: 'metadata' });
+      this.spool.flush();
+      const assembled = await this.shards.finish(killableStorage(deps.storage, true), this.recipients, this.spool.dbPath, this.signal);
+      killPoint('shards-done'); // test-only
       const endTime = (deps.now ?? (() => new Date()))();
-      const finished = this.writer.finish({
-        id: this.snapshotId,
-        startTime: this.startTime,
-        endTime: endTime < this.startTime ? this.startTime : endTime,
-        toolVersion: toolVersion(),
-        sourceDirs: [...config.sourceDirs],
-        excludes: [...config.exclude],
-        chunkSize: config.chunkSize,
-        blobSizeLimit: config.blobSizeLimit,
-        compressionLevel: config.compressionLevel,
-        warnings: this.progress.warnings,
-      });
+      const rootPath = join(this.workDir, 'root.db');
+      const info = writeRoot(
+        rootPath,
+        {
+          id: this.snapshotId,
+          startTime: this.startTime,
+          endTime: endTime < this.startTime ? this.startTime : endTime,
+          toolVersion: toolVersion(),
+          sourceDirs: [...config.sourceDirs],
+          excludes: [...config.exclude],
+          chunkSize: config.chunkSize,
+          blobSizeLimit: config.blobSizeLimit,
+          compressionLevel: config.compressionLevel,
+          warnings: this.progress.warnings,
+        },
+        assembled,
+      );
+      const dataBlobs = assembled.blobs.map((b) => b.hash);
       // Should the run die between the metadata upload and completeSnapshot, the next run
-      // knows which blobs the possibly-published snapshot holds (cache.ts: the cache may lag).
-      cache.preparePublish(this.snapshotId, this.snapshotBlobs);
+      // knows which blobs and shards the possibly-published snapshot holds (cache.ts: the cache may lag).
+      cache.preparePublish(this.snapshotId, dataBlobs, assembled.digests);
       const published = await publishSnapshot(killableStorage(deps.storage), {
         indexPrefix: config.indexPrefix,
-        dbPath: finished.dbPath,
+        id: this.snapshotId,
+        rootPath,
+        blobs: [...assembled.blobs, ...assembled.shards.map((sh) => ({ hash: sh.hash, size: sh.size }))],
         recipients: this.recipients,
         signal: this.signal,
       });
       killPoint('cache-commit'); // test-only
-      cache.completeSnapshot(this.snapshotId, published.blobs.map((b) => b.hash));
+      cache.completeSnapshot(this.snapshotId, dataBlobs, assembled.digests);
       runEnded = true;
       const done = new Date();
       this.emit({ type: 'phase', phase: 'done' });
       this.emitProgress(true);
-      const info = finished.info;
       const summary: BackupSummary = {
         ...this.progress,
         snapshotId: this.snapshotId,
@@ -404,7 +425,9 @@ class BackupRun {
         startTime: this.startTime.toISOString(),
         endTime: done.toISOString(),
         durationMs: done.getTime() - this.startTime.getTime(),
-        metadataBytes: published.metadataSize,
+        metadataBytes: published.metadataSize + assembled.writtenBytes,
+        shardsWritten: assembled.written,
+        shardsReused: assembled.reused,
         snapshotBlobs: info.blobCount,
         snapshotBlobBytes: info.blobBytes,
         entries: info.fileCount + info.dirCount + info.symlinkCount + info.otherCount,
@@ -414,7 +437,7 @@ class BackupRun {
     } catch (err) {
       this.fail(err);
       await this.packer?.abort();
-      this.writer?.abort();
+      this.spool?.dispose();
       if (!runEnded) cache.abortRun();
       runEnded = true;
       const first = this.failure!.err;
@@ -426,6 +449,7 @@ class BackupRun {
       if (!runEnded) cache.abortRun();
       if (ownPool) await this.pool?.close();
       this.blobSizes.close();
+      this.spool?.dispose();
       await rm(this.workDir, { recursive: true, force: true }).catch(noop);
     }
   }
@@ -464,6 +488,7 @@ class BackupRun {
       }
       // Every file was looked up in walk order: the cache forgets the ones gone from the source.
       if (!this.failure) this.cache.endOrderedScan();
+      this.shards!.endWalk();
       this.walkDone = true;
       await this.smallReads.settle();
       this.largeQueue.close();
@@ -486,46 +511,50 @@ class BackupRun {
   }
 
   private async onEntry(e: SourceEntry): Promise<void> {
-    const writer = this.writer!;
+    const shards = this.shards!;
     const { entry } = e;
+    const slot = shards.reserve(entry, entry.linkGroup !== undefined && e.hardLinkTo === undefined);
     switch (entry.type) {
       case 'file':
         break;
       case 'dir':
         this.progress.dirs++;
-        writer.addEntry(entry);
+        shards.fill(slot, entry);
         return;
       case 'symlink':
         this.progress.symlinks++;
-        writer.addEntry(entry);
+        shards.fill(slot, entry);
         return;
       default:
         this.progress.others++;
-        writer.addEntry(entry);
+        shards.fill(slot, entry);
         return;
     }
     this.progress.files++;
     this.progress.bytesScanned += entry.size;
     if (e.hardLinkTo !== undefined) {
-      this.onFollower(e);
+      this.onFollower(e, slot);
       return;
     }
-    if (entry.linkGroup !== undefined) this.links.set(entry.linkGroup, { leader: undefined, waiting: [], remaining: e.stat.nlink - 1 });
+    if (entry.linkGroup !== undefined) {
+      this.links.set(entry.linkGroup, { leader: undefined, chunks: [], locations: [], waiting: [], remaining: e.stat.nlink - 1 });
+    }
 
     const cached = this.cache.lookupInOrder(entry.path);
-    if (cached && sameStat(cached, e.stat) && this.usable(cached.chunks)) {
+    const cachedLocations = cached && sameStat(cached, e.stat) ? this.usable(cached.chunks) : undefined;
+    if (cached && cachedLocations) {
       this.progress.filesUnchanged++;
       // The cache's row already says exactly this: only the snapshot gets the entry.
-      this.writer!.addEntry(entry, cached.chunks);
-      if (entry.linkGroup !== undefined) this.settleLinks(entry.linkGroup, entry);
+      shards.fill(slot, entry, cached.chunks, cachedLocations);
+      if (entry.linkGroup !== undefined) this.settleLinks(entry.linkGroup, entry, cached.chunks, cachedLocations);
       return;
     }
     if (cached) this.progress.filesChanged++;
     else this.progress.filesNew++;
-    const job: FileJob = { walked: e, cached, hashFirst: cached !== undefined, ids: [] };
+    const job: FileJob = { walked: e, cached, hashFirst: cached !== undefined, ids: [], locations: [], slot };
     if (entry.size === 0) {
       // Nothing to read; the stat tuple in the cache catches any later write.
-      this.recordFile(entry, [], e.stat);
+      this.recordFile(job, entry, [], [], e.stat);
       return;
     }
     this.progress.bytesToRead += entry.size;
@@ -539,66 +568,71 @@ class BackupRun {
   }
 
   /**
-   * Whether every chunk can be referenced in this run: in a blob the cache offers for dedup, or
-   * packed earlier in this run. Adds the cached locations to the snapshot as it goes.
+   * The cached locations of a file's chunks when every one can be referenced in this run (in a
+   * blob the cache offers for dedup, or packed earlier in this run), else undefined.
    */
-  private usable(ids: readonly Buffer[]): boolean {
+  private usable(ids: readonly Buffer[]): ChunkLocation[] | undefined {
     const locs: ChunkLocation[] = [];
     for (const id of ids) {
       if (this.packer!.has(id.toString('latin1'))) continue;
       const loc = this.cache.findChunk(id);
-      if (!loc) return false;
+      if (!loc) return undefined;
       locs.push(loc);
     }
-    for (const loc of locs) this.addLocation(loc);
-    return true;
+    return locs;
   }
 
-  /** Adds a cached chunk location (and its blob) to the snapshot. Idempotent. */
-  private addLocation(loc: ChunkLocation): void {
-    this.writer!.addChunk(loc);
-    if (!this.snapshotBlobs.has(loc.blob)) {
-      this.writer!.addBlob(loc.blob, this.blobSizes.get(loc.blob));
-      this.snapshotBlobs.add(loc.blob);
-    }
-  }
-
-  /** Writes a file's entry and its cache record, and releases hard links waiting for it. */
-  private recordFile(entry: Entry, ids: Buffer[], stat: FileStat | CachedFile): void {
-    this.writer!.addEntry(entry, ids);
+  /** Settles a read file's entry and its cache record, and releases hard links waiting for it. */
+  private recordFile(job: FileJob, entry: Entry, ids: Buffer[], locations: readonly ChunkLocation[], stat: FileStat | CachedFile): void {
+    this.shards!.fill(job.slot, entry, ids, locations);
     this.cache.recordFile(entry.path, stat, ids);
-    if (entry.linkGroup !== undefined) this.settleLinks(entry.linkGroup, entry);
+    if (entry.linkGroup !== undefined) this.settleLinks(entry.linkGroup, entry, ids, locations);
   }
 
-  private onFollower(e: SourceEntry): void {
-    const group = this.links.get(e.entry.linkGroup!);
+  private onFollower(e: SourceEntry, slot: ShardSlot): void {
+    const groupId = e.entry.linkGroup!;
+    const group = this.links.get(groupId);
     if (!group) {
       // Its leader was not seen in this walk (cannot happen in path order): keep it as a plain file.
       throw new VaultikError(`hard link ${displayPath(e.absPath)}: its first path was not walked`);
     }
     group.remaining--;
-    if (group.leader === undefined) group.waiting.push(e);
-    else this.addFollower(group, e);
-    if (group.remaining <= 0 && group.leader !== undefined) this.links.delete(e.entry.linkGroup!);
+    if (group.leader === undefined) group.waiting.push({ walked: e, slot });
+    else this.addFollower(group, e, slot);
+    if (group.remaining <= 0 && group.leader !== undefined) this.endGroup(groupId);
   }
 
-  private addFollower(group: LinkGroup, e: SourceEntry): void {
+  private endGroup(groupId: number): void {
+    this.links.delete(groupId);
+    this.shards!.endGroup(groupId);
+  }
+
+  private addFollower(group: LinkGroup, e: SourceEntry, slot: ShardSlot): void {
     const leader = group.leader;
     if (!leader) {
+      this.shards!.skip(slot);
       this.warn({ path: displayPath(e.absPath), kind: 'skipped', message: `hard link ${displayPath(e.absPath)} left out: its first path could not be backed up` });
       return;
     }
     // One inode: the follower carries the leader's recorded size, time and mode (the format
-    // requires equal sizes in a group, and the leader's are those of the bytes stored).
-    this.writer!.addEntry({ ...e.entry, size: leader.size, mtimeNs: leader.mtimeNs, mode: leader.mode, uid: leader.uid, gid: leader.gid });
+    // requires equal sizes in a group, and the leader's are those of the bytes stored). The
+    // group's chunks go with it: in a shard without the leader, it carries the content.
+    this.shards!.fill(
+      slot,
+      { ...e.entry, size: leader.size, mtimeNs: leader.mtimeNs, mode: leader.mode, uid: leader.uid, gid: leader.gid },
+      group.chunks,
+      group.locations,
+    );
   }
 
-  private settleLinks(groupId: number, leader: Entry | null): void {
+  private settleLinks(groupId: number, leader: Entry | null, chunks: readonly Buffer[] = [], locations: readonly ChunkLocation[] = []): void {
     const group = this.links.get(groupId);
     if (!group) return;
     group.leader = leader;
-    for (const e of group.waiting.splice(0)) this.addFollower(group, e);
-    if (group.remaining <= 0) this.links.delete(groupId);
+    group.chunks = chunks;
+    group.locations = locations;
+    for (const w of group.waiting.splice(0)) this.addFollower(group, w.walked, w.slot);
+    if (group.remaining <= 0) this.endGroup(groupId);
   }
 
   // ---- reading ----
@@ -797,13 +831,14 @@ class BackupRun {
       } finally {
         this.budget.release(item.bytes);
       }
-      await this.place(out);
+      const loc = await this.place(out);
+      if (loc) item.job.locations.push(loc);
       item.job.ids.push(out.id);
     }
   }
 
-  /** Dedups or packs one chunk. */
-  private async place(out: ChunkOutcome): Promise<void> {
+  /** Dedups or packs one chunk; returns its location when the state cache had it. */
+  private async place(out: ChunkOutcome): Promise<ChunkLocation | undefined> {
     const key = out.id.toString('latin1');
     if (out.counted === true) {
       const n = this.inflight.get(key);
@@ -813,12 +848,9 @@ class BackupRun {
       }
     }
     const packer = this.packer!;
-    if (packer.has(key)) return;
+    if (packer.has(key)) return undefined;
     const loc = out.known !== undefined && out.known !== 'packed' ? out.known : this.cache.findChunk(out.id);
-    if (loc) {
-      this.addLocation(loc);
-      return;
-    }
+    if (loc) return loc;
     if (out.frame === undefined) {
       throw new VaultikError(`internal error: chunk ${out.id.toString('hex')} was deduplicated against nothing`);
     }
@@ -826,6 +858,7 @@ class BackupRun {
     killPoint('chunk'); // test-only
     this.progress.bytesNew += out.plainLength;
     this.progress.bytesPacked += out.frame.length;
+    return undefined;
   }
 
   private finishFile(job: FileJob, outcome: FileOutcome): void {
@@ -833,7 +866,7 @@ class BackupRun {
     const where = displayPath(walked.absPath);
     if (outcome.ok && !outcome.changed) {
       const st = outcome.stat;
-      this.recordFile({ ...walked.entry, size: st.size, mtimeNs: st.mtimeNs, mode: st.mode & 0o7777 }, job.ids, st);
+      this.recordFile(job, { ...walked.entry, size: st.size, mtimeNs: st.mtimeNs, mode: st.mode & 0o7777 }, job.ids, job.locations, st);
       return;
     }
     let warning: BackupWarning;
@@ -845,27 +878,30 @@ class BackupRun {
     }
     // A changed file keeps its previous backed-up version when every chunk of it is still usable.
     const prev = job.cached;
-    if (warning.kind === 'changed' && prev && this.usable(prev.chunks)) {
+    const prevLocations = warning.kind === 'changed' && prev ? this.usable(prev.chunks) : undefined;
+    if (prev && prevLocations) {
       warning.keptPrevious = true;
       warning.message += '; the previous version was kept';
       this.warn(warning);
-      this.recordFile({ ...walked.entry, size: prev.size, mtimeNs: prev.mtimeNs, mode: prev.mode & 0o7777 }, prev.chunks, prev);
+      this.recordFile(job, { ...walked.entry, size: prev.size, mtimeNs: prev.mtimeNs, mode: prev.mode & 0o7777 }, prev.chunks, prevLocations, prev);
       return;
     }
     if (warning.kind === 'changed') warning.message += '; left out of this snapshot';
     this.warn(warning);
     // Not in this snapshot: the cache must not offer its chunks as the file's any more.
     if (prev) this.cache.forgetFile(walked.entry.path);
+    this.shards!.skip(job.slot);
     if (walked.entry.linkGroup !== undefined) this.settleLinks(walked.entry.linkGroup, null);
   }
 
   // ---- blobs ----
 
   private onSealed(b: SealedBlob): void {
-    const writer = this.writer!;
-    for (const c of b.chunks) writer.addChunk({ id: c.id, blob: b.hash, offset: c.offset, length: c.length, plainLength: c.plainLength });
-    writer.addBlob(b.hash, b.size);
-    this.snapshotBlobs.add(b.hash);
+    this.spool!.addBlob(
+      b.hash,
+      b.size,
+      b.chunks.map((c) => ({ id: c.id, blob: b.hash, offset: c.offset, length: c.length, plainLength: c.plainLength })),
+    );
     this.blobSizes.set(b.hash, b.size);
     this.progress.blobsSealed++;
   }

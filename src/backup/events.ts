@@ -49,8 +49,11 @@ export interface BackupSummary extends BackupProgress {
   startTime: string;
   endTime: string;
   durationMs: number;
-  /** Encrypted metadata object size, and the manifest's. */
+  /** Stored bytes of the metadata this run uploaded: the root and the shards it wrote. */
   metadataBytes: number;
+  /** Shards written by this run, and shards of an earlier snapshot referenced as they were. */
+  shardsWritten: number;
+  shardsReused: number;
   /** Blobs the snapshot references (old and new) and their total stored size. */
   snapshotBlobs: number;
   snapshotBlobBytes: number;

@@ -22,7 +22,7 @@ import type { PutBody, PutOptions, StoreWriter } from '../storage/types.js';
 /** The environment variable naming the crash point (test-only). */
 export const TEST_KILL_ENV = 'VAULTIK_TEST_KILL_AT';
 
-export type KillPoint = 'scan' | 'chunk' | 'upload' | 'blob-recorded' | 'blobs-done' | 'manifest' | 'metadata' | 'cache-commit';
+export type KillPoint = 'scan' | 'chunk' | 'upload' | 'blob-recorded' | 'blobs-done' | 'shard' | 'shards-done' | 'manifest' | 'metadata' | 'cache-commit';
 
 const spec = process.env[TEST_KILL_ENV];
 const [wantedPoint, wantedNth] = spec ? [spec.split(':')[0], Number(spec.split(':')[1] ?? '1')] : [undefined, 0];
@@ -66,9 +66,12 @@ function halfThenKill(body: PutBody, point: KillPoint): PutBody {
   };
 }
 
-/** The storage, or (crash point 'upload' / 'metadata' set) one whose puts die half-way. */
-export function killableStorage(storage: StoreWriter): StoreWriter {
-  if (wantedPoint !== 'upload' && wantedPoint !== 'metadata' && wantedPoint !== 'manifest') return storage;
+/**
+ * The storage, or (crash point 'upload' / 'shard' / 'metadata' set) one whose puts die half-way:
+ * 'upload' in a data blob, 'shard' in a shard (the puts of a storage made with `shards`).
+ */
+export function killableStorage(storage: StoreWriter, shards = false): StoreWriter {
+  if (wantedPoint !== 'upload' && wantedPoint !== 'shard' && wantedPoint !== 'metadata' && wantedPoint !== 'manifest') return storage;
   const point: KillPoint = wantedPoint;
   return new Proxy(storage, {
     get(target, prop, receiver) {
@@ -79,7 +82,7 @@ export function killableStorage(storage: StoreWriter): StoreWriter {
           if (point === 'manifest' && key.endsWith('.manifest.json.zst')) {
             return target.put(key, body, options).then(() => killPoint(point));
           }
-          if ((point === 'upload' && isBlob) || (point === 'metadata' && isMeta)) {
+          if ((point === 'upload' && isBlob && !shards) || (point === 'shard' && isBlob && shards) || (point === 'metadata' && isMeta)) {
             return target.put(key, halfThenKill(body, point), options);
           }
           return target.put(key, body, options);

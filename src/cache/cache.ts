@@ -33,6 +33,10 @@
  *   source: they are forgotten as the cursor passes them and, once the walk ends
  *   (endOrderedScan), after it. A run without a complete ordered walk keeps the older rule:
  *   completeSnapshot forgets every file not recorded in the run.
+ * - Shards (src/backup/shards.ts) follow the dedup rule of blobs: findShard offers only shards of
+ *   the base snapshot, which exists in the store with every blob it references, and the
+ *   narrowing after a pending snapshot applies to them too. A shard uploaded by a run that never
+ *   completed is not offered again (prune removes it after the grace).
  * - Memory is bounded: point lookups, one cursor and batched writes, never a whole table in memory.
  *
  * It holds file names and stat data of the source, like the metadata DB being built; it stays
@@ -49,8 +53,14 @@ import { ExitCode, VaultikError } from '../errors.js';
 import type { FileStat } from '../fs/walk.js';
 import { OrderedFiles } from './orderedFiles.js';
 import { rowToCachedFile, rowToLocation, toI64, type Row } from './rows.js';
-import type { ChunkLocation } from '../snapshot/types.js';
+import type { ChunkLocation, ShardRef } from '../snapshot/types.js';
 import { CACHE_DDL, CACHE_SCHEMA_VERSION, CACHE_TABLES } from './schema.js';
+
+/** A stored shard a run may reuse: how a root lists it, and the data blobs it references (hex). */
+export interface CachedShard {
+  ref: ShardRef;
+  blobs: string[];
+}
 
 /** A file as the cache recorded it: the stat fields that decide whether it changed, and its content. */
 export interface CachedFile extends Omit<FileStat, 'nlink'> {
@@ -120,6 +130,8 @@ export class StateCache {
     putBlob: Database.Statement;
     putChunk: Database.Statement;
     blobSize: Database.Statement;
+    findShard: Database.Statement;
+    putShard: Database.Statement;
   };
   private base: string | undefined;
   /**
@@ -179,6 +191,11 @@ export class StateCache {
       putBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, uploaded_at, run) VALUES (?, ?, ?, ?)'),
       putChunk: db.prepare('INSERT OR IGNORE INTO chunks (id, blob, offset, length, plain_length) VALUES (?, ?, ?, ?, ?)'),
       blobSize: db.prepare('SELECT size FROM blobs WHERE hash = ?'),
+      findShard: db.prepare('SELECT * FROM shards WHERE digest = ?'),
+      putShard: db.prepare(
+        `INSERT OR REPLACE INTO shards (digest, blob, size, first_path, last_path, entry_count, file_count, dir_count, symlink_count, other_count, data_blobs)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
     };
   }
 
@@ -350,6 +367,10 @@ export class StateCache {
       // Chunks are only ever orphaned by a blob deletion, and each one cleans up after itself:
       // no blob dropped, no scan of every chunk row (~16 ms per 46,000 chunks).
       if (dropped > 0) this.db.exec(DROP_ORPHAN_CHUNKS);
+      // Only the base's shards may be reused (see the top).
+      this.db
+        .prepare("DELETE FROM shards WHERE digest NOT IN (SELECT digest FROM snapshot_shards WHERE snapshot = COALESCE((SELECT value FROM meta WHERE key = 'base_snapshot'), ''))")
+        .run();
       return n;
     })();
     this.run = runId;
@@ -370,6 +391,10 @@ export class StateCache {
           .prepare('DELETE FROM snapshot_blobs WHERE snapshot = ? AND blob NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)')
           .run(this.base ?? '', pending);
         this.db.prepare('DELETE FROM snapshot_blobs WHERE snapshot = ?').run(pending);
+        this.db
+          .prepare('DELETE FROM snapshot_shards WHERE snapshot = ? AND digest NOT IN (SELECT digest FROM snapshot_shards WHERE snapshot = ?)')
+          .run(this.base ?? '', pending);
+        this.db.prepare('DELETE FROM snapshot_shards WHERE snapshot = ?').run(pending);
       }
       this.db.prepare("DELETE FROM meta WHERE key = 'pending_snapshot'").run();
     })();
@@ -381,13 +406,16 @@ export class StateCache {
    * before returning. If the run never completes, the next beginRun narrows the base (see top).
    * @throws VaultikError when no run is in progress.
    */
-  preparePublish(snapshotId: string, blobs: Iterable<string>): void {
+  preparePublish(snapshotId: string, blobs: Iterable<string>, shards: Iterable<Buffer> = []): void {
     this.requireRun();
     this.flush();
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM snapshot_blobs WHERE snapshot = ?').run(snapshotId);
       const put = this.db.prepare('INSERT OR IGNORE INTO snapshot_blobs (snapshot, blob) VALUES (?, ?)');
       for (const b of blobs) put.run(snapshotId, hashBytes(b));
+      this.db.prepare('DELETE FROM snapshot_shards WHERE snapshot = ?').run(snapshotId);
+      const putShard = this.db.prepare('INSERT OR IGNORE INTO snapshot_shards (snapshot, digest) VALUES (?, ?)');
+      for (const d of shards) putShard.run(snapshotId, d);
       this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('pending_snapshot', ?)").run(snapshotId);
     })();
   }
@@ -402,6 +430,57 @@ export class StateCache {
     if (this.prefetched !== undefined && this.prefetched.id.equals(id)) return { ...this.prefetched.loc };
     const r = this.stmts.findChunk.get(id) as Row | undefined;
     return r ? rowToLocation(r) : undefined;
+  }
+
+  /**
+   * A stored shard whose rows have this digest (src/backup/shards.ts), when a run may reuse it:
+   * one of the base snapshot's, or one this run uploaded.
+   * @throws VaultikError when no run is in progress.
+   */
+  findShard(digest: Buffer): CachedShard | undefined {
+    this.requireRun();
+    const r = this.stmts.findShard.get(digest) as Row | undefined;
+    if (!r) return undefined;
+    const data = r.data_blobs as Buffer;
+    const blobs: string[] = [];
+    for (let i = 0; i + 32 <= data.length; i += 32) blobs.push(data.subarray(i, i + 32).toString('hex'));
+    return {
+      ref: {
+        firstPath: r.first_path as Buffer,
+        lastPath: r.last_path as Buffer,
+        hash: (r.blob as Buffer).toString('hex'),
+        size: r.size as number,
+        entryCount: r.entry_count as number,
+        fileCount: r.file_count as number,
+        dirCount: r.dir_count as number,
+        symlinkCount: r.symlink_count as number,
+        otherCount: r.other_count as number,
+      },
+      blobs,
+    };
+  }
+
+  /**
+   * Records a shard this run uploaded (call after the store confirmed the put), with the digest
+   * of its rows and the data blobs it references (hex). Offered by findShard from now on.
+   * @throws VaultikError when no run is in progress.
+   */
+  recordShard(digest: Buffer, ref: ShardRef, blobs: readonly string[]): void {
+    this.requireRun();
+    this.wrote(1);
+    this.stmts.putShard.run(
+      digest,
+      hashBytes(ref.hash),
+      ref.size,
+      ref.firstPath,
+      ref.lastPath,
+      ref.entryCount,
+      ref.fileCount,
+      ref.dirCount,
+      ref.symlinkCount,
+      ref.otherCount,
+      Buffer.concat(blobs.map(hashBytes)),
+    );
   }
 
   /**
@@ -450,7 +529,7 @@ export class StateCache {
    * new base, their chunks, and files not recorded in this run. Ends the run.
    * @throws VaultikError when no run is in progress.
    */
-  completeSnapshot(snapshotId: string, blobs: Iterable<string>): void {
+  completeSnapshot(snapshotId: string, blobs: Iterable<string>, shards: Iterable<Buffer> = []): void {
     const run = this.requireRun();
     this.flush();
     this.db.transaction(() => {
@@ -458,6 +537,10 @@ export class StateCache {
       this.db.prepare('DELETE FROM snapshot_blobs WHERE snapshot != ?').run(snapshotId);
       const put = this.db.prepare('INSERT OR IGNORE INTO snapshot_blobs (snapshot, blob) VALUES (?, ?)');
       for (const b of blobs) put.run(snapshotId, hashBytes(b));
+      this.db.prepare('DELETE FROM snapshot_shards WHERE snapshot != ?').run(snapshotId);
+      const putShard = this.db.prepare('INSERT OR IGNORE INTO snapshot_shards (snapshot, digest) VALUES (?, ?)');
+      for (const d of shards) putShard.run(snapshotId, d);
+      this.db.prepare('DELETE FROM shards WHERE digest NOT IN (SELECT digest FROM snapshot_shards WHERE snapshot = ?)').run(snapshotId);
       this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('base_snapshot', ?)").run(snapshotId);
       this.db.prepare("DELETE FROM meta WHERE key = 'pending_snapshot'").run();
       const dropped = this.db.prepare('DELETE FROM blobs WHERE hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)').run(snapshotId).changes;

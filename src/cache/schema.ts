@@ -3,7 +3,7 @@
  * CACHE_SCHEMA_VERSION is dropped and rebuilt: it is only a cache.
  */
 
-export const CACHE_SCHEMA_VERSION = 1;
+export const CACHE_SCHEMA_VERSION = 2;
 
 export const CACHE_DDL: readonly string[] = [
   // schema_version, store_identity, base_snapshot.
@@ -50,6 +50,27 @@ export const CACHE_DDL: readonly string[] = [
   blob BLOB NOT NULL,
   PRIMARY KEY (snapshot, blob)
 ) WITHOUT ROWID`,
+  // Shards this source uploaded, by the digest of their rows (src/backup/shards.ts): where each
+  // is stored, its range and counts, and the data blobs it references (n × 32-byte hashes).
+  `CREATE TABLE shards (
+  digest BLOB PRIMARY KEY NOT NULL,
+  blob BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  first_path BLOB NOT NULL,
+  last_path BLOB NOT NULL,
+  entry_count INTEGER NOT NULL,
+  file_count INTEGER NOT NULL,
+  dir_count INTEGER NOT NULL,
+  symlink_count INTEGER NOT NULL,
+  other_count INTEGER NOT NULL,
+  data_blobs BLOB NOT NULL
+) WITHOUT ROWID`,
+  // The shards of the base snapshot (and of a pending one): the ones a run may reuse.
+  `CREATE TABLE snapshot_shards (
+  snapshot TEXT NOT NULL,
+  digest BLOB NOT NULL,
+  PRIMARY KEY (snapshot, digest)
+) WITHOUT ROWID`,
 ];
 
-export const CACHE_TABLES = ['meta', 'files', 'blobs', 'chunks', 'snapshots', 'snapshot_blobs'] as const;
+export const CACHE_TABLES = ['meta', 'files', 'blobs', 'chunks', 'snapshots', 'snapshot_blobs', 'shards', 'snapshot_shards'] as const;

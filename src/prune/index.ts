@@ -18,4 +18,4 @@ export {
 } from './prune.js';
 export { asMultipartJanitor, type IncompleteUpload, type MultipartJanitor } from './janitor.js';
 export { S3MultipartJanitor } from './s3Janitor.js';
-export { forEachLimited, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
+export { ShardBlobs, forEachLimited, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';

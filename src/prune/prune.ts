@@ -37,7 +37,7 @@ import { blobListDifference, readManifest } from '../snapshot/manifest.js';
 import type { ObjectInfo, Storage } from '../storage/types.js';
 import { DELETE_BATCH, deleteInBatches } from './forget.js';
 import type { IncompleteUpload, MultipartJanitor } from './janitor.js';
-import { forEachLimited, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
+import { ShardBlobs, forEachLimited, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
 
 export const DEFAULT_GRACE_MS = 24 * 3600 * 1000;
 /** Unknown keys listed by name in a plan; more are only counted. */
@@ -164,10 +164,11 @@ async function readReferences(storage: Storage, snapshots: readonly SnapshotList
   const tmpDir = options.tmpDir ?? tmpdir();
   const problems: string[] = [];
   let done = 0;
+  const shards = new ShardBlobs(storage, options.identities, tmpDir, options.signal);
   await forEachLimited(snapshots, options.concurrency ?? 4, async (s) => {
     let blobs;
     try {
-      const refs = await readSnapshotReferences(storage, options.indexPrefix, s.id, options.identities, tmpDir, options.signal);
+      const refs = await readSnapshotReferences(storage, options.indexPrefix, s.id, options.identities, tmpDir, options.signal, shards);
       blobs = refs.blobs;
       const sources = into.sourcesByHost.get(s.host) ?? new Set<string>();
       sources.add(JSON.stringify([...refs.sourceDirs].sort()));

@@ -1,15 +1,61 @@
 /**
- * Reading what snapshots reference, for prune and verify: a snapshot's decrypted metadata's blob
- * list (the keyless manifest and its comparison with this list are in src/snapshot/manifest.ts).
+ * Reading what snapshots reference, for prune and verify: a snapshot's decrypted root and the
+ * data blobs of its shards, each distinct shard read once however many snapshots share it (the
+ * keyless manifest and its comparison with this list are in src/snapshot/manifest.ts).
  */
+import { ExitCode, VaultikError } from '../errors.js';
 import type { Identity } from '../crypto/index.js';
-import { openSnapshot } from '../snapshot/pack.js';
-import type { BlobRef } from '../snapshot/types.js';
+import { openShard, readRoot } from '../snapshot/open.js';
+import type { BlobRef, ShardRef } from '../snapshot/types.js';
 import type { Storage } from '../storage/types.js';
 
 /**
- * Decrypts a snapshot's metadata and returns the blobs it references, sorted by hash, and its
- * source directories. The decrypted DB is deleted before returning.
+ * The data blobs of each shard, read once per shard (by its hash) and remembered: snapshots share
+ * most of their shards. Concurrent requests for one shard wait for the same read.
+ */
+export class ShardBlobs {
+  private readonly known = new Map<string, Promise<BlobRef[]>>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly identities: readonly Identity[],
+    private readonly tmpDir: string,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  /** Distinct shards read so far. */
+  get size(): number {
+    return this.known.size;
+  }
+
+  /**
+   * The data blobs `ref`'s shard references, sorted by hash.
+   * @throws VaultikError NO_IDENTITY, DATA (missing, corrupt or not what `ref` says); StorageError.
+   */
+  blobsOf(ref: ShardRef): Promise<BlobRef[]> {
+    // Keyed by everything the root says: a shard is checked against its range and counts, and a
+    // forged root could give a real shard's hash with another range.
+    const key = `${ref.hash}:${ref.firstPath.toString('hex')}:${ref.lastPath.toString('hex')}:${ref.entryCount}:${ref.fileCount}:${ref.dirCount}:${ref.symlinkCount}:${ref.otherCount}`;
+    let p = this.known.get(key);
+    if (!p) {
+      p = (async () => {
+        const reader = await openShard(this.storage, ref, this.identities, this.tmpDir, this.signal ? { signal: this.signal } : {});
+        try {
+          return reader.blobs();
+        } finally {
+          reader.close();
+        }
+      })();
+      this.known.set(key, p);
+    }
+    return p;
+  }
+}
+
+/**
+ * Decrypts a snapshot's root and its shards (through `shards`, which reads each distinct shard
+ * once) and returns every blob the snapshot needs, data and shards, sorted by hash — the set its
+ * manifest lists — and its source directories. Decrypted files are deleted before returning.
  * @throws VaultikError NO_IDENTITY (wrong key), DATA (missing, corrupt or invalid metadata);
  *   StorageError from the store.
  */
@@ -20,13 +66,34 @@ export async function readSnapshotReferences(
   identities: readonly Identity[],
   tmpDir: string,
   signal?: AbortSignal,
+  shards: ShardBlobs = new ShardBlobs(storage, identities, tmpDir, signal),
 ): Promise<{ blobs: BlobRef[]; sourceDirs: string[] }> {
-  const reader = await openSnapshot(storage, indexPrefix, id, identities, tmpDir, signal ? { signal } : {});
-  try {
-    return { blobs: reader.blobs(), sourceDirs: reader.info().sourceDirs };
-  } finally {
-    reader.close();
+  const root = await readRoot(storage, indexPrefix, id, identities, tmpDir, signal ? { signal } : {});
+  const data = new Map<string, number>();
+  for (const ref of root.shards) {
+    for (const b of await shards.blobsOf(ref)) {
+      const prev = data.get(b.hash);
+      if (prev !== undefined && prev !== b.size) {
+        throw new VaultikError(`snapshot ${id}: invalid metadata: two shards give blob ${b.hash} different sizes`, ExitCode.DATA);
+      }
+      data.set(b.hash, b.size);
+    }
   }
+  const dataBytes = [...data.values()].reduce((a, n) => a + n, 0);
+  if (data.size !== root.info.blobCount || dataBytes !== root.info.blobBytes) {
+    throw new VaultikError(
+      `snapshot ${id}: invalid metadata: its root says ${root.info.blobCount} blobs of ${root.info.blobBytes} bytes, its shards reference ${data.size} of ${dataBytes}`,
+      ExitCode.DATA,
+    );
+  }
+  const all = new Map(data);
+  for (const ref of root.shards) {
+    const prev = all.get(ref.hash);
+    if (prev !== undefined && prev !== ref.size) throw new VaultikError(`snapshot ${id}: invalid metadata: shard ${ref.hash} listed with two sizes`, ExitCode.DATA);
+    all.set(ref.hash, ref.size);
+  }
+  const blobs = [...all].map(([hash, size]) => ({ hash, size })).sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
+  return { blobs, sourceDirs: root.info.sourceDirs };
 }
 
 /** The blobs a snapshot's metadata references (see readSnapshotReferences). */
@@ -37,8 +104,9 @@ export async function readMetadataBlobs(
   identities: readonly Identity[],
   tmpDir: string,
   signal?: AbortSignal,
+  shards?: ShardBlobs,
 ): Promise<BlobRef[]> {
-  return (await readSnapshotReferences(storage, indexPrefix, id, identities, tmpDir, signal)).blobs;
+  return (await readSnapshotReferences(storage, indexPrefix, id, identities, tmpDir, signal, shards)).blobs;
 }
 
 /**

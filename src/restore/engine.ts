@@ -140,7 +140,9 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
 
   signal?.throwIfAborted();
   const listing = resolveSnapshotId(await listSnapshots(storage, indexPrefix), options.snapshotId, options.host);
-  const reader = await openSnapshot(storage, indexPrefix, listing.id, options.identities, options.tmpDir ?? tmpdir(), { signal });
+  // One selected path (fetch, or restore of one subtree): only the shards that cover it are read.
+  const under = selector.paths?.length === 1 ? selector.paths[0] : undefined;
+  const reader = await openSnapshot(storage, indexPrefix, listing.id, options.identities, options.tmpDir ?? tmpdir(), under ? { signal, under } : { signal });
   try {
     const info = reader.info();
     emit({ type: 'snapshot', id: info.id, host: info.host, time: info.startTime, files: info.fileCount, bytes: info.totalSize });

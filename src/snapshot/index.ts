@@ -4,7 +4,7 @@
  * docs/FORMAT.md ("Snapshot metadata"). Its main exports (docs/DESIGN.md,
  * "Architecture").
  */
-export type { BlobRef, ChunkLocation, Entry, EntryType, SnapshotCounts, SnapshotInfo, SnapshotSummary } from './types.js';
+export type { BlobRef, ChunkLocation, Entry, EntryType, ShardCounts, ShardRef, SnapshotCounts, SnapshotInfo, SnapshotSummary } from './types.js';
 export {
   MANIFEST_SUFFIX,
   METADATA_SUFFIX,
@@ -24,22 +24,29 @@ export { closestSnapshotIds, listSnapshots, resolveSnapshotId, scanIndex, type I
 export { MANIFEST_VERSION, blobListDifference, buildManifest, parseManifest, readManifest, type Manifest } from './manifest.js';
 export {
   METADATA_COMPRESSION_LEVEL,
-  openSnapshot,
-  packSnapshot,
+  packMetadata,
   publishSnapshot,
-  type OpenSnapshotFromStoreOptions,
+  putShard,
   type PackOptions,
   type PackedSnapshot,
   type PublishOptions,
   type PublishedSnapshot,
 } from './pack.js';
+export { openShard, openSnapshot, readRoot, shardsCovering, type OpenMetadataOptions, type OpenSnapshotFromStoreOptions } from './open.js';
 export { describePath, descendantRange, entryPathProblem } from './paths.js';
 export {
+  MetadataReader,
+  ShardReader,
   SnapshotReader,
-  openSnapshotFile,
+  openShardFile,
+  readRootFile,
   type ChunkPlacement,
   type EntriesOptions,
-  type OpenSnapshotOptions,
+  type OpenShardOptions,
+  type RootContentsRead,
+  type ShardFacts,
 } from './reader.js';
-export { ENTRY_TYPES, MAX_CHUNK_PLAIN_LENGTH, SNAPSHOT_APPLICATION_ID, SNAPSHOT_FORMAT_VERSION } from './schema.js';
-export { SnapshotWriter, type FinishedSnapshot, type SnapshotWriterOptions } from './writer.js';
+export { ENTRY_TYPES, MAX_CHUNK_PLAIN_LENGTH, SHARD_APPLICATION_ID, SNAPSHOT_APPLICATION_ID, SNAPSHOT_FORMAT_VERSION } from './schema.js';
+export { DEFAULT_SHARD_LIMITS, ShardCutter, cutPoints, pathHash, type ShardLimits } from './shardCut.js';
+export { LocationSpool, ShardWriter, writeRoot, type FinishedShard, type RootContents, type ShardWriterOptions } from './writer.js';
+export { SnapshotWriter, type BuildOptions, type BuiltSnapshot } from './builder.js';

@@ -1,31 +1,29 @@
 /**
- * Moving a metadata DB to and from the store: SQLite file → zstd → age, and back.
+ * Moving metadata DBs to the store: SQLite file → zstd → age (packMetadata), a shard as a blob
+ * named by its hash (putShard), a snapshot's manifest and root (publishSnapshot). The way back is
+ * open.ts.
  *
- * Both directions stream with bounded memory. Packing spools the ciphertext to a file next to the
- * DB once it outgrows `memoryLimit` (ciphertext on disk is harmless). Unpacking must write the
- * decrypted DB to a temp file, because SQLite reads files: that file is plaintext metadata
- * (names, sizes, owners — never file contents) on the restoring machine. It is created mode 0600
- * in a fresh 0700 directory under the caller's `tmpDir`, and deleted when the reader is closed
- * or when opening fails.
+ * Packing streams with bounded memory: the ciphertext is spooled to a file next to the DB once it
+ * outgrows `memoryLimit` (ciphertext on disk is harmless).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import Database from 'better-sqlite3';
-import { CompressStream, DecompressStream } from 'zstd-napi';
-import { AgeError, createDecryptStream, createEncryptStream, type Identity, type Recipient } from '../crypto/index.js';
+import { CompressStream } from 'zstd-napi';
+import { blobKey } from '../blob/key.js';
+import { createEncryptStream, type Recipient } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
-import { StorageError, type Storage, type StoreWriter } from '../storage/types.js';
+import type { StoreWriter } from '../storage/types.js';
 import { manifestKey, metadataKey, parseSnapshotId } from './id.js';
 import { buildManifest } from './manifest.js';
-import { openSnapshotFile, type SnapshotReader } from './reader.js';
-import type { BlobRef } from './types.js';
+import type { BlobRef, ShardRef } from './types.js';
+import type { FinishedShard } from './writer.js';
 
 /**
- * zstd level of metadata DBs. SQLite pages repeat at long distances (the same paths and chunk
+ * zstd level of metadata DBs (roots and shards). SQLite pages repeat at long distances (the same paths and chunk
  * ids in entries, file_chunks and their indexes), so a larger window and match table pay more
  * than a slower search: on a 20 MB DB of 42,000 files level 4 with METADATA_ZSTD_PARAMETERS
  * stores 4.65 MB in ~60 ms where plain level 9 stored 5.75 MB in ~170 ms, and this runs in
@@ -111,11 +109,11 @@ class Spool {
 }
 
 /**
- * Compresses and encrypts the metadata DB at `dbPath` (finished by SnapshotWriter) to
+ * Compresses and encrypts the metadata DB at `dbPath` (a finished shard or root) to
  * `recipients`. The result decrypts with `age -d -i key | zstd -d` to the DB file, byte for byte.
  * @throws AgeError 'key' when `recipients` is empty; VaultikError when the DB cannot be read.
  */
-export async function packSnapshot(dbPath: string, recipients: readonly Recipient[], options: PackOptions = {}): Promise<PackedSnapshot> {
+export async function packMetadata(dbPath: string, recipients: readonly Recipient[], options: PackOptions = {}): Promise<PackedSnapshot> {
   const spoolPath = join(options.spoolDir ?? dirname(dbPath), `.pack-${process.pid}-${randomBytes(6).toString('hex')}.zst.age`);
   const spool = new Spool(spoolPath, options.memoryLimit ?? 16 * 1024 * 1024);
   const encrypt = createEncryptStream(recipients);
@@ -137,126 +135,73 @@ export async function packSnapshot(dbPath: string, recipients: readonly Recipien
   } catch (err) {
     await spool.discard();
     if (err instanceof VaultikError) throw err;
-    throw new VaultikError(`cannot pack snapshot metadata ${dbPath}: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
+    throw new VaultikError(`cannot pack metadata ${dbPath}: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
+  }
+}
+
+/**
+ * Uploads a finished shard as a blob named by the SHA-256 of its stored bytes (docs/FORMAT.md,
+ * "Shards"), and returns how its root lists it. Uses only `put`.
+ * @throws VaultikError / StorageError from packing or uploading.
+ */
+export async function putShard(storage: StoreWriter, shard: FinishedShard, recipients: readonly Recipient[], options: PackOptions = {}): Promise<ShardRef> {
+  const packed = await packMetadata(shard.dbPath, recipients, options);
+  try {
+    const hash = packed.sha256.toString('hex');
+    await storage.put(blobKey(hash), packed, { sha256: packed.sha256, signal: options.signal });
+    return {
+      firstPath: shard.firstPath,
+      lastPath: shard.lastPath,
+      hash,
+      size: packed.size,
+      entryCount: shard.entryCount,
+      fileCount: shard.fileCount,
+      dirCount: shard.dirCount,
+      symlinkCount: shard.symlinkCount,
+      otherCount: shard.otherCount,
+    };
+  } finally {
+    await packed.dispose();
   }
 }
 
 export interface PublishOptions extends PackOptions {
   indexPrefix: string;
-  /** The finished metadata DB. */
-  dbPath: string;
+  /** The snapshot id (the root's row carries it). */
+  id: string;
+  /** The root DB (writeRoot). */
+  rootPath: string;
+  /** Every blob the snapshot needs, data and shards: the manifest lists them. */
+  blobs: Iterable<BlobRef>;
   recipients: readonly Recipient[];
 }
 
 export interface PublishedSnapshot {
   id: string;
   metadataKey: string;
+  /** Stored size of the root. */
   metadataSize: number;
   manifestKey: string;
-  blobs: BlobRef[];
 }
 
 /**
- * Uploads a finished snapshot: the manifest first, then the encrypted metadata, which is what
- * makes the snapshot exist (docs/DESIGN.md promise 5: metadata is written last, after every
- * blob it references — the caller uploads the blobs before calling this). A crash between the two
- * writes leaves an orphan manifest, never a snapshot without one. Uses only `put`.
+ * Uploads a snapshot's manifest, then its encrypted root, which is what makes the snapshot exist
+ * (docs/DESIGN.md promise 5: metadata is written last, after every blob and shard it references —
+ * the caller uploads those before calling this). A crash between the two writes leaves an orphan
+ * manifest, never a snapshot without one. Uses only `put`.
  * @throws VaultikError / StorageError from reading the DB or uploading.
  */
 export async function publishSnapshot(storage: StoreWriter, options: PublishOptions): Promise<PublishedSnapshot> {
-  // Our own, just-validated file: read the id and blob list directly.
-  const db = new Database(options.dbPath, { readonly: true, fileMustExist: true });
-  let id: string;
-  let blobs: BlobRef[];
-  try {
-    id = (db.prepare('SELECT id FROM snapshot').get() as { id: string }).id;
-    blobs = (db.prepare('SELECT hash, size FROM blobs ORDER BY hash').all() as { hash: Buffer; size: number }[]).map((r) => ({
-      hash: r.hash.toString('hex'),
-      size: r.size,
-    }));
-  } finally {
-    db.close();
-  }
+  const { id } = options;
   parseSnapshotId(id);
   const mKey = manifestKey(options.indexPrefix, id);
-  await storage.put(mKey, buildManifest(id, blobs), { signal: options.signal });
-  const packed = await packSnapshot(options.dbPath, options.recipients, options);
+  await storage.put(mKey, buildManifest(id, options.blobs), { signal: options.signal });
+  const packed = await packMetadata(options.rootPath, options.recipients, options);
   try {
     const key = metadataKey(options.indexPrefix, id);
     await storage.put(key, packed, { sha256: packed.sha256, signal: options.signal });
-    return { id, metadataKey: key, metadataSize: packed.size, manifestKey: mKey, blobs };
+    return { id, metadataKey: key, metadataSize: packed.size, manifestKey: mKey };
   } finally {
     await packed.dispose();
   }
-}
-
-export interface OpenSnapshotFromStoreOptions {
-  signal?: AbortSignal;
-  /** Refuse metadata that decompresses to more than this (default 64 GiB): a zstd bomb guard. */
-  maxSize?: number;
-}
-
-/** Counts bytes through a stream and fails past a limit. */
-function limitStream(max: number, id: string): Transform {
-  let n = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-      n += chunk.length;
-      if (n > max) cb(new VaultikError(`snapshot ${id}: metadata larger than ${max} bytes`, ExitCode.DATA));
-      else cb(null, chunk);
-    },
-  });
-}
-
-/**
- * Downloads, decrypts and decompresses a snapshot's metadata into a fresh temp directory under
- * `tmpDir`, then opens and validates it (see reader.ts). The decrypted DB is plaintext metadata
- * on this machine: close() the reader to delete it; it is also deleted when anything fails.
- * @throws VaultikError NO_IDENTITY when no identity matches ("no identity matches this
- *   backup"); DATA when the object is missing, fails authentication, or is invalid; STORAGE
- *   errors from the store as StorageError.
- */
-export async function openSnapshot(
-  storage: Storage,
-  indexPrefix: string,
-  id: string,
-  identities: readonly Identity[],
-  tmpDir: string,
-  options: OpenSnapshotFromStoreOptions = {},
-): Promise<SnapshotReader> {
-  const key = metadataKey(indexPrefix, id);
-  const dir = await mkdtemp(join(tmpDir, 'vaultik-snapshot-'));
-  const dbPath = join(dir, 'snapshot.db');
-  try {
-    let body: Readable;
-    try {
-      body = await storage.get(key, undefined, { signal: options.signal });
-    } catch (err) {
-      if (err instanceof StorageError && err.kind === 'not-found') {
-        throw new VaultikError(`snapshot ${id}: metadata object ${key} not found`, ExitCode.DATA, { cause: err });
-      }
-      throw err;
-    }
-    await pipeline(
-      body,
-      createDecryptStream(identities),
-      new DecompressStream(),
-      limitStream(options.maxSize ?? 64 * 1024 ** 3, id),
-      createWriteStream(dbPath, { flags: 'wx', mode: 0o600 }),
-      { signal: options.signal },
-    );
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    if (err instanceof AgeError && err.kind === 'no-match') {
-      throw new VaultikError(`no identity matches this backup (snapshot ${id})`, ExitCode.NO_IDENTITY, { cause: err });
-    }
-    if (err instanceof AgeError) {
-      throw new VaultikError(`snapshot ${id}: metadata failed authentication: ${err.message}`, ExitCode.DATA, { cause: err });
-    }
-    if (err instanceof VaultikError || err instanceof StorageError) throw err;
-    if ((err as Error).name === 'AbortError') throw err;
-    throw new VaultikError(`snapshot ${id}: cannot decompress metadata: ${(err as Error).message}`, ExitCode.DATA, { cause: err });
-  }
-  // openSnapshotFile removes `dir` itself when validation fails.
-  return openSnapshotFile(dbPath, { expectedId: id, deleteOnClose: dir });
 }

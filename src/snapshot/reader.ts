@@ -1,15 +1,18 @@
 /**
- * SnapshotReader: read-only access to a snapshot metadata DB, validated on open.
+ * Read-only access to metadata DBs, validated on open: a snapshot root (validateRoot), a shard
+ * (openShardFile → ShardReader), and the DB a reader assembles from a root's shards
+ * (SnapshotReader; see open.ts).
  *
  * A metadata DB comes from the store: age authenticates it, but a buggy or hostile writer holding
- * the public key can still produce one. So openSnapshotFile checks, before anything is returned:
+ * the public key can still produce one. So every shard is checked before anything is returned:
  * the application id and format version; the schema text, exactly (so primary keys and
- * constraints hold); every entry's path (relative, no '.', '..', empty component or NUL), type,
+ * constraints hold); that its entries fill exactly the path range its root gives; every entry's path (relative, no '.', '..', empty component or NUL), type,
  * ranges of numbers, and that no entry lies under a non-directory; every chunk reference (the
  * chunk row exists, its blob is listed, the frame lies inside the blob); per file, contiguous
  * chunk sequence numbers, file offsets that add up, and the sum of plain lengths equal to the
  * size; hard-link groups (same type and size, only the first path carries chunks); and the
- * counts in the snapshot row. Any failure is a VaultikError with ExitCode.DATA naming the
+ * counts its root gives. A root is checked the same way (schema, snapshot row, shards in strictly
+ * increasing, non-overlapping path order, counts adding up). Any failure is a VaultikError with ExitCode.DATA naming the
  * offending row, never a crash or an SQLite error.
  *
  * Validation reads every row once (plus index probes): about a second per million entries.
@@ -24,19 +27,14 @@ import {
   ENTRY_TYPES,
   INDEXES_DDL,
   MAX_CHUNK_PLAIN_LENGTH,
+  ROOT_DDL,
+  SHARD_APPLICATION_ID,
   SNAPSHOT_APPLICATION_ID,
   SNAPSHOT_FORMAT_VERSION,
   TABLES_DDL,
 } from './schema.js';
-import { computeCounts, type DB } from './sql.js';
-import type { BlobRef, ChunkLocation, Entry, EntryType, SnapshotInfo } from './types.js';
-
-export interface OpenSnapshotOptions {
-  /** The id the caller asked for: the snapshot row must carry it (catches a renamed object). */
-  expectedId?: string;
-  /** Deleted (recursively) by close(), and when opening fails: a decrypted temp file or dir. */
-  deleteOnClose?: string;
-}
+import { computeTotalSize, countEntries, type DB } from './sql.js';
+import type { BlobRef, ChunkLocation, Entry, EntryType, ShardCounts, ShardRef, SnapshotInfo } from './types.js';
 
 /** Where one use of a chunk goes: the chunk, and one file position that needs it. */
 export interface ChunkPlacement {
@@ -144,7 +142,7 @@ function rowToChunk(r: Row): ChunkLocation {
   };
 }
 
-let expectedSchema: Map<string, string> | undefined;
+const expectedSchemas = new Map<readonly string[], Map<string, string>>();
 
 /** name → SQL of every schema object a valid DB has, read back from a DB built with the DDL. */
 function schemaOf(db: DB): Map<string, string> {
@@ -152,14 +150,16 @@ function schemaOf(db: DB): Map<string, string> {
   return new Map(rows.map((r) => [`${String(r.type)} ${String(r.name)} on ${String(r.tbl_name)}`, String(r.sql)]));
 }
 
-function expected(): Map<string, string> {
-  if (!expectedSchema) {
-    const mem = new Database(':memory:');
-    for (const ddl of [...TABLES_DDL, ...INDEXES_DDL]) mem.exec(ddl);
-    expectedSchema = schemaOf(mem);
-    mem.close();
-  }
-  return expectedSchema;
+/** name → SQL of every schema object of a DB built with `ddl`. */
+function expectedSchema(ddl: readonly string[]): Map<string, string> {
+  const key = [...expectedSchemas.keys()].find((k) => k.length === ddl.length && k.every((d, i) => d === ddl[i]));
+  if (key) return expectedSchemas.get(key)!;
+  const mem = new Database(':memory:');
+  for (const d of ddl) mem.exec(d);
+  const schema = schemaOf(mem);
+  mem.close();
+  expectedSchemas.set(ddl, schema);
+  return schema;
 }
 
 /** A frame may be a little larger than its plaintext (incompressible data). */
@@ -167,48 +167,29 @@ const MAX_FRAME_LENGTH = MAX_CHUNK_PLAIN_LENGTH + (1 << 20);
 
 const CHUNK_COLS = 'c.id AS id, c.blob AS blob, c.offset AS offset, c.length AS length, c.plain_length AS plain_length';
 
-export class SnapshotReader {
+/**
+ * Queries over a validated DB with the shard tables: a shard, or the DB a reader assembled from
+ * a root's shards. Every query streams.
+ */
+export class MetadataReader {
   private db: DB | undefined;
   private entryStmt: Database.Statement | undefined;
-  private readonly snapshotInfo: SnapshotInfo;
 
-  /** Use openSnapshotFile or openSnapshot. */
-  private constructor(
+  protected constructor(
     db: DB,
-    info: SnapshotInfo,
+    /** Names the DB in messages: 'snapshot <id>' or 'shard <hash>'. */
+    readonly label: string,
     private readonly deleteOnClose: string | undefined,
   ) {
     this.db = db;
-    this.snapshotInfo = info;
   }
 
-  /**
-   * @internal Opens and validates; see openSnapshotFile. `written` is for SnapshotWriter.finish
-   * only: the DB it has just built gets the checks it cannot guarantee by construction
-   * (validateWritten), not the full validation of a DB read from a store.
-   */
-  static open(dbPath: string, options: OpenSnapshotOptions = {}, written = false): SnapshotReader {
-    let db: DB | undefined;
-    const label = options.expectedId ?? dbPath;
-    try {
-      db = new Database(dbPath, { readonly: true, fileMustExist: true });
-      // Never run SQL stored in an untrusted schema (views, triggers, defaults) with side effects.
-      db.pragma('trusted_schema = OFF');
-      db.pragma('cell_size_check = ON');
-      // Sorts of large result sets spill to temp files instead of growing memory.
-      db.pragma('temp_store = FILE');
-      const info = written ? validateWritten(db, options.expectedId) : validate(db, options.expectedId);
-      return new SnapshotReader(db, info, options.deleteOnClose);
-    } catch (err) {
-      db?.close();
-      if (options.deleteOnClose) rmSync(options.deleteOnClose, { recursive: true, force: true });
-      if (err instanceof Invalid) throw dataError(`snapshot ${label}: invalid metadata: ${err.message}`, err);
-      if (err instanceof VaultikError) throw err;
-      throw dataError(`snapshot ${label}: unreadable metadata DB: ${(err as Error).message}`, err);
-    }
+  /** The DB file (for ATTACH). */
+  get path(): string {
+    return this.conn.name;
   }
 
-  private get conn(): DB {
+  protected get conn(): DB {
     if (!this.db) throw new VaultikError('snapshot reader is closed');
     return this.db;
   }
@@ -219,7 +200,7 @@ export class SnapshotReader {
       return fn();
     } catch (err) {
       if (err instanceof VaultikError) throw err;
-      throw dataError(`snapshot ${this.snapshotInfo.id}: metadata read failed: ${(err as Error).message}`, err);
+      throw dataError(`${this.label}: metadata read failed: ${(err as Error).message}`, err);
     }
   }
 
@@ -239,11 +220,6 @@ export class SnapshotReader {
     } finally {
       it.return?.();
     }
-  }
-
-  /** The snapshot row. */
-  info(): SnapshotInfo {
-    return { ...this.snapshotInfo, sourceDirs: [...this.snapshotInfo.sourceDirs], excludes: [...this.snapshotInfo.excludes] };
   }
 
   /**
@@ -369,67 +345,290 @@ export class SnapshotReader {
   }
 }
 
+/** The snapshot a reader assembled from its root's shards (open.ts), with the root's row. */
+export class SnapshotReader extends MetadataReader {
+  private constructor(
+    db: DB,
+    private readonly snapshotInfo: SnapshotInfo,
+    /** Whether every shard of the snapshot is in (false for a reader of one path). */
+    readonly complete: boolean,
+    deleteOnClose: string | undefined,
+  ) {
+    super(db, `snapshot ${snapshotInfo.id}`, deleteOnClose);
+  }
+
+  /**
+   * @internal For open.ts: opens the DB it assembled from validated shards, after
+   * checkAssembled. `deleteOnClose` is removed by close(), and here when opening fails.
+   */
+  static openAssembled(dbPath: string, info: SnapshotInfo, complete: boolean, deleteOnClose?: string): SnapshotReader {
+    let db: DB | undefined;
+    try {
+      db = openReadOnly(dbPath);
+      return new SnapshotReader(db, info, complete, deleteOnClose);
+    } catch (err) {
+      db?.close();
+      if (deleteOnClose) rmSync(deleteOnClose, { recursive: true, force: true });
+      throw dataError(`snapshot ${info.id}: unreadable metadata DB: ${(err as Error).message}`, err);
+    }
+  }
+
+  /** The snapshot row of its root. */
+  info(): SnapshotInfo {
+    return { ...this.snapshotInfo, sourceDirs: [...this.snapshotInfo.sourceDirs], excludes: [...this.snapshotInfo.excludes] };
+  }
+}
+
+/** What a shard's own rows say about it. */
+export interface ShardFacts extends ShardCounts {
+  firstPath: Buffer;
+  lastPath: Buffer;
+}
+
+/** One shard, validated (openShardFile). */
+export class ShardReader extends MetadataReader {
+  private constructor(
+    db: DB,
+    label: string,
+    readonly facts: ShardFacts,
+    deleteOnClose: string | undefined,
+  ) {
+    super(db, label, deleteOnClose);
+  }
+
+  /** @internal See openShardFile. */
+  static open(dbPath: string, options: OpenShardOptions): ShardReader {
+    let db: DB | undefined;
+    const label = options.label ?? `shard ${dbPath}`;
+    try {
+      db = openReadOnly(dbPath);
+      const facts = validateShard(db, options.expected);
+      return new ShardReader(db, label, facts, options.deleteOnClose);
+    } catch (err) {
+      db?.close();
+      if (options.deleteOnClose) rmSync(options.deleteOnClose, { recursive: true, force: true });
+      if (err instanceof Invalid) throw dataError(`${label}: invalid metadata: ${err.message}`, err);
+      if (err instanceof VaultikError) throw err;
+      throw dataError(`${label}: unreadable metadata DB: ${(err as Error).message}`, err);
+    }
+  }
+}
+
+export interface OpenShardOptions {
+  /** The shard as its root lists it: its rows must fill exactly this range with these counts. */
+  expected?: ShardRef;
+  /** Names the shard in messages (default: its file). */
+  label?: string;
+  /** Deleted (recursively) by close(), and when opening fails: a decrypted temp file or dir. */
+  deleteOnClose?: string;
+}
+
 /**
- * Opens a local metadata DB read-only and validates it (see the top of this file).
+ * Opens a local shard DB read-only and validates it fully (see the top of this file).
  * @throws VaultikError (DATA) naming the first problem found; the file at `deleteOnClose` is
  *   removed in that case too.
  */
-export function openSnapshotFile(dbPath: string, options: OpenSnapshotOptions = {}): SnapshotReader {
-  return SnapshotReader.open(dbPath, options);
+export function openShardFile(dbPath: string, options: OpenShardOptions = {}): ShardReader {
+  return ShardReader.open(dbPath, options);
+}
+
+function openReadOnly(dbPath: string): DB {
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    // Never run SQL stored in an untrusted schema (views, triggers, defaults) with side effects.
+    db.pragma('trusted_schema = OFF');
+    db.pragma('cell_size_check = ON');
+    // Sorts of large result sets spill to temp files instead of growing memory.
+    db.pragma('temp_store = FILE');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
 }
 
 function first(db: DB, sql: string): Row | undefined {
   return db.prepare(sql).safeIntegers(true).get() as Row | undefined;
 }
 
-function validate(db: DB, expectedId: string | undefined): SnapshotInfo {
+/** The application id, format version, text encoding and exact schema of a DB. */
+function checkKind(db: DB, applicationId: number, ddl: readonly string[], what: string): void {
   const appId = db.pragma('application_id', { simple: true });
-  if (appId !== SNAPSHOT_APPLICATION_ID) throw new Invalid('not a vaultik snapshot DB (application_id)');
+  if (appId !== applicationId) throw new Invalid(`not a vaultik ${what} DB (application_id)`);
   const version = db.pragma('user_version', { simple: true });
   if (version !== SNAPSHOT_FORMAT_VERSION) {
-    throw new Invalid(`format version ${String(version)} is not supported (this vaultik reads version ${SNAPSHOT_FORMAT_VERSION})`);
+    throw new Invalid(
+      `format version ${String(version)} is not supported (this vaultik reads version ${SNAPSHOT_FORMAT_VERSION}; ` +
+        'stores written by vaultik 0.1.0 use version 1, see docs/FORMAT.md)',
+    );
   }
-  const want = expected();
+  const want = expectedSchema(ddl);
   const got = schemaOf(db);
   for (const [name, sql] of got) {
     if (want.get(name) !== sql) throw new Invalid(`unexpected schema object ${name}`);
   }
   for (const name of want.keys()) if (!got.has(name)) throw new Invalid(`missing schema object ${name}`);
+}
 
-  const info = validateSnapshotRow(db, expectedId);
+/** A shard from the store: every check of the top of this file. */
+function validateShard(db: DB, expected: ShardRef | undefined): ShardFacts {
+  checkKind(db, SHARD_APPLICATION_ID, [...TABLES_DDL, ...INDEXES_DDL], 'shard');
   validateEntries(db);
   validateChunksAndBlobs(db);
   validateFileChunks(db);
   validateLinkGroups(db);
-
-  const c = computeCounts(db);
-  for (const [k, v] of Object.entries(c) as [keyof typeof c, number][]) {
-    if (info[k] !== v) {
-      const column = k.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
-      throw new Invalid(`snapshot row says ${column} = ${info[k]}, the tables hold ${v}`);
+  const facts = shardFacts(db);
+  if (facts.entryCount === 0) throw new Invalid('the shard holds no entry');
+  if (expected) {
+    if (!facts.firstPath.equals(expected.firstPath) || !facts.lastPath.equals(expected.lastPath)) {
+      throw new Invalid(
+        `it holds ${describePath(facts.firstPath)} … ${describePath(facts.lastPath)}, its root says ` +
+          `${describePath(expected.firstPath)} … ${describePath(expected.lastPath)}`,
+      );
+    }
+    for (const k of ['entryCount', 'fileCount', 'dirCount', 'symlinkCount', 'otherCount'] as const) {
+      if (facts[k] !== expected[k]) throw new Invalid(`its root says ${k} = ${expected[k]}, it holds ${facts[k]}`);
     }
   }
-  return info;
+  return facts;
+}
+
+/** Counts by type, and the first and last path. */
+function shardFacts(db: DB): ShardFacts {
+  const c = countEntries(db);
+  const firstPath = (db.prepare('SELECT path FROM entries ORDER BY path LIMIT 1').pluck().get() as Buffer | undefined) ?? Buffer.alloc(0);
+  const lastPath = (db.prepare('SELECT path FROM entries ORDER BY path DESC LIMIT 1').pluck().get() as Buffer | undefined) ?? Buffer.alloc(0);
+  return { ...c, firstPath, lastPath };
 }
 
 /**
- * The checks of validate() that a DB SnapshotWriter has just built still needs. The writer
- * created the schema, checked the type and range of every value and every path as rows were
- * added, numbered each file's chunks, computed their file offsets and wrote the counts from the
- * tables; what it cannot know is whether its caller's rows agree with one another (an entry under
- * a file, a chunk without a location or outside its blob, sizes that do not add up, hard-link
- * groups). Skipping the rest saves ~0.2 s of a 48,000-file no-change backup; a DB read from a
- * store always gets the full validate().
+ * The checks a shard ShardWriter has just built still needs. The writer created the schema,
+ * checked the type and range of every value and every path as rows were added, numbered each
+ * file's chunks and computed their file offsets; what it cannot know is whether its caller's rows
+ * agree with one another (an entry under a file, a chunk without a location or outside its blob,
+ * sizes that do not add up, hard-link groups). A shard read from a store always gets the full
+ * validateShard.
+ * @internal For ShardWriter.finish.
  */
-function validateWritten(db: DB, expectedId: string | undefined): SnapshotInfo {
+export function validateWrittenShard(db: DB): ShardFacts & { blobs: BlobRef[]; totalSize: number } {
+  try {
+    checkNothingUnderNonDirs(db);
+    checkChunkLocations(db);
+    const unknown = first(db, 'SELECT 1 AS bad FROM file_chunks fc WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = fc.chunk) LIMIT 1');
+    if (unknown || !fileSizesLookValid(db)) explainFileChunks(db);
+    checkFilesHaveChunks(db);
+    validateLinkGroups(db);
+    const blobs = (db.prepare('SELECT hash, size FROM blobs ORDER BY hash').all() as { hash: Buffer; size: number }[]).map((r) => ({
+      hash: r.hash.toString('hex'),
+      size: r.size,
+    }));
+    return { ...shardFacts(db), blobs, totalSize: computeTotalSize(db) };
+  } catch (err) {
+    if (err instanceof Invalid) throw new Error(err.message);
+    throw err;
+  }
+}
+
+/** A root as validateRoot found it. */
+export interface RootContentsRead {
+  info: SnapshotInfo;
+  shards: ShardRef[];
+}
+
+/**
+ * Validates a root DB (a local, decrypted copy): schema, snapshot row, and shards in strictly
+ * increasing, non-overlapping path order whose counts add up to the row's.
+ * @throws VaultikError (DATA) naming the problem.
+ */
+export function readRootFile(dbPath: string, expectedId?: string): RootContentsRead {
+  let db: DB | undefined;
+  const label = expectedId ?? dbPath;
+  try {
+    db = openReadOnly(dbPath);
+    return validateRoot(db, expectedId);
+  } catch (err) {
+    if (err instanceof Invalid) throw dataError(`snapshot ${label}: invalid metadata: ${err.message}`, err);
+    if (err instanceof VaultikError) throw err;
+    throw dataError(`snapshot ${label}: unreadable metadata DB: ${(err as Error).message}`, err);
+  } finally {
+    db?.close();
+  }
+}
+
+function validateRoot(db: DB, expectedId: string | undefined): RootContentsRead {
+  checkKind(db, SNAPSHOT_APPLICATION_ID, ROOT_DDL, 'snapshot');
   const info = validateSnapshotRow(db, expectedId);
-  checkNothingUnderNonDirs(db);
-  checkChunkLocations(db);
-  const unknown = first(db, 'SELECT 1 AS bad FROM file_chunks fc WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = fc.chunk) LIMIT 1');
-  if (unknown || !fileSizesLookValid(db)) explainFileChunks(db);
-  checkFilesHaveChunks(db);
-  validateLinkGroups(db);
-  return info;
+  const shards: ShardRef[] = [];
+  const sum = { fileCount: 0, dirCount: 0, symlinkCount: 0, otherCount: 0, shardBytes: 0 };
+  let prev: ShardRef | undefined;
+  for (const r of db.prepare('SELECT * FROM shards ORDER BY first_path').safeIntegers(true).iterate() as IterableIterator<Row>) {
+    const firstPath = bytes(r.first_path, 'first_path');
+    const where = ` of the shard at ${describePath(firstPath)}`;
+    const ref: ShardRef = {
+      firstPath,
+      lastPath: bytes(r.last_path, `last_path${where}`),
+      hash: bytes(r.blob, `blob${where}`, 32).toString('hex'),
+      size: num(r.size, `size${where}`, 1),
+      entryCount: num(r.entry_count, `entry_count${where}`, 1),
+      fileCount: num(r.file_count, `file_count${where}`),
+      dirCount: num(r.dir_count, `dir_count${where}`),
+      symlinkCount: num(r.symlink_count, `symlink_count${where}`),
+      otherCount: num(r.other_count, `other_count${where}`),
+    };
+    for (const p of [ref.firstPath, ref.lastPath]) {
+      const problem = entryPathProblem(p);
+      if (problem) throw new Invalid(`${problem}: ${describePath(p)}`);
+    }
+    if (Buffer.compare(ref.firstPath, ref.lastPath) > 0) throw new Invalid(`the shard at ${describePath(firstPath)} ends before it starts`);
+    if (prev && Buffer.compare(prev.lastPath, ref.firstPath) >= 0) {
+      throw new Invalid(`the shards at ${describePath(prev.firstPath)} and ${describePath(firstPath)} overlap`);
+    }
+    if (ref.fileCount + ref.dirCount + ref.symlinkCount + ref.otherCount !== ref.entryCount) {
+      throw new Invalid(`the counts by type${where} do not add up to entry_count`);
+    }
+    sum.fileCount += ref.fileCount;
+    sum.dirCount += ref.dirCount;
+    sum.symlinkCount += ref.symlinkCount;
+    sum.otherCount += ref.otherCount;
+    sum.shardBytes += ref.size;
+    if (sum.shardBytes > Number.MAX_SAFE_INTEGER) throw new Invalid('shard sizes too large');
+    shards.push(ref);
+    prev = ref;
+  }
+  const got = { ...sum, shardCount: shards.length };
+  for (const [k, v] of Object.entries(got) as [keyof typeof got, number][]) {
+    if (info[k] !== v) {
+      const column = k.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
+      throw new Invalid(`snapshot row says ${column} = ${info[k]}, the shards hold ${v}`);
+    }
+  }
+  return { info, shards };
+}
+
+/**
+ * The checks across shards of a DB a reader assembled (open.ts) from shards that each passed
+ * validateShard: nothing lies under a non-directory across shard borders, hard-link groups agree
+ * across shards, and, when every shard is in, the totals of the root's row.
+ * @internal For open.ts.
+ * @throws VaultikError (DATA).
+ */
+export function checkAssembled(db: DB, info: SnapshotInfo, complete: boolean): void {
+  try {
+    checkNothingUnderNonDirs(db);
+    validateLinkGroups(db);
+    checkFilesHaveChunks(db);
+    if (complete) {
+      const totalSize = computeTotalSize(db);
+      if (totalSize !== info.totalSize) throw new Invalid(`snapshot row says total_size = ${info.totalSize}, the shards hold ${totalSize}`);
+      const blobs = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS s FROM blobs').get() as { n: number; s: number };
+      if (blobs.n !== info.blobCount || blobs.s !== info.blobBytes) {
+        throw new Invalid(`snapshot row says ${info.blobCount} blobs of ${info.blobBytes} bytes, the shards reference ${blobs.n} of ${blobs.s}`);
+      }
+    }
+  } catch (err) {
+    if (err instanceof Invalid) throw dataError(`snapshot ${info.id}: invalid metadata: ${err.message}`, err);
+    throw err;
+  }
 }
 
 function validateSnapshotRow(db: DB, expectedId: string | undefined): SnapshotInfo {
@@ -480,11 +679,13 @@ function validateSnapshotRow(db: DB, expectedId: string | undefined): SnapshotIn
     symlinkCount: num(r.symlink_count, 'symlink_count'),
     otherCount: num(r.other_count, 'other_count'),
     totalSize: num(r.total_size, 'total_size'),
-    chunkCount: num(r.chunk_count, 'chunk_count'),
     blobCount: num(r.blob_count, 'blob_count'),
     blobBytes: num(r.blob_bytes, 'blob_bytes'),
+    shardCount: num(r.shard_count, 'shard_count'),
+    shardBytes: num(r.shard_bytes, 'shard_bytes'),
   };
 }
+
 
 const ENTRY_COLS = 'path, type, mode, uid, gid, mtime_ns, size, target, rdev, link_group';
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;

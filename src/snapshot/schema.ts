@@ -1,7 +1,9 @@
 /**
- * The snapshot metadata DB schema, format version 1 (documented in docs/FORMAT.md, "Snapshot
- * metadata"). The DDL text is part of the format: the reader compares the schema of an opened
- * DB with this text exactly, so a writer cannot drop a primary key or a constraint and smuggle
+ * The snapshot metadata schema, format version 2 (documented in docs/FORMAT.md, "Snapshot
+ * metadata"): a small root DB per snapshot (the snapshot row and its shards) and shard DBs, each
+ * holding the entries of one path range with their chunks and blobs, shared by every snapshot
+ * whose entries in that range are the same. The DDL text is part of the format: the reader
+ * compares the schema of an opened DB with this text exactly, so a writer cannot drop a primary key or a constraint and smuggle
  * in duplicate or mistyped rows. Changing anything here means a new SNAPSHOT_FORMAT_VERSION.
  *
  * Choices: paths, chunk ids and blob hashes are BLOBs (byte-exact names, 32-byte hashes);
@@ -10,19 +12,23 @@
  * groups). No STRICT tables, so sqlite3 ≥ 3.8 can read the file; the reader checks types.
  */
 
-/** Format version, stored in `PRAGMA user_version` and in the snapshot row. */
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/** Format version, stored in `PRAGMA user_version` of the root and of every shard, and in the
+ *  snapshot row. Version 1 (one DB per snapshot) is refused by this reader (docs/FORMAT.md). */
+export const SNAPSHOT_FORMAT_VERSION = 2;
 
-/** `PRAGMA application_id`: 'VKSN' — `file(1)`-style identification of a vaultik snapshot DB. */
+/** `PRAGMA application_id` of a snapshot root: 'VKSN'. */
 export const SNAPSHOT_APPLICATION_ID = 0x564b534e;
+
+/** `PRAGMA application_id` of a shard: 'VKSH'. */
+export const SHARD_APPLICATION_ID = 0x564b5348;
 
 /** Largest chunk plaintext a reader accepts (restore allocates one buffer per chunk). */
 export const MAX_CHUNK_PLAIN_LENGTH = 1 << 30;
 
 export const ENTRY_TYPES = ['file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev', 'other'] as const;
 
-/** Tables, created when the writer starts. */
-export const TABLES_DDL: readonly string[] = [
+/** The root DB: the snapshot row and its shards. */
+export const ROOT_DDL: readonly string[] = [
   `CREATE TABLE snapshot (
   id TEXT PRIMARY KEY NOT NULL,
   format_version INTEGER NOT NULL,
@@ -43,10 +49,27 @@ export const TABLES_DDL: readonly string[] = [
   symlink_count INTEGER NOT NULL,
   other_count INTEGER NOT NULL,
   total_size INTEGER NOT NULL,
-  chunk_count INTEGER NOT NULL,
   blob_count INTEGER NOT NULL,
-  blob_bytes INTEGER NOT NULL
+  blob_bytes INTEGER NOT NULL,
+  shard_count INTEGER NOT NULL,
+  shard_bytes INTEGER NOT NULL
 ) WITHOUT ROWID`,
+  `CREATE TABLE shards (
+  first_path BLOB PRIMARY KEY NOT NULL,
+  last_path BLOB NOT NULL,
+  blob BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  entry_count INTEGER NOT NULL,
+  file_count INTEGER NOT NULL,
+  dir_count INTEGER NOT NULL,
+  symlink_count INTEGER NOT NULL,
+  other_count INTEGER NOT NULL
+) WITHOUT ROWID`,
+];
+
+/** A shard DB's tables, created when a shard writer starts (also the layout of the DB a reader
+ *  assembles from the shards it reads). */
+export const TABLES_DDL: readonly string[] = [
   `CREATE TABLE entries (
   path BLOB PRIMARY KEY NOT NULL,
   type TEXT NOT NULL CHECK (type IN ('file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev', 'other')),

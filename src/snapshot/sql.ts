@@ -3,7 +3,7 @@
  */
 import type Database from 'better-sqlite3';
 
-import type { SnapshotCounts } from './types.js';
+import type { ShardCounts } from './types.js';
 
 export type DB = Database.Database;
 
@@ -14,15 +14,23 @@ export function isHexHash(s: unknown): s is string {
   return typeof s === 'string' && HEX64.test(s);
 }
 
-/**
- * What the DB's own rows add up to. The writer stores it in the snapshot row; the reader checks
- * the stored row against it. Hard-link followers add to fileCount but not to totalSize.
- */
-export function computeCounts(db: DB): SnapshotCounts {
+/** Entries by type in a DB with the shard tables. */
+export function countEntries(db: DB): ShardCounts {
   const byType = db.prepare('SELECT type, COUNT(*) AS n FROM entries GROUP BY type').all() as { type: string; n: number }[];
   const count = (t: string): number => byType.find((r) => r.type === t)?.n ?? 0;
   const other = byType.filter((r) => !['file', 'dir', 'symlink'].includes(r.type)).reduce((a, r) => a + r.n, 0);
-  const totalSize = (
+  return {
+    entryCount: byType.reduce((a, r) => a + r.n, 0),
+    fileCount: count('file'),
+    dirCount: count('dir'),
+    symlinkCount: count('symlink'),
+    otherCount: other,
+  };
+}
+
+/** Sum of file sizes, each hard-link group once. */
+export function computeTotalSize(db: DB): number {
+  return (
     db
       .prepare(
         `SELECT COALESCE(SUM(size), 0) AS s FROM entries e WHERE type = 'file'
@@ -30,16 +38,4 @@ export function computeCounts(db: DB): SnapshotCounts {
       )
       .get() as { s: number }
   ).s;
-  const chunkCount = (db.prepare('SELECT COUNT(*) AS n FROM chunks').get() as { n: number }).n;
-  const blobs = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS s FROM blobs').get() as { n: number; s: number };
-  return {
-    fileCount: count('file'),
-    dirCount: count('dir'),
-    symlinkCount: count('symlink'),
-    otherCount: other,
-    totalSize,
-    chunkCount,
-    blobCount: blobs.n,
-    blobBytes: blobs.s,
-  };
 }

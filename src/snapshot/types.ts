@@ -51,7 +51,7 @@ export interface BlobRef {
   size: number;
 }
 
-/** What the backup knows about a run, written into the snapshot row by SnapshotWriter.finish. */
+/** What the backup knows about a run, written into the snapshot row by writeRoot. */
 export interface SnapshotSummary {
   /** The snapshot id (see id.ts); the host is taken from it. */
   id: string;
@@ -73,7 +73,7 @@ export interface SnapshotSummary {
   warnings?: number;
 }
 
-/** What a metadata DB's rows add up to (stored in its snapshot row and checked on open). */
+/** What a snapshot's rows add up to (stored in its root's snapshot row). */
 export interface SnapshotCounts {
   /** Entries of type 'file' (hard links counted per name). */
   fileCount: number;
@@ -83,13 +83,36 @@ export interface SnapshotCounts {
   otherCount: number;
   /** Sum of file sizes, each hard-link group counted once. */
   totalSize: number;
-  chunkCount: number;
+  /** Distinct data blobs the snapshot references (shard objects not counted). */
   blobCount: number;
-  /** Sum of the referenced blobs' stored sizes. */
+  /** Sum of those blobs' stored sizes. */
   blobBytes: number;
+  /** Shards, and the sum of their stored sizes. */
+  shardCount: number;
+  shardBytes: number;
 }
 
-/** The snapshot row of a metadata DB: the summary plus what the DB itself counts. */
+/** What one shard holds, by entry type. */
+export interface ShardCounts {
+  entryCount: number;
+  fileCount: number;
+  dirCount: number;
+  symlinkCount: number;
+  otherCount: number;
+}
+
+/** A shard as a root lists it: its path range and where it is stored. */
+export interface ShardRef extends ShardCounts {
+  /** First and last entry paths (inclusive). */
+  firstPath: Buffer;
+  lastPath: Buffer;
+  /** SHA-256 (hex) of the stored shard object, at blobs/<h0h1>/<h2h3>/<hash>. */
+  hash: string;
+  /** Its stored size. */
+  size: number;
+}
+
+/** The snapshot row of a root: the summary plus what the snapshot counts. */
 export interface SnapshotInfo extends Required<SnapshotSummary>, SnapshotCounts {
   formatVersion: number;
   host: string;

@@ -11,11 +11,12 @@
  * `sample` checks the content of a random subset of the blobs; existence and sizes of all are
  * still checked (they come from the listing).
  *
- * Deep (with the key), in addition: decrypts every snapshot's metadata, checks that its manifest
- * lists exactly the blobs the metadata references, and decrypts every referenced chunk (only the
- * STREAM segments holding chunks, fetched in merged ranges), checking each chunk's SHA-256
- * against the metadata. Each distinct chunk location is checked once, however many snapshots
- * reference it: the snapshots' chunk lists are merged in (blob, offset) order.
+ * Deep (with the key), in addition: decrypts every snapshot's root and each distinct shard once
+ * (however many snapshots share it), checks that each manifest lists exactly the blobs and shards
+ * its snapshot references, and decrypts every referenced chunk (only the STREAM segments holding
+ * chunks, fetched in merged ranges), checking each chunk's SHA-256 against the metadata. Each
+ * distinct chunk location is checked once: the shards' chunk lists are merged in (blob, offset)
+ * order.
  */
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -24,8 +25,8 @@ import { AgeError, openAgeFile, segmentRange, type AgeFileInfo, type Identity } 
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
 import { blobListDifference, readManifest } from '../snapshot/manifest.js';
-import { openSnapshot } from '../snapshot/pack.js';
-import type { SnapshotReader } from '../snapshot/reader.js';
+import { openShard, readRoot } from '../snapshot/open.js';
+import type { MetadataReader } from '../snapshot/reader.js';
 import type { ChunkLocation } from '../snapshot/types.js';
 import { isStorageError, type Storage } from '../storage/types.js';
 import { TaskWindow } from '../util/concurrency.js';
@@ -157,7 +158,7 @@ export async function verifyStore(storage: Storage, options: VerifyOptions): Pro
     }
   }
 
-  const readers: { id: string; reader: SnapshotReader }[] = [];
+  const readers: ShardOpened[] = [];
   try {
     if (options.deep) {
       emit({ type: 'phase', phase: 'metadata' });
@@ -239,22 +240,63 @@ export async function verifyStore(storage: Storage, options: VerifyOptions): Pro
   }
 }
 
-/** Opens every snapshot's metadata (deep), compares it with the manifest, adds its blobs. */
+/** A shard open for the chunk check, and the snapshots that reference it. */
+interface ShardOpened {
+  ids: string[];
+  reader: MetadataReader;
+}
+
+/**
+ * Opens every snapshot's root (deep) and each distinct shard once, compares each snapshot's blobs
+ * and shards with its manifest, and adds them to `referenced`.
+ */
 async function openAll(
   storage: Storage,
   snapshots: readonly SnapshotListing[],
   options: VerifyOptions,
-  readers: { id: string; reader: SnapshotReader }[],
+  readers: ShardOpened[],
   manifests: Map<string, { hash: string; size: number }[]>,
   referenced: Map<string, number>,
   problem: (p: VerifyProblem) => void,
 ): Promise<void> {
   const deep = options.deep!;
+  const tmpDir = deep.tmpDir ?? tmpdir();
+  const opts = options.signal ? { signal: options.signal } : {};
+  // By everything a root says of a shard: it is checked against its range and counts.
+  const byKey = new Map<string, ShardOpened | Error>();
   for (const s of snapshots) {
     options.signal?.throwIfAborted();
-    let reader: SnapshotReader;
+    const blobs = new Map<string, number>();
+    let data = 0;
+    let dataBytes = 0;
+    let info;
     try {
-      reader = await openSnapshot(storage, options.indexPrefix, s.id, deep.identities, deep.tmpDir ?? tmpdir(), options.signal ? { signal: options.signal } : {});
+      const root = await readRoot(storage, options.indexPrefix, s.id, deep.identities, tmpDir, opts);
+      info = root.info;
+      for (const ref of root.shards) {
+        const key = `${ref.hash}:${ref.firstPath.toString('hex')}:${ref.lastPath.toString('hex')}:${ref.entryCount}:${ref.fileCount}:${ref.dirCount}:${ref.symlinkCount}:${ref.otherCount}`;
+        let opened = byKey.get(key);
+        if (opened === undefined) {
+          try {
+            opened = { ids: [], reader: await openShard(storage, ref, deep.identities, tmpDir, opts) };
+            readers.push(opened);
+          } catch (err) {
+            if (!(err instanceof VaultikError) || err.exitCode !== ExitCode.DATA) throw err;
+            opened = err;
+          }
+          byKey.set(key, opened);
+        }
+        if (opened instanceof Error) throw opened;
+        opened.ids.push(s.id);
+        blobs.set(ref.hash, ref.size);
+        for (const b of opened.reader.blobs()) {
+          if (!blobs.has(b.hash)) {
+            data++;
+            dataBytes += b.size;
+          }
+          blobs.set(b.hash, b.size);
+        }
+      }
     } catch (err) {
       if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) {
         problem({ kind: 'bad-metadata', snapshot: s.id, message: err.message });
@@ -262,14 +304,16 @@ async function openAll(
       }
       throw err;
     }
-    readers.push({ id: s.id, reader });
-    const blobs = reader.blobs();
+    if (data !== info.blobCount || dataBytes !== info.blobBytes) {
+      problem({ kind: 'bad-metadata', snapshot: s.id, message: `its root says ${info.blobCount} blobs of ${info.blobBytes} bytes, its shards reference ${data} of ${dataBytes}` });
+    }
+    const list = [...blobs].map(([hash, size]) => ({ hash, size })).sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
     const manifest = manifests.get(s.id);
     if (manifest) {
-      const diff = blobListDifference(blobs, manifest);
+      const diff = blobListDifference(list, manifest);
       if (diff !== undefined) problem({ kind: 'manifest-mismatch', snapshot: s.id, message: diff });
     }
-    for (const b of blobs) if (!referenced.has(b.hash)) referenced.set(b.hash, b.size);
+    for (const b of list) if (!referenced.has(b.hash)) referenced.set(b.hash, b.size);
   }
 }
 
@@ -279,7 +323,7 @@ async function attributeMissing(
   snapshots: readonly SnapshotListing[],
   missing: ReadonlySet<string>,
   options: VerifyOptions,
-  readers: readonly { id: string; reader: SnapshotReader }[],
+  readers: readonly ShardOpened[],
 ): Promise<Map<string, string[]>> {
   const needs = new Map<string, Set<string>>();
   const add = (hash: string, id: string): void => {
@@ -293,7 +337,7 @@ async function attributeMissing(
     const m = await readManifest(storage, options.indexPrefix, s.id, options.signal).catch(() => undefined);
     for (const b of m?.blobs ?? []) add(b.hash, s.id);
   }
-  for (const r of readers) for (const b of r.reader.blobs()) add(b.hash, r.id);
+  for (const r of readers) for (const b of r.reader.blobs()) for (const id of r.ids) add(b.hash, id);
   return new Map([...needs].map(([h, ids]) => [h, [...ids].sort()]));
 }
 
@@ -326,7 +370,7 @@ const chunkOrder = (a: ChunkLocation, b: ChunkLocation): number =>
  * repeats, grouped by blob. k-way merge by linear scan of the heads: k is the number of
  * snapshots, small next to the number of chunks.
  */
-function* chunksByBlob(readers: readonly SnapshotReader[]): Generator<{ blob: string; chunks: ChunkLocation[] }> {
+function* chunksByBlob(readers: readonly MetadataReader[]): Generator<{ blob: string; chunks: ChunkLocation[] }> {
   const its = readers.map((r) => r.chunksByBlob()[Symbol.iterator]());
   const heads = its.map((it) => it.next());
   let group: { blob: string; chunks: ChunkLocation[] } | undefined;
@@ -354,7 +398,7 @@ function* chunksByBlob(readers: readonly SnapshotReader[]): Generator<{ blob: st
 /** Decrypts every referenced chunk of the (sampled, present) blobs and checks its SHA-256. */
 async function checkChunks(
   storage: Storage,
-  readers: readonly { id: string; reader: SnapshotReader }[],
+  readers: readonly ShardOpened[],
   present: ReadonlyMap<string, number>,
   sampled: ReadonlySet<string> | undefined,
   options: VerifyOptions,

@@ -161,6 +161,8 @@ describe('renderers', () => {
     startTime: '2026-01-01T00:00:00.000Z',
     endTime: '2026-01-01T00:00:02.000Z',
     durationMs: 2000,
+    shardsWritten: 1,
+    shardsReused: 0,
     metadataBytes: 900,
     snapshotBlobs: 1,
     snapshotBlobBytes: 1024 * 1024 + 300,

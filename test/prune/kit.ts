@@ -28,7 +28,6 @@ import {
   SnapshotWriter,
   makeSnapshotId,
   openSnapshot,
-  publishSnapshot,
   type BlobRef,
   type ChunkLocation,
   type Entry,
@@ -169,7 +168,7 @@ export class Source {
       }
     }
     for (const [hash, size] of blobs) w.addBlob(hash, size);
-    const finished = w.finish({
+    const summary = {
       id,
       startTime: time,
       endTime: time,
@@ -179,12 +178,14 @@ export class Source {
       chunkSize: this.chunkSize,
       blobSizeLimit: this.blobLimit,
       compressionLevel: 3,
-    });
+    };
+    // Built now (its shards and blob list), published now or when the test says.
+    const built = await w.publish(this.storage, summary, { indexPrefix: INDEX, recipients, holdRoot: true });
     const publish = async (): Promise<void> => {
-      await publishSnapshot(this.storage, { indexPrefix: INDEX, dbPath: finished.dbPath, recipients });
+      await built.publishRoot();
     };
     if (options.publish !== false) await publish();
-    return { id, blobs: finished.blobs, uploaded, publish };
+    return { id, blobs: built.manifestBlobs, uploaded, publish };
   }
 }
 

@@ -2,7 +2,7 @@
  * Test kit for src/restore.
  *
  * `snapshotTree` backs a real directory up into a store with the real format pieces — the
- * source walker, FastCDC, zstd frames, BlobWriter, SnapshotWriter, publishSnapshot — but none of
+ * source walker, FastCDC, zstd frames, BlobWriter, SnapshotWriter — but none of
  * the backup engine's policy (no state cache, one blob at a time). It keeps these tests
  * independent of src/backup; the CLI round trip (roundtrip.test.ts) also runs the real
  * `vaultik backup` when it is available.
@@ -21,7 +21,7 @@ import { chunkBuffer, chunkerOptions } from '../../src/chunker/index.js';
 import { compressFrame } from '../../src/compress/zstd.js';
 import { generateKeyPair, parseIdentity, parseRecipient, type Identity, type Recipient } from '../../src/crypto/index.js';
 import { walk } from '../../src/fs/walk.js';
-import { SnapshotWriter, makeSnapshotId, publishSnapshot, type ChunkLocation, type Entry } from '../../src/snapshot/index.js';
+import { SnapshotWriter, makeSnapshotId, type ChunkLocation, type Entry } from '../../src/snapshot/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import type { ByteRange, ObjectInfo, PutBody, PutOptions, Storage } from '../../src/storage/types.js';
 import { runMain } from '../helpers/io.js';
@@ -57,7 +57,7 @@ export interface SnapshotTreeOptions {
   /** Close a blob once its stored size passes this (default 1 GiB: one blob). */
   blobSizeLimit?: number;
   indexPrefix?: string;
-  /** Called with the finished metadata DB before it is published (tests that craft hostile metadata). */
+  /** Called with each finished shard DB before it is published (tests that craft hostile metadata). */
   tamper?: (dbPath: string) => void;
 }
 
@@ -137,19 +137,21 @@ export async function snapshotTree(storage: Storage, sourceDir: string, options:
       }),
     );
   }
-  writer.finish({
-    id,
-    startTime: time,
-    endTime: new Date(time.getTime() + 1000),
-    toolVersion: '0.0.0-test',
-    sourceDirs: [sourceDir],
-    excludes: [],
-    chunkSize: chunker.avgSize,
-    blobSizeLimit: limit,
-    compressionLevel: 3,
-  });
-  options.tamper?.(dbPath);
-  await publishSnapshot(storage, { indexPrefix: options.indexPrefix ?? 'index/', dbPath, recipients: options.recipients });
+  await writer.publish(
+    storage,
+    {
+      id,
+      startTime: time,
+      endTime: new Date(time.getTime() + 1000),
+      toolVersion: '0.0.0-test',
+      sourceDirs: [sourceDir],
+      excludes: [],
+      chunkSize: chunker.avgSize,
+      blobSizeLimit: limit,
+      compressionLevel: 3,
+    },
+    { indexPrefix: options.indexPrefix ?? 'index/', recipients: options.recipients, ...(options.tamper ? { tamperShard: options.tamper } : {}) },
+  );
   return { id, blobs, chunksOf };
 }
 

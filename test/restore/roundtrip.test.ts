@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { openStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
 import { runRestore, type RestoreEvent } from '../../src/restore/index.js';
-import { SnapshotWriter, listSnapshots, makeSnapshotId, publishSnapshot } from '../../src/snapshot/index.js';
+import { SnapshotWriter, listSnapshots, makeSnapshotId } from '../../src/snapshot/index.js';
 import { BlobWriter, blobKey } from '../../src/blob/index.js';
 import { compressFrame } from '../../src/compress/zstd.js';
 import { createHash } from 'node:crypto';
@@ -145,8 +145,11 @@ describe('restore round trip', () => {
     w.addBlob(blob.hash, blob.size);
     const when = new Date('2026-11-27T05:00:00.000Z');
     const id = makeSnapshotId('sparse', when);
-    w.finish({ id, startTime: when, endTime: when, toolVersion: 't', sourceDirs: ['/big'], excludes: [], chunkSize: 1 << 20, blobSizeLimit: 1 << 30, compressionLevel: 3 });
-    await publishSnapshot(storage, { indexPrefix: 'index/', dbPath, recipients: key.recipients });
+    await w.publish(
+      storage,
+      { id, startTime: when, endTime: when, toolVersion: 't', sourceDirs: ['/big'], excludes: [], chunkSize: 1 << 20, blobSizeLimit: 1 << 30, compressionLevel: 3 },
+      { indexPrefix: 'index/', recipients: key.recipients },
+    );
     const target = join(tmp.dir, 'restore-sparse');
     const summary = await runRestore({ storage, identities: key.identities, snapshotId: id, target });
     expect(summary.failed).toBe(0);

@@ -63,7 +63,8 @@ export const lsCommand: Command = {
     const storage = openStore(spec);
     try {
       const listing = resolveSnapshotId(await listSnapshots(storage, indexPrefix), snapshotId, values.host);
-      const reader = await openSnapshot(storage, indexPrefix, listing.id, identities, tmpdir(), { signal: io.signal });
+      // A path: only the shards that cover it are read.
+      const reader = await openSnapshot(storage, indexPrefix, listing.id, identities, tmpdir(), under ? { signal: io.signal, under } : { signal: io.signal });
       try {
         if (under && !reader.entry(under)) throw new UsageError(`${displayPath(under)} is not in snapshot ${listing.id}`);
         const slash = Buffer.from('/');

@@ -1,0 +1,242 @@
+/**
+ * Reading snapshot metadata back from the store: a root (readRoot), one shard (openShard), and a
+ * snapshot's entries assembled from its shards (openSnapshot).
+ *
+ * SQLite reads files, so every DB is decrypted into a temp file: plaintext metadata (names,
+ * sizes, owners — never file contents) on the reading machine, created mode 0600 in a fresh 0700
+ * directory under the caller's `tmpDir`, and deleted when its reader is closed or opening fails.
+ *
+ * openSnapshot reads the root, then only the shards it needs: all of them, or for one path
+ * (`under`) the shards whose range meets that path or its descendants. Each shard is validated on
+ * its own (reader.ts), then its rows are copied into one DB with the shard tables, which the
+ * SnapshotReader queries; checkAssembled then checks what spans shard borders.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import Database from 'better-sqlite3';
+import { DecompressStream } from 'zstd-napi';
+import { blobKey } from '../blob/key.js';
+import { AgeError, createDecryptStream, type Identity } from '../crypto/index.js';
+import { ExitCode, VaultikError } from '../errors.js';
+import { StorageError, type Storage } from '../storage/types.js';
+import { metadataKey } from './id.js';
+import { descendantRange } from './paths.js';
+import { checkAssembled, openShardFile, readRootFile, SnapshotReader, type RootContentsRead, type ShardReader } from './reader.js';
+import { INDEXES_DDL, TABLES_DDL } from './schema.js';
+import type { ShardRef } from './types.js';
+
+export interface OpenMetadataOptions {
+  signal?: AbortSignal;
+  /** Refuse a DB that decompresses to more than this (default 64 GiB): a zstd bomb guard. */
+  maxSize?: number;
+}
+
+export interface OpenSnapshotFromStoreOptions extends OpenMetadataOptions {
+  /** Only this path and what lies under it: read only the shards that cover it. */
+  under?: Buffer;
+}
+
+/** Counts bytes through a stream and fails past a limit. */
+function limitStream(max: number, label: string): Transform {
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+      n += chunk.length;
+      if (n > max) cb(new VaultikError(`${label}: metadata larger than ${max} bytes`, ExitCode.DATA));
+      else cb(null, chunk);
+    },
+  });
+}
+
+/**
+ * Downloads the object at `key`, decrypts and decompresses it into `dest` (which must not exist).
+ * @throws VaultikError NO_IDENTITY when no identity matches; DATA when the object is missing,
+ *   fails authentication or decompression; StorageError from the store.
+ */
+async function fetchDecrypted(storage: Storage, key: string, identities: readonly Identity[], dest: string, label: string, options: OpenMetadataOptions): Promise<void> {
+  try {
+    let body: Readable;
+    try {
+      body = await storage.get(key, undefined, { signal: options.signal });
+    } catch (err) {
+      if (err instanceof StorageError && err.kind === 'not-found') {
+        throw new VaultikError(`${label}: metadata object ${key} not found`, ExitCode.DATA, { cause: err });
+      }
+      throw err;
+    }
+    await pipeline(
+      body,
+      createDecryptStream(identities),
+      new DecompressStream(),
+      limitStream(options.maxSize ?? 64 * 1024 ** 3, label),
+      createWriteStream(dest, { flags: 'wx', mode: 0o600 }),
+      { signal: options.signal },
+    );
+  } catch (err) {
+    if (err instanceof AgeError && err.kind === 'no-match') {
+      throw new VaultikError(`no identity matches this backup (${label})`, ExitCode.NO_IDENTITY, { cause: err });
+    }
+    if (err instanceof AgeError) {
+      throw new VaultikError(`${label}: metadata failed authentication: ${err.message}`, ExitCode.DATA, { cause: err });
+    }
+    if (err instanceof VaultikError || err instanceof StorageError) throw err;
+    if ((err as Error).name === 'AbortError') throw err;
+    throw new VaultikError(`${label}: cannot decompress metadata: ${(err as Error).message}`, ExitCode.DATA, { cause: err });
+  }
+}
+
+/**
+ * Downloads, decrypts and validates a snapshot's root: its row and its shards. The decrypted
+ * file is deleted before returning.
+ * @throws VaultikError NO_IDENTITY (wrong key), DATA (missing, corrupt or invalid); StorageError.
+ */
+export async function readRoot(
+  storage: Storage,
+  indexPrefix: string,
+  id: string,
+  identities: readonly Identity[],
+  tmpDir: string,
+  options: OpenMetadataOptions = {},
+): Promise<RootContentsRead> {
+  const dir = await mkdtemp(join(tmpDir, 'vaultik-snapshot-'));
+  try {
+    const path = join(dir, 'root.db');
+    await fetchDecrypted(storage, metadataKey(indexPrefix, id), identities, path, `snapshot ${id}`, options);
+    return readRootFile(path, id);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Downloads, decrypts and validates one shard, checked against `ref` (its range and counts as
+ * its root lists them). close() the reader to delete the decrypted copy.
+ * @throws VaultikError NO_IDENTITY, DATA (missing, corrupt, invalid, or not what `ref` says);
+ *   StorageError.
+ */
+export async function openShard(
+  storage: Storage,
+  ref: ShardRef,
+  identities: readonly Identity[],
+  tmpDir: string,
+  options: OpenMetadataOptions = {},
+): Promise<ShardReader> {
+  const dir = await mkdtemp(join(tmpDir, 'vaultik-shard-'));
+  const label = `shard ${ref.hash}`;
+  try {
+    const path = join(dir, 'shard.db');
+    await fetchDecrypted(storage, blobKey(ref.hash), identities, path, label, options);
+    return openShardFile(path, { expected: ref, label, deleteOnClose: dir });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * The shards that hold `path` or anything under it: those whose range meets [path, path] or the
+ * descendants' key range (paths.ts descendantRange).
+ */
+export function shardsCovering(shards: readonly ShardRef[], path: Buffer): ShardRef[] {
+  const { low, high } = descendantRange(path);
+  return shards.filter((s) => {
+    const holdsSelf = Buffer.compare(s.firstPath, path) <= 0 && Buffer.compare(path, s.lastPath) <= 0;
+    const meetsBelow = Buffer.compare(s.lastPath, low) > 0 && Buffer.compare(s.firstPath, high) < 0;
+    return holdsSelf || meetsBelow;
+  });
+}
+
+/**
+ * Downloads, decrypts and validates a snapshot: its root, then its shards (only those covering
+ * `under` when given), assembled into one DB. A wrong key fails at the root, before anything else
+ * is read. close() the reader to delete the decrypted files.
+ * @throws VaultikError NO_IDENTITY when no identity matches ("no identity matches this
+ *   backup"); DATA when an object is missing, fails authentication, or is invalid; STORAGE
+ *   errors from the store as StorageError.
+ */
+export async function openSnapshot(
+  storage: Storage,
+  indexPrefix: string,
+  id: string,
+  identities: readonly Identity[],
+  tmpDir: string,
+  options: OpenSnapshotFromStoreOptions = {},
+): Promise<SnapshotReader> {
+  const root = await readRoot(storage, indexPrefix, id, identities, tmpDir, options);
+  const wanted = options.under ? shardsCovering(root.shards, options.under) : root.shards;
+  const complete = wanted.length === root.shards.length;
+  const dir = await mkdtemp(join(tmpDir, 'vaultik-snapshot-'));
+  const dbPath = join(dir, 'snapshot.db');
+  try {
+    const db = new Database(dbPath);
+    try {
+      db.pragma('journal_mode = OFF');
+      db.pragma('synchronous = OFF');
+      db.pragma('temp_store = FILE');
+      for (const ddl of TABLES_DDL) db.exec(ddl);
+      for (const ref of wanted) {
+        options.signal?.throwIfAborted();
+        const shard = await openShard(storage, ref, identities, dir, options);
+        try {
+          mergeShard(db, shard, id);
+        } finally {
+          shard.close();
+        }
+      }
+      keepFirstCarriers(db);
+      for (const ddl of INDEXES_DDL) db.exec(ddl);
+      checkAssembled(db, root.info, complete);
+    } finally {
+      db.close();
+    }
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return SnapshotReader.openAssembled(dbPath, root.info, complete, dir);
+}
+
+/**
+ * Copies a validated shard's rows into the assembled DB. Shards do not overlap (the root was
+ * checked), so entries never collide. A chunk or blob two shards both list must agree on what
+ * its id determines (plain length; stored size): anything else is a forgery.
+ */
+function mergeShard(db: Database.Database, shard: ShardReader, id: string): void {
+  db.prepare('ATTACH DATABASE ? AS s').run(shard.path);
+  try {
+    const clash = db
+      .prepare(
+        `SELECT 1 FROM s.chunks sc JOIN main.chunks c ON c.id = sc.id WHERE c.plain_length != sc.plain_length
+         UNION ALL SELECT 1 FROM s.blobs sb JOIN main.blobs b ON b.hash = sb.hash WHERE b.size != sb.size LIMIT 1`,
+      )
+      .get();
+    if (clash) throw new VaultikError(`snapshot ${id}: invalid metadata: ${shard.label} disagrees with another shard on a chunk's length or a blob's size`, ExitCode.DATA);
+    db.exec('BEGIN');
+    db.exec('INSERT INTO main.entries SELECT * FROM s.entries');
+    db.exec('INSERT INTO main.file_chunks SELECT * FROM s.file_chunks');
+    db.exec('INSERT OR IGNORE INTO main.chunks SELECT * FROM s.chunks');
+    db.exec('INSERT OR IGNORE INTO main.blobs SELECT * FROM s.blobs');
+    db.exec('COMMIT');
+  } catch (err) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    if (err instanceof VaultikError) throw err;
+    throw new VaultikError(`snapshot ${id}: cannot assemble ${shard.label}: ${(err as Error).message}`, ExitCode.DATA, { cause: err });
+  } finally {
+    db.exec('DETACH DATABASE s');
+  }
+}
+
+/**
+ * In each shard the first member of a hard-link group carries its content; across shards only
+ * the first of those stays a carrier (the rule of one DB, docs/FORMAT.md "Hard links").
+ */
+function keepFirstCarriers(db: Database.Database): void {
+  const any = db.prepare('SELECT 1 FROM entries WHERE link_group IS NOT NULL LIMIT 1').get();
+  if (!any) return;
+  db.exec(`DELETE FROM file_chunks WHERE path IN (
+             SELECT e.path FROM entries e JOIN (SELECT link_group, MIN(path) AS first FROM entries WHERE link_group IS NOT NULL GROUP BY link_group) g
+               ON g.link_group = e.link_group WHERE e.path != g.first)`);
+}
