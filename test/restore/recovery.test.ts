@@ -85,11 +85,16 @@ beforeAll(async () => {
   linkSync(join(src, 'a-first'), join(src, 'sub', 'z-link'));
   linkSync(join(src, 'a-first'), join(src, 'sub', 'z-link2'));
   utimesSync(join(src, 'text.txt'), 1_600_000_000.123456, 1_600_000_000.123456);
-  // 300 small files, then a boundary name: the snapshot has at least two shards, and a cut lies
-  // between 'a-*', 'big.bin', 'empty' (first shard) and 'sub/*', 'text.txt', 'zz-changed'.
-  mkdirSync(join(src, 'm'));
-  for (let i = 0; i < 300; i++) writeFileSync(join(src, 'm', `f${String(i).padStart(4, '0')}`), `small file ${i}\n`);
-  writeFileSync(join(src, 'm', boundaryName(join(src, 'm'), 'g')), 'ends a shard\n');
+  // Twice 300 small files and a boundary name: the snapshot has at least three shards. The
+  // first (the source's ancestors, 'a-*', 'big.bin', 'empty', part of 'm') ends in 'm'; the
+  // second lies within 'm' and 'n' and ends there at the latest; 'sub/*', 'text.txt' and
+  // 'zz-changed' come after. The first shard changes with every backup (the ancestors' mtimes
+  // change as this test writes to its temp dir); the second does not.
+  for (const d of ['m', 'n']) {
+    mkdirSync(join(src, d));
+    for (let i = 0; i < 300; i++) writeFileSync(join(src, d, `f${String(i).padStart(4, '0')}`), `small file ${d} ${i}\n`);
+    writeFileSync(join(src, d, boundaryName(join(src, d), 'g')), 'ends a shard\n');
+  }
   writeFileSync(join(src, 'zz-changed'), 'first version\n');
   // Two real backups; the second changes one file in place (its directory is unchanged).
   const opts = { src, storeYaml: `local: {path: ${JSON.stringify(store)}, prefix: host1}`, recipient: key.recipient, work: tmp.dir, blobSizeLimit: '300KiB' };
@@ -140,18 +145,32 @@ describe('recover-with-stock-tools.sh', () => {
     expect(recover(join(src, 'text.txt'), latestId).code).toBe(0);
   });
 
-  it('recovers from an older snapshot, through the shard it shares with the newer one', () => {
+  it('recovers an unchanged file through a shard both snapshots share, and both versions of a changed one', () => {
     const [r1, r2] = [rootDb(firstId), rootDb(latestId)];
     const shards = (r: string): string[] => sql(r, 'SELECT lower(hex(blob)) FROM shards ORDER BY first_path');
+    expect(shards(r1).length).toBeGreaterThanOrEqual(3);
+    // An unchanged range is one shard object, listed by both roots; the changed one is not.
     const shared = shards(r1).filter((s) => shards(r2).includes(s));
     expect(shared.length).toBeGreaterThanOrEqual(1);
-    // The unchanged first shard is one object, referenced by both roots; the changed one is not.
-    expect(shardOf(r2, join(src, 'big.bin'))).toBe(shardOf(r1, join(src, 'big.bin')));
     expect(shardOf(r2, join(src, 'zz-changed'))).not.toBe(shardOf(r1, join(src, 'zz-changed')));
-    // The keyless manifest lists the shards with the data blobs, with their stored sizes.
+    const [unchanged] = sql(decrypt(blobPath(shared[0]!)), "SELECT path FROM entries WHERE type = 'file' AND size > 0 ORDER BY path LIMIT 1");
+    expect(shardOf(r2, `/${unchanged!}`)).toBe(shared[0]);
+    for (const id of [latestId, firstId]) {
+      const r = recover(`/${unchanged!}`, id);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(r.out).equals(readFileSync(`/${unchanged!}`)), unchanged).toBe(true);
+    }
+    // The keyless manifest lists the data blobs (the shards' blobs tables) and the shards, with
+    // their stored sizes; the snapshot row counts them apart.
     const manifest = JSON.parse(execFileSync('zstd', ['-d', '-q', '-c', join(root, 'index', `${latestId}.manifest.json.zst`)], { encoding: 'utf8' })) as { blobs: [string, number][] };
-    const listed = new Map(manifest.blobs);
-    for (const s of shards(r2)) expect(listed.get(s), s).toBe(statSync(blobPath(s)).size);
+    const data = new Map<string, number>();
+    for (const s of shards(r2)) for (const row of sql(decrypt(blobPath(s)), 'SELECT lower(hex(hash)), size FROM blobs')) data.set(row.split(' ')[0]!, Number(row.split(' ')[1]));
+    const shardRows = sql(r2, 'SELECT lower(hex(blob)), size FROM shards').map((row) => [row.split(' ')[0]!, Number(row.split(' ')[1])] as [string, number]);
+    for (const [h, size] of shardRows) expect(statSync(blobPath(h)).size).toBe(size);
+    const all = [...data, ...shardRows].sort((x, y) => (x[0] < y[0] ? -1 : 1));
+    expect(manifest.blobs).toEqual(all);
+    const sum = (xs: Iterable<[string, number]>): number => [...xs].reduce((t, x) => t + x[1], 0);
+    expect(sql(r2, 'SELECT blob_count, blob_bytes, shard_count, shard_bytes FROM snapshot')).toEqual([`${data.size} ${sum(data)} ${shardRows.length} ${sum(shardRows)}`]);
 
     for (const id of [latestId, firstId]) {
       const r = recover(join(src, 'big.bin'), id);

@@ -56,11 +56,11 @@ describe('recovery with stock tools (docs recipe, verbatim)', () => {
       // 300 files and a boundary name before 'z big file.bin': it lies in a later shard.
       for (let i = 0; i < 300; i++) writeFileSync(join(src, 'm', `f${String(i).padStart(4, '0')}`), `small file ${i}\n`);
       writeFileSync(join(src, 'm', boundaryName(join(src, 'm'), 'g')), 'ends a shard\n');
-      const big = pseudoRandom(700_000, 7);
+      const big = pseudoRandom(1_500_000, 7);
       writeFileSync(join(src, 'z big file.bin'), big, { mode: 0o640 });
       writeFileSync(join(src, 'z empty'), '');
       const store = join(tmp.dir, 'store');
-      const r = await cliBackup({ src, storeYaml: `local: {path: ${JSON.stringify(store)}, prefix: host1}`, recipient: key.recipient, work: tmp.dir, blobSizeLimit: '200KiB' });
+      const r = await cliBackup({ src, storeYaml: `local: {path: ${JSON.stringify(store)}, prefix: host1}`, recipient: key.recipient, work: tmp.dir, blobSizeLimit: '300KiB' });
       expect(r.code, r.stderr).toBe(0);
       const [snap] = await listSnapshots(openStorage({ type: 'local', path: store, prefix: 'host1/' }), 'index/');
 
