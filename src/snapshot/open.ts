@@ -11,6 +11,7 @@
  * its own (reader.ts), then its rows are copied into one DB with the shard tables, which the
  * SnapshotReader queries; checkAssembled then checks what spans shard borders.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -51,12 +52,32 @@ function limitStream(max: number, label: string): Transform {
   });
 }
 
+/** Passes bytes through and hashes them. */
+function hashStream(hash: Hash): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+}
+
 /**
  * Downloads the object at `key`, decrypts and decompresses it into `dest` (which must not exist).
+ * With `sha256`, the stored bytes must hash to it (a shard is named by its hash): a replaced or
+ * damaged object is refused however well it decrypts.
  * @throws VaultikError NO_IDENTITY when no identity matches; DATA when the object is missing,
- *   fails authentication or decompression; StorageError from the store.
+ *   fails authentication or decompression, or does not match its name; StorageError.
  */
-async function fetchDecrypted(storage: Storage, key: string, identities: readonly Identity[], dest: string, label: string, options: OpenMetadataOptions): Promise<void> {
+async function fetchDecrypted(
+  storage: Storage,
+  key: string,
+  identities: readonly Identity[],
+  dest: string,
+  label: string,
+  options: OpenMetadataOptions,
+  sha256?: string,
+): Promise<void> {
   try {
     let body: Readable;
     try {
@@ -67,14 +88,20 @@ async function fetchDecrypted(storage: Storage, key: string, identities: readonl
       }
       throw err;
     }
+    const hash = createHash('sha256');
     await pipeline(
       body,
+      hashStream(hash),
       createDecryptStream(identities),
       new DecompressStream(),
       limitStream(options.maxSize ?? 64 * 1024 ** 3, label),
       createWriteStream(dest, { flags: 'wx', mode: 0o600 }),
       { signal: options.signal },
     );
+    const got = hash.digest('hex');
+    if (sha256 !== undefined && got !== sha256) {
+      throw new VaultikError(`${label}: the stored object hashes to ${got}, not its name (replaced or damaged)`, ExitCode.DATA);
+    }
   } catch (err) {
     if (err instanceof AgeError && err.kind === 'no-match') {
       throw new VaultikError(`no identity matches this backup (${label})`, ExitCode.NO_IDENTITY, { cause: err });
@@ -128,7 +155,7 @@ export async function openShard(
   const label = `shard ${ref.hash}`;
   try {
     const path = join(dir, 'shard.db');
-    await fetchDecrypted(storage, blobKey(ref.hash), identities, path, label, options);
+    await fetchDecrypted(storage, blobKey(ref.hash), identities, path, label, options, ref.hash);
     return openShardFile(path, { expected: ref, label, deleteOnClose: dir });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { makeTempDir } from '../helpers/tmp.js';
 import { runTool } from '../helpers/tools.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
-import { SnapshotWriter, openSnapshotFile, type Entry } from '../../src/snapshot/index.js';
+import { ShardWriter, openShardFile, readRootFile, writeRoot, type Entry, type ShardRef } from '../../src/snapshot/index.js';
 import { LATIN1_NAME, SAMPLE_ID, T0, entry, sha256, writeSample, type Sample } from './helpers.js';
 
 let tmp: { dir: string; cleanup: () => void };
@@ -16,34 +16,18 @@ afterEach(() => tmp.cleanup());
 
 const sortByPath = (a: Entry, b: Entry): number => Buffer.compare(a.path, b.path);
 
-describe('SnapshotWriter + SnapshotReader', () => {
+describe('ShardWriter + ShardReader', () => {
   it('round-trips every entry type, non-UTF-8 names, hard links, multi-chunk and shared chunks', () => {
     const s = writeSample(tmp.dir);
     expect(statSync(s.finished.dbPath).mode & 0o777).toBe(0o600);
-    const r = openSnapshotFile(s.finished.dbPath, { expectedId: SAMPLE_ID });
+    const r = openShardFile(s.finished.dbPath, { expected: sampleRef(s) });
     try {
       expect([...r.entries()]).toEqual([...s.entries].sort(sortByPath));
-      const info = r.info();
-      expect(info).toMatchObject({
-        id: SAMPLE_ID,
-        host: 'web-eu-1',
-        formatVersion: 1,
-        startTime: T0,
-        sourceDirs: ['/home/u/data'],
-        excludes: ['*.log'],
-        chunker: 'fastcdc',
-        compression: 'zstd',
-        fileCount: 8,
-        dirCount: 4,
-        symlinkCount: 1,
-        otherCount: 4,
-        // a, big, copy, empty, café, h1 (h2 is the same inode), sub/x
-        totalSize: 5 + 8234 + 5 + 0 + 10 + 1234 + 5,
-        chunkCount: 5,
-        blobCount: 2,
-        blobBytes: 150_000,
-        warnings: 0,
-      });
+      expect(r.facts).toMatchObject({ entryCount: 17, fileCount: 8, dirCount: 4, symlinkCount: 1, otherCount: 4 });
+      expect(r.facts.firstPath.toString()).toBe('home');
+      expect(r.facts.lastPath.toString()).toBe('home/u/data/tty');
+      // a, big, copy, empty, café, h1 (h2 is the same inode), sub/x
+      expect(s.finished.totalSize).toBe(5 + 8234 + 5 + 0 + 10 + 1234 + 5);
       expect(r.blobs()).toEqual([...s.blobs].sort((a, b) => (a.hash < b.hash ? -1 : 1)));
       expect(s.finished.blobs).toEqual(r.blobs());
 
@@ -84,7 +68,7 @@ describe('SnapshotWriter + SnapshotReader', () => {
 
   it('entries({under}) and the placement filters stop at a "/" boundary', () => {
     const s = writeSample(tmp.dir);
-    const r = openSnapshotFile(s.finished.dbPath);
+    const r = openShardFile(s.finished.dbPath);
     try {
       const names = (under: string): string[] => [...r.entries({ under: Buffer.from(under) })].map((e) => e.path.toString());
       expect(names('home/u/data/sub')).toEqual(['home/u/data/sub', 'home/u/data/sub/x']);
@@ -111,7 +95,7 @@ describe('SnapshotWriter + SnapshotReader', () => {
   });
 
   it('drops chunks no file uses and blobs no chunk uses', () => {
-    const w = new SnapshotWriter(join(tmp.dir, 'x.db'));
+    const w = new ShardWriter(join(tmp.dir, 'x.db'));
     const used = sha256('used');
     w.addEntry(entry('d', 'dir'));
     w.addEntry(entry('d/f', 'file', { size: 3 }), [used]);
@@ -119,13 +103,15 @@ describe('SnapshotWriter + SnapshotReader', () => {
     w.addChunk({ id: sha256('unused'), blob: 'b'.repeat(64), offset: 0, length: 20, plainLength: 3 });
     w.addBlob('a'.repeat(64), 1000);
     w.addBlob('b'.repeat(64), 1000);
-    const f = w.finish({ ...summary(), id: SAMPLE_ID });
+    const f = w.finish();
     expect(f.blobs).toEqual([{ hash: 'a'.repeat(64), size: 1000 }]);
-    expect(f.info.chunkCount).toBe(1);
+    const r = openShardFile(f.dbPath);
+    expect([...r.chunksByBlob()]).toHaveLength(1);
+    r.close();
   });
 
   it('rejects bad input from its caller and never finishes an inconsistent DB', () => {
-    const w = new SnapshotWriter(join(tmp.dir, 'x.db'));
+    const w = new ShardWriter(join(tmp.dir, 'x.db'));
     expect(() => w.addEntry(entry('/abs', 'file'))).toThrow(/absolute path/);
     expect(() => w.addEntry(entry('a/../b', 'file'))).toThrow(/'\.\.' path component/);
     expect(() => w.addEntry(entry('a//b', 'file'))).toThrow(/empty path component/);
@@ -138,29 +124,29 @@ describe('SnapshotWriter + SnapshotReader', () => {
     w.addBlob('c'.repeat(64), 10);
     expect(() => w.addBlob('c'.repeat(64), 11)).toThrow(/two sizes|sizes 10 and 11/);
     // f's chunk was never located.
-    expect(() => w.finish({ ...summary(), id: SAMPLE_ID })).toThrow(/has no chunk row/);
+    expect(() => w.finish()).toThrow(/has no chunk row/);
   });
 
   it('abort deletes the unfinished file; a new writer replaces a leftover', () => {
     const path = join(tmp.dir, 'x.db');
-    const w = new SnapshotWriter(path);
+    const w = new ShardWriter(path);
     w.addEntry(entry('d', 'dir'));
     expect(existsSync(path)).toBe(true);
     w.abort();
     expect(existsSync(path)).toBe(false);
-    const w2 = new SnapshotWriter(path);
+    const w2 = new ShardWriter(path);
     w2.addEntry(entry('d', 'dir'));
-    const w3 = new SnapshotWriter(`${path}.2`);
+    const w3 = new ShardWriter(`${path}.2`);
     w3.abort();
-    w2.finish({ ...summary(), id: SAMPLE_ID });
-    const w4 = new SnapshotWriter(path); // leftover from a crashed run
+    w2.finish();
+    const w4 = new ShardWriter(path); // leftover from a crashed run
     w4.addEntry(entry('e', 'dir'));
-    const f = w4.finish({ ...summary(), id: SAMPLE_ID });
-    expect(f.info.dirCount).toBe(1);
+    const f = w4.finish();
+    expect(f.dirCount).toBe(1);
   });
 
   it('handles a large snapshot with bounded transactions (50,000 entries)', () => {
-    const w = new SnapshotWriter(join(tmp.dir, 'big.db'), { batchSize: 10_000 });
+    const w = new ShardWriter(join(tmp.dir, 'big.db'), { batchSize: 10_000 });
     const blob = 'd'.repeat(64);
     w.addEntry(entry('r', 'dir'));
     const t = Date.now();
@@ -170,22 +156,26 @@ describe('SnapshotWriter + SnapshotReader', () => {
       w.addChunk({ id, blob, offset: i * 20, length: 20, plainLength: 10 });
     }
     w.addBlob(blob, 50_000 * 20 + 100);
-    const f = w.finish({ ...summary(), id: SAMPLE_ID });
-    expect(f.info.fileCount).toBe(50_000);
+    const f = w.finish();
+    expect(f.fileCount).toBe(50_000);
     expect(Date.now() - t).toBeLessThan(15_000);
   });
 });
 
-function summary(): Omit<Parameters<SnapshotWriter['finish']>[0], 'id'> {
+/** How a root would list the sample shard. */
+function sampleRef(s: Sample, over: Partial<ShardRef> = {}): ShardRef {
+  const f = s.finished;
   return {
-    startTime: T0,
-    endTime: T0,
-    toolVersion: 't',
-    sourceDirs: ['/r'],
-    excludes: [],
-    chunkSize: 1024,
-    blobSizeLimit: 1 << 20,
-    compressionLevel: 3,
+    firstPath: f.firstPath,
+    lastPath: f.lastPath,
+    hash: 'e'.repeat(64),
+    size: 4096,
+    entryCount: f.entryCount,
+    fileCount: f.fileCount,
+    dirCount: f.dirCount,
+    symlinkCount: f.symlinkCount,
+    otherCount: f.otherCount,
+    ...over,
   };
 }
 
@@ -198,7 +188,7 @@ function tamper(s: Sample, sql: string, pragma?: string): () => void {
   if (pragma) db.pragma(pragma);
   db.exec(sql);
   db.close();
-  return () => openSnapshotFile(path, { expectedId: SAMPLE_ID }).close();
+  return () => openShardFile(path).close();
 }
 
 function expectData(open: () => void, message: RegExp): void {
@@ -213,7 +203,7 @@ function expectData(open: () => void, message: RegExp): void {
   expect((err as VaultikError).message).toMatch(message);
 }
 
-describe('hostile or broken metadata DBs give clean DATA errors', () => {
+describe('hostile or broken shard DBs give clean DATA errors', () => {
   let s: Sample;
   beforeEach(() => {
     s = writeSample(tmp.dir);
@@ -245,11 +235,6 @@ describe('hostile or broken metadata DBs give clean DATA errors', () => {
     ['a short chunk id', "UPDATE chunks SET id = x'00' WHERE offset = 0 AND length = 100", /chunk id has 1 bytes, expected 32/],
     ['a hard-link follower with chunks', "INSERT INTO file_chunks SELECT CAST('home/u/data/h2' AS BLOB), seq, chunk, file_offset FROM file_chunks WHERE path = CAST('home/u/data/h1' AS BLOB)", /hard link 'home\/u\/data\/h2' carries chunks/],
     ['a hard-link group mixing sizes', "UPDATE entries SET size = 1 WHERE path = CAST('home/u/data/h2' AS BLOB)", /hard-link group 7 mixes types or sizes/],
-    ['a second snapshot row', "INSERT INTO snapshot SELECT 'x' || id, format_version, host, start_time, end_time, tool_version, source_dirs, excludes, chunker, chunk_size, blob_size_limit, compression, compression_level, warnings, file_count, dir_count, symlink_count, other_count, total_size, chunk_count, blob_count, blob_bytes FROM snapshot", /2 rows, expected 1/],
-    ['another snapshot\'s id', "UPDATE snapshot SET id = 'web-eu-1-20261127T031500.124Z'", /describes snapshot 'web-eu-1-20261127T031500.124Z'/],
-    ['a host not matching the id', "UPDATE snapshot SET host = 'other'", /host 'other' does not match/],
-    ['counts that lie', 'UPDATE snapshot SET file_count = 1', /file_count = 1, the tables hold 8/],
-    ['a bad time', "UPDATE snapshot SET start_time = 'yesterday'", /start_time is not an ISO 8601/],
     ['an extra table', 'CREATE TABLE extra (x)', /unexpected schema object table extra/],
     ['a trigger', "CREATE TRIGGER t AFTER INSERT ON blobs BEGIN SELECT 1; END", /unexpected schema object trigger t/],
     ['a dropped index', 'DROP INDEX chunks_by_blob', /missing schema object index chunks_by_blob/],
@@ -258,11 +243,11 @@ describe('hostile or broken metadata DBs give clean DATA errors', () => {
   });
 
   it('a wrong format version', () => {
-    expectData(tamper(s, 'SELECT 1', 'user_version = 2'), /format version 2 is not supported/);
+    expectData(tamper(s, 'SELECT 1', 'user_version = 1'), /format version 1 is not supported \(this vaultik reads version 2; stores written by vaultik 0\.1\.0 use version 1/);
   });
 
   it('a different application id', () => {
-    expectData(tamper(s, 'SELECT 1', 'application_id = 42'), /not a vaultik snapshot DB/);
+    expectData(tamper(s, 'SELECT 1', 'application_id = 42'), /not a vaultik shard DB/);
   });
 
   it('a primary key removed from the schema', () => {
@@ -274,19 +259,115 @@ describe('hostile or broken metadata DBs give clean DATA errors', () => {
       `CREATE TABLE e2 AS SELECT * FROM entries; DROP TABLE entries; ALTER TABLE e2 RENAME TO entries;
        INSERT INTO entries SELECT * FROM entries WHERE type = 'dir';`,
     ]);
-    expectData(() => openSnapshotFile(path).close(), /unexpected schema object table entries/);
+    expectData(() => openShardFile(path).close(), /unexpected schema object table entries/);
   });
 
   it('not a database at all, and a truncated one', () => {
     const junk = join(tmp.dir, 'junk.db');
     copyFileSync(s.finished.dbPath, junk);
     writeFileSync(junk, Buffer.from('this is not sqlite, just some bytes that fill a page'.repeat(100)));
-    expectData(() => openSnapshotFile(junk).close(), /unreadable metadata DB/);
+    expectData(() => openShardFile(junk).close(), /unreadable metadata DB/);
     const trunc = join(tmp.dir, 'trunc.db');
     const bytes = readFileSync(s.finished.dbPath);
     writeFileSync(trunc, bytes.subarray(0, Math.floor(bytes.length / 2)));
-    expectData(() => openSnapshotFile(trunc).close(), /unreadable|invalid|malformed/);
-    expectData(() => openSnapshotFile(join(tmp.dir, 'missing.db')).close(), /unreadable metadata DB/);
+    expectData(() => openShardFile(trunc).close(), /unreadable|invalid|malformed/);
+    expectData(() => openShardFile(join(tmp.dir, 'missing.db')).close(), /unreadable metadata DB/);
   });
 });
 
+
+describe('a shard must be what its root says', () => {
+  it.each([
+    ['another first path', { firstPath: Buffer.from('a') }, /it holds 'home' … 'home\/u\/data\/tty', its root says 'a' … 'home\/u\/data\/tty'/],
+    ['another last path', { lastPath: Buffer.from('home/u/data/zz') }, /its root says 'home' … 'home\/u\/data\/zz'/],
+    ['another entry count', { entryCount: 16 }, /its root says entryCount = 16, it holds 17/],
+    ['another file count', { fileCount: 7, otherCount: 5 }, /its root says fileCount = 7, it holds 8/],
+  ])('%s', (_name, over, message) => {
+    const s = writeSample(tmp.dir);
+    expectData(() => openShardFile(s.finished.dbPath, { expected: sampleRef(s, over) }).close(), message);
+  });
+
+  it('an empty shard', () => {
+    const s = writeSample(tmp.dir);
+    expectData(tamper(s, 'DELETE FROM file_chunks; DELETE FROM chunks; DELETE FROM blobs; DELETE FROM entries'), /the shard holds no entry/);
+  });
+});
+
+describe('roots', () => {
+  const root = (s: Sample, shards: ShardRef[], totalSize = s.finished.totalSize): string => {
+    const path = join(tmp.dir, `root-${Math.random()}.db`);
+    writeRoot(path, s.summary, { shards, totalSize, blobs: s.finished.blobs });
+    return path;
+  };
+
+  it('round-trip the snapshot row and the shards', () => {
+    const s = writeSample(tmp.dir);
+    const second = sampleRef(s, { firstPath: Buffer.from('z'), lastPath: Buffer.from('z/y'), hash: 'f'.repeat(64), entryCount: 2, fileCount: 1, dirCount: 1, symlinkCount: 0, otherCount: 0 });
+    const path = root(s, [sampleRef(s), second]);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const { info, shards } = readRootFile(path, SAMPLE_ID);
+    expect(info).toMatchObject({
+      id: SAMPLE_ID,
+      host: 'web-eu-1',
+      formatVersion: 2,
+      startTime: T0,
+      sourceDirs: ['/home/u/data'],
+      excludes: ['*.log'],
+      chunker: 'fastcdc',
+      compression: 'zstd',
+      fileCount: 9,
+      dirCount: 5,
+      symlinkCount: 1,
+      otherCount: 4,
+      totalSize: s.finished.totalSize,
+      blobCount: 2,
+      blobBytes: 150_000,
+      shardCount: 2,
+      shardBytes: 8192,
+      warnings: 0,
+    });
+    expect(shards).toEqual([sampleRef(s), second]);
+  });
+
+  it('the writer refuses overlapping or unordered shards', () => {
+    const s = writeSample(tmp.dir);
+    expect(() => root(s, [sampleRef(s), sampleRef(s, { hash: 'f'.repeat(64) })])).toThrow(/overlap or are out of order/);
+  });
+
+  const tamperRoot = (sql: string, pragma?: string): (() => void) => {
+    const s = writeSample(tmp.dir);
+    const path = root(s, [sampleRef(s)]);
+    const db = new Database(path);
+    if (pragma) db.pragma(pragma);
+    db.exec(sql);
+    db.close();
+    return () => readRootFile(path, SAMPLE_ID);
+  };
+
+  it.each([
+    ['a second snapshot row', "INSERT INTO snapshot SELECT 'x' || id, format_version, host, start_time, end_time, tool_version, source_dirs, excludes, chunker, chunk_size, blob_size_limit, compression, compression_level, warnings, file_count, dir_count, symlink_count, other_count, total_size, blob_count, blob_bytes, shard_count, shard_bytes FROM snapshot", /2 rows, expected 1/],
+    ["another snapshot's id", "UPDATE snapshot SET id = 'web-eu-1-20261127T031500.124Z'", /describes snapshot 'web-eu-1-20261127T031500.124Z'/],
+    ['a host not matching the id', "UPDATE snapshot SET host = 'other'", /host 'other' does not match/],
+    ['counts that lie', 'UPDATE snapshot SET file_count = 1', /file_count = 1, the shards hold 8/],
+    ['a shard count that lies', 'UPDATE snapshot SET shard_count = 2', /shard_count = 2, the shards hold 1/],
+    ['a bad time', "UPDATE snapshot SET start_time = 'yesterday'", /start_time is not an ISO 8601/],
+    ['overlapping shards', "INSERT INTO shards SELECT CAST('home/u/data/b' AS BLOB), CAST('home/u/data/c' AS BLOB), blob, size, 1, 1, 0, 0, 0 FROM shards", /overlap/],
+    ['a shard that ends before it starts', "UPDATE shards SET last_path = CAST('a' AS BLOB)", /ends before it starts/],
+    ['a shard path with ..', "UPDATE shards SET first_path = CAST('../x' AS BLOB)", /'\.\.' path component/],
+    ['a short shard hash', "UPDATE shards SET blob = x'00'", /blob of the shard at 'home' has 1 bytes, expected 32/],
+    ['counts by type that do not add up', 'UPDATE shards SET entry_count = 99', /counts by type of the shard at 'home' do not add up/],
+    ['an extra table', 'CREATE TABLE extra (x)', /unexpected schema object table extra/],
+    ['an index', 'CREATE INDEX i ON shards (blob)', /unexpected schema object index i/],
+  ])('%s', (_name, sql, message) => {
+    expectData(tamperRoot(sql), message);
+  });
+
+  it('a version-1 store is refused with a message naming the version', () => {
+    expectData(tamperRoot('SELECT 1', 'user_version = 1'), /format version 1 is not supported \(this vaultik reads version 2/);
+  });
+
+  it('a shard where a root belongs', () => {
+    const s = writeSample(tmp.dir);
+    expectData(() => readRootFile(s.finished.dbPath, SAMPLE_ID), /not a vaultik snapshot DB/);
+  });
+});

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { StorageError, type ByteRange, type ObjectInfo, type PutBody, type Storage } from '../../src/storage/types.js';
-import { SnapshotWriter, makeSnapshotId, type ChunkLocation, type Entry, type FinishedSnapshot } from '../../src/snapshot/index.js';
+import { ShardWriter, SnapshotWriter, makeSnapshotId, type ChunkLocation, type Entry, type FinishedShard, type SnapshotSummary } from '../../src/snapshot/index.js';
 
 export class MemoryStorage implements Storage {
   readonly description = 'memory://test/';
@@ -80,7 +80,10 @@ export function entry(path: string | Buffer, type: Entry['type'], extra: Partial
 export const LATIN1_NAME = Buffer.concat([Buffer.from('home/u/data/caf'), Buffer.from([0xe9])]);
 
 export interface Sample {
-  finished: FinishedSnapshot;
+  /** The sample as one finished shard. */
+  finished: FinishedShard;
+  /** A snapshot summary for it. */
+  summary: SnapshotSummary;
   entries: Entry[];
   /** path (latin1 string) → chunk ids. */
   chunksOf: Map<string, Buffer[]>;
@@ -93,6 +96,34 @@ export interface Sample {
  * blobs; one chunk shared by two files.
  */
 export function writeSample(dir: string, id = SAMPLE_ID): Sample {
+  const w = new ShardWriter(join(dir, 'sample.db'), { batchSize: 3 });
+  const rows = addSample(w);
+  const finished = w.finish();
+  return { ...rows, finished, summary: sampleSummary(id) };
+}
+
+/** The sample's rows in a SnapshotWriter (a whole snapshot, cut into shards on publish). */
+export function stageSample(dir: string): Omit<Sample, 'finished' | 'summary'> & { writer: SnapshotWriter; summary: SnapshotSummary } {
+  const writer = new SnapshotWriter(join(dir, `staged-${Math.random().toString(36).slice(2)}.db`));
+  return { ...addSample(writer), writer, summary: sampleSummary(SAMPLE_ID) };
+}
+
+function sampleSummary(id: string): SnapshotSummary {
+  return {
+    id,
+    startTime: T0,
+    endTime: new Date(T0.getTime() + 60_000),
+    toolVersion: '0.1.0-test',
+    sourceDirs: ['/home/u/data'],
+    excludes: ['*.log'],
+    chunkSize: 1 << 20,
+    blobSizeLimit: 1 << 30,
+    compressionLevel: 3,
+  };
+}
+
+/** Adds the sample's rows to a writer. */
+function addSample(w: Pick<ShardWriter, 'addEntry' | 'addChunk' | 'addBlob'>): Omit<Sample, 'finished' | 'summary'> {
   const blobA = randomBytes(32).toString('hex');
   const blobB = randomBytes(32).toString('hex');
   const blobs = [
@@ -137,22 +168,10 @@ export function writeSample(dir: string, id = SAMPLE_ID): Sample {
     ['home/u/data/h1', [c3]],
     ['home/u/data/sub/x', [c0]],
   ]);
-  const w = new SnapshotWriter(join(dir, 'sample.db'), { batchSize: 3 });
   // Walk order is not path order; chunks and blobs arrive after the entries, as after uploads.
   for (const e of [...entries].reverse()) w.addEntry(e, chunksOf.get(e.path.toString('latin1')));
   for (const loc of locations.values()) w.addChunk(loc);
   w.addChunk(locations.get(c0.toString('hex'))!);
   for (const b of blobs) w.addBlob(b.hash, b.size);
-  const finished = w.finish({
-    id,
-    startTime: T0,
-    endTime: new Date(T0.getTime() + 60_000),
-    toolVersion: '0.1.0-test',
-    sourceDirs: ['/home/u/data'],
-    excludes: ['*.log'],
-    chunkSize: 1 << 20,
-    blobSizeLimit: 1 << 30,
-    compressionLevel: 3,
-  });
-  return { finished, entries, chunksOf, locations, blobs };
+  return { entries, chunksOf, locations, blobs };
 }

@@ -1,25 +1,36 @@
+/**
+ * Snapshot metadata v2 in a store: shards as blobs, then the manifest, then the root; read back
+ * from only the store and the key (all shards, or only those covering one path); the stock age,
+ * zstd and sqlite3 CLIs; wrong keys, tampering, missing objects and hostile shards.
+ */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { blobKey } from '../../src/blob/key.js';
 import { generateKeyPair, parseIdentity, parseRecipient } from '../../src/crypto/index.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import {
+  ShardWriter,
   SnapshotWriter,
   listSnapshots,
   manifestKey,
   metadataKey,
+  openShard,
+  openShardFile,
   openSnapshot,
-  openSnapshotFile,
-  packSnapshot,
+  packMetadata,
   parseManifest,
+  putShard,
   readManifest,
-  publishSnapshot,
+  readRoot,
   type Entry,
+  type MetadataReader,
+  type ShardLimits,
 } from '../../src/snapshot/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { runTool } from '../helpers/tools.js';
-import { MemoryStorage, SAMPLE_ID, T0, entry, sha256, writeSample } from './helpers.js';
+import { MemoryStorage, SAMPLE_ID, T0, entry, sha256, stageSample, writeSample } from './helpers.js';
 
 let tmp: { dir: string; cleanup: () => void };
 beforeEach(() => {
@@ -30,6 +41,19 @@ afterEach(() => tmp.cleanup());
 const keys = generateKeyPair();
 const recipients = [parseRecipient(keys.recipient)];
 const identities = [parseIdentity(keys.identity)];
+/** Shards of at most 4 entries: the 17-entry sample becomes several. */
+const SMALL: ShardLimits = { boundaryBits: 30, minEntries: 1, maxEntries: 4, maxBytes: 1 << 30 };
+const summaryOf = (id: string): Parameters<SnapshotWriter['publish']>[1] => ({
+  id,
+  startTime: T0,
+  endTime: T0,
+  toolVersion: 't',
+  sourceDirs: ['/d'],
+  excludes: [],
+  chunkSize: 1,
+  blobSizeLimit: 1,
+  compressionLevel: 3,
+});
 
 async function collect(body: { open(): NodeJS.ReadableStream }): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -37,34 +61,50 @@ async function collect(body: { open(): NodeJS.ReadableStream }): Promise<Buffer>
   return Buffer.concat(parts);
 }
 
-describe('packing snapshot metadata (real age, zstd)', () => {
-  it('publishes manifest then metadata, and reads it back equal from only the store and the key', async () => {
-    const s = writeSample(tmp.dir);
+describe('snapshot metadata v2 in a store (real age, zstd)', () => {
+  it('puts the shards, then the manifest, then the root; reads it back equal from only the store and the key', async () => {
+    const staged = stageSample(tmp.dir);
     const storage = new MemoryStorage();
-    const pub = await publishSnapshot(storage, { indexPrefix: 'index/', dbPath: s.finished.dbPath, recipients });
-    expect(pub.id).toBe(SAMPLE_ID);
-    // The manifest goes first: a snapshot (its metadata) never exists without it.
-    expect(storage.calls).toEqual([`put ${manifestKey('index/', SAMPLE_ID)}`, `put ${metadataKey('index/', SAMPLE_ID)}`]);
-    expect(parseManifest(storage.objects.get(pub.manifestKey)!.data, SAMPLE_ID).blobs).toEqual(s.finished.blobs);
-    expect((await readManifest(storage, 'index/', SAMPLE_ID))?.blobs).toEqual(s.finished.blobs);
-    expect(await readManifest(storage, 'index/', 'web-20000101T000000.000Z')).toBeUndefined();
+    const built = await staged.writer.publish(storage, staged.summary, { indexPrefix: 'index/', recipients, limits: SMALL });
+    expect(built.shards.length).toBe(5); // 17 entries, 4 per shard
+    // Shards first, then the manifest, then the root: a snapshot never exists without them.
+    expect(storage.calls).toEqual([
+      ...built.shards.map((sh) => `put ${blobKey(sh.hash)}`),
+      `put ${manifestKey('index/', SAMPLE_ID)}`,
+      `put ${metadataKey('index/', SAMPLE_ID)}`,
+    ]);
+    // The manifest lists the data blobs and the shards.
+    const listedBlobs = [...staged.blobs, ...built.shards.map((sh) => ({ hash: sh.hash, size: sh.size }))].sort((a, b) => (a.hash < b.hash ? -1 : 1));
+    expect(parseManifest(storage.objects.get(manifestKey('index/', SAMPLE_ID))!.data, SAMPLE_ID).blobs).toEqual(listedBlobs);
+    expect((await readManifest(storage, 'index/', SAMPLE_ID))?.blobs).toEqual(listedBlobs);
     const listed = await listSnapshots(storage, 'index/');
-    expect(listed.map((l) => [l.id, l.hasManifest, l.metadataSize])).toEqual([[SAMPLE_ID, true, pub.metadataSize]]);
+    expect(listed.map((l) => [l.id, l.hasManifest])).toEqual([[SAMPLE_ID, true]]);
+    // Each shard is named by the SHA-256 of its stored bytes, like every blob.
+    for (const sh of built.shards) expect(sha256(storage.objects.get(blobKey(sh.hash))!.data).toString('hex')).toBe(sh.hash);
 
     // No name from the snapshot appears in any stored object.
     for (const { data } of storage.objects.values()) {
-      for (const e of s.entries) expect(data.includes(e.path)).toBe(false);
+      for (const e of staged.entries) expect(data.includes(e.path)).toBe(false);
       expect(data.includes('copy-of-a')).toBe(false);
     }
 
     const restoreTmp = join(tmp.dir, 'restore-tmp');
     runTool('mkdir', ['-p', restoreTmp]);
     const r = await openSnapshot(storage, 'index/', SAMPLE_ID, identities, restoreTmp);
-    const original = openSnapshotFile(s.finished.dbPath);
+    const one = writeSample(join(tmp.dir));
+    const original = openShardFile(one.finished.dbPath);
     try {
+      expect(r.complete).toBe(true);
       expect([...r.entries()]).toEqual([...original.entries()]);
-      expect(r.info()).toEqual(original.info());
-      expect([...r.chunkPlacements()]).toEqual([...original.chunkPlacements()]);
+      expect(r.info()).toMatchObject({ id: SAMPLE_ID, formatVersion: 2, fileCount: 8, dirCount: 4, symlinkCount: 1, otherCount: 4, shardCount: 5 });
+      expect(r.info().totalSize).toBe(one.finished.totalSize);
+      // Hard links split over shards: only the group's first path carries the chunks.
+      expect(r.fileChunks(Buffer.from('home/u/data/h2'))).toEqual([]);
+      // The samples' blob names are random: compare what does not depend on them.
+      const uses = (rd: MetadataReader): string[] =>
+        [...rd.chunkPlacements()].map((p) => `${p.path.toString('hex')} ${p.seq} ${p.fileOffset} ${p.chunk.id.toString('hex')} ${p.chunk.plainLength}`).sort();
+      expect(uses(r)).toEqual(uses(original));
+      expect(uses(r)).toHaveLength(8);
       expect(readdirSync(restoreTmp)).toHaveLength(1);
     } finally {
       r.close();
@@ -72,28 +112,49 @@ describe('packing snapshot metadata (real age, zstd)', () => {
     }
     // The decrypted plaintext metadata is gone once the reader is closed.
     expect(readdirSync(restoreTmp)).toEqual([]);
+
+    // One path reads the root and only the shards that cover it.
+    storage.calls.length = 0;
+    const sub = await openSnapshot(storage, 'index/', SAMPLE_ID, identities, restoreTmp, { under: Buffer.from('home/u/data/sub') });
+    try {
+      expect(sub.complete).toBe(false);
+      expect([...sub.entries({ under: Buffer.from('home/u/data/sub') })].map((e) => e.path.toString())).toEqual(['home/u/data/sub', 'home/u/data/sub/x']);
+      const shardGets = storage.calls.filter((c) => c.startsWith('get blobs/'));
+      expect(shardGets.length).toBeGreaterThanOrEqual(1);
+      expect(shardGets.length).toBeLessThan(built.shards.length);
+    } finally {
+      sub.close();
+    }
   });
 
-  it('decrypts with the stock age, zstd and sqlite3 CLIs; sqlite3 lists every path', async () => {
-    const s = writeSample(tmp.dir);
-    const packed = await packSnapshot(s.finished.dbPath, recipients);
-    const cipher = await collect(packed);
-    expect(cipher.length).toBe(packed.size);
-    await packed.dispose();
+  it('decrypts with the stock age, zstd and sqlite3 CLIs: the root lists the shards, the shards every path', async () => {
+    const staged = stageSample(tmp.dir);
+    const storage = new MemoryStorage();
+    const built = await staged.writer.publish(storage, staged.summary, { indexPrefix: 'index/', recipients, limits: SMALL });
     const keyFile = join(tmp.dir, 'key.txt');
     writeFileSync(keyFile, `${keys.identity}\n`, { mode: 0o600 });
-    const metaFile = join(tmp.dir, `${SAMPLE_ID}.db.zst.age`);
-    writeFileSync(metaFile, cipher);
-    const dbFile = join(tmp.dir, 'x.db');
-    // age -d -i key X.db.zst.age | zstd -d > x.db
-    const zst = runTool('age', ['-d', '-i', keyFile, metaFile]);
-    writeFileSync(dbFile, runTool('zstd', ['-d', '-c'], zst));
-    expect(readFileSync(dbFile).equals(readFileSync(s.finished.dbPath))).toBe(true);
-    const hexPaths = runTool('sqlite3', [dbFile, 'SELECT hex(path) FROM entries ORDER BY path']).toString().trim().split('\n');
-    expect(hexPaths).toEqual(s.entries.map((e) => e.path.toString('hex').toUpperCase()).sort((a, b) => Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex'))));
-    // The recovery recipe of docs/FORMAT.md: chunk locations of one file, in order.
+    const decrypt = (data: Buffer, name: string): string => {
+      const file = join(tmp.dir, `${name}.age`);
+      writeFileSync(file, data);
+      const db = join(tmp.dir, `${name}.db`);
+      // age -d -i key X | zstd -d > x.db
+      writeFileSync(db, runTool('zstd', ['-d', '-c'], runTool('age', ['-d', '-i', keyFile, file])));
+      return db;
+    };
+    const root = decrypt(storage.objects.get(metadataKey('index/', SAMPLE_ID))!.data, 'root');
+    const shardHashes = runTool('sqlite3', [root, 'SELECT lower(hex(blob)) FROM shards ORDER BY first_path']).toString().trim().split('\n');
+    expect(shardHashes).toEqual(built.shards.map((sh) => sh.hash));
+    const paths: string[] = [];
+    for (const h of shardHashes) {
+      const db = decrypt(storage.objects.get(blobKey(h))!.data, h);
+      paths.push(...runTool('sqlite3', [db, 'SELECT hex(path) FROM entries ORDER BY path']).toString().trim().split('\n'));
+    }
+    expect(paths).toEqual(staged.entries.map((e) => e.path.toString('hex').toUpperCase()).sort((a, b) => Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex'))));
+    // The shard holding a path: the greatest first_path not after it.
+    const holder = runTool('sqlite3', [root, "SELECT lower(hex(blob)) FROM shards WHERE first_path <= CAST('home/u/data/big.bin' AS BLOB) ORDER BY first_path DESC LIMIT 1"]).toString().trim();
+    const db = decrypt(storage.objects.get(blobKey(holder))!.data, 'holder');
     const rows = runTool('sqlite3', [
-      dbFile,
+      db,
       `SELECT lower(hex(c.blob)), c.offset, c.length, c.plain_length, f.file_offset
        FROM file_chunks f JOIN chunks c ON c.id = f.chunk WHERE f.path = CAST('home/u/data/big.bin' AS BLOB) ORDER BY f.seq`,
     ])
@@ -105,12 +166,10 @@ describe('packing snapshot metadata (real age, zstd)', () => {
       [3000, 4000],
       [1234, 7000],
     ]);
-    const raw = runTool('sqlite3', [dbFile, "SELECT path FROM entries WHERE type = 'file' AND path >= CAST('home/u/data/caf' AS BLOB) LIMIT 1"]);
-    expect(raw.subarray(0, -1).equals(Buffer.from('home/u/data/caf\xe9', 'latin1'))).toBe(true);
   });
 
   it('spools large metadata to a file and streams it (bounded memory)', async () => {
-    const w = new SnapshotWriter(join(tmp.dir, 'big.db'));
+    const w = new ShardWriter(join(tmp.dir, 'big.db'));
     w.addEntry(entry('r', 'dir'));
     const blob = 'e'.repeat(64);
     for (let i = 0; i < 20_000; i++) {
@@ -119,26 +178,25 @@ describe('packing snapshot metadata (real age, zstd)', () => {
       w.addChunk({ id, blob, offset: i * 20, length: 20, plainLength: 1 });
     }
     w.addBlob(blob, 20_000 * 20);
-    const f = w.finish({ id: SAMPLE_ID, startTime: T0, endTime: T0, toolVersion: 't', sourceDirs: ['/r'], excludes: [], chunkSize: 1, blobSizeLimit: 1, compressionLevel: 3 });
-    const packed = await packSnapshot(f.dbPath, recipients, { memoryLimit: 64 * 1024, spoolDir: tmp.dir });
+    const f = w.finish();
+    const packed = await packMetadata(f.dbPath, recipients, { memoryLimit: 64 * 1024, spoolDir: tmp.dir });
     const spooled = readdirSync(tmp.dir).filter((n) => n.startsWith('.pack-'));
     expect(spooled).toHaveLength(1);
     expect(packed.size).toBeGreaterThan(64 * 1024);
-    const storage = new MemoryStorage();
-    await storage.put(metadataKey('', SAMPLE_ID), packed);
-    // Re-openable: a retried put reads it again.
-    expect((await collect(packed)).equals(storage.objects.get(metadataKey('', SAMPLE_ID))!.data)).toBe(true);
+    expect((await collect(packed)).length).toBe(packed.size); // re-openable: a retried put reads it again
     await packed.dispose();
     expect(readdirSync(tmp.dir).filter((n) => n.startsWith('.pack-'))).toEqual([]);
-    const r = await openSnapshot(storage, '', SAMPLE_ID, identities, tmp.dir);
-    expect(r.info().fileCount).toBe(20_000);
+    const storage = new MemoryStorage();
+    const ref = await putShard(storage, f, recipients, { memoryLimit: 64 * 1024, spoolDir: tmp.dir });
+    const r = await openShard(storage, ref, identities, tmp.dir);
+    expect(r.facts.fileCount).toBe(20_000);
     r.close();
   });
 
-  it('wrong key → NO_IDENTITY; tampered → DATA; missing → DATA; nothing left in tmpDir', async () => {
-    const s = writeSample(tmp.dir);
+  it('wrong key → NO_IDENTITY; tampered, missing or renamed → DATA; nothing left in tmpDir', async () => {
+    const staged = stageSample(tmp.dir);
     const storage = new MemoryStorage();
-    await publishSnapshot(storage, { indexPrefix: 'i/', dbPath: s.finished.dbPath, recipients });
+    const built = await staged.writer.publish(storage, staged.summary, { indexPrefix: 'i/', recipients, limits: SMALL });
     const work = join(tmp.dir, 'work');
     runTool('mkdir', ['-p', work]);
     const other = [parseIdentity(generateKeyPair().identity)];
@@ -154,42 +212,87 @@ describe('packing snapshot metadata (real age, zstd)', () => {
     await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({ exitCode: ExitCode.DATA });
     storage.objects.set(key, { ...obj, data: obj.data.subarray(0, obj.data.length - 10) });
     await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({ exitCode: ExitCode.DATA });
+    storage.objects.set(key, obj);
     await expect(openSnapshot(storage, 'i/', 'web-20000101T000000.000Z', identities, work)).rejects.toMatchObject({
       exitCode: ExitCode.DATA,
       message: expect.stringMatching(/not found/) as unknown,
     });
-    // Someone renamed another snapshot's metadata to this id.
+    // Someone renamed another snapshot's root to this id.
     storage.objects.set(metadataKey('i/', 'web-eu-1-20300101T000000.000Z'), obj);
     await expect(openSnapshot(storage, 'i/', 'web-eu-1-20300101T000000.000Z', identities, work)).rejects.toMatchObject({
       exitCode: ExitCode.DATA,
       message: expect.stringMatching(/describes snapshot/) as unknown,
     });
+    // A shard corrupted, then missing.
+    const shardKey = blobKey(built.shards[2]!.hash);
+    const shard = storage.objects.get(shardKey)!;
+    const bad = Buffer.from(shard.data);
+    bad[bad.length - 20]! ^= 1;
+    storage.objects.set(shardKey, { ...shard, data: bad });
+    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({
+      exitCode: ExitCode.DATA,
+      message: expect.stringMatching(/shard [0-9a-f]{64}: metadata failed authentication/) as unknown,
+    });
+    storage.objects.delete(shardKey);
+    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({
+      exitCode: ExitCode.DATA,
+      message: expect.stringMatching(/shard [0-9a-f]{64}: metadata object blobs\/.* not found/) as unknown,
+    });
+    // Another shard (decrypting fine) under this shard's name: refused by its hash.
+    storage.objects.set(shardKey, storage.objects.get(blobKey(built.shards[3]!.hash))!);
+    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({
+      exitCode: ExitCode.DATA,
+      message: expect.stringMatching(/the stored object hashes to [0-9a-f]{64}, not its name/) as unknown,
+    });
     expect(readdirSync(work)).toEqual([]);
   });
 
-  it('a hostile DB encrypted to the right key is refused after decryption, and deleted', async () => {
-    const s = writeSample(tmp.dir);
-    const evil = join(tmp.dir, 'evil.db');
-    copyFileSync(s.finished.dbPath, evil);
-    const db = new Database(evil);
-    db.prepare("UPDATE entries SET path = CAST('../../../etc/cron.d/x' AS BLOB) WHERE path = CAST('home/u/data/fifo' AS BLOB)").run();
-    db.close();
+  it('a hostile shard encrypted to the right key is refused after decryption, and deleted', async () => {
+    const staged = stageSample(tmp.dir);
     const storage = new MemoryStorage();
-    const packed = await packSnapshot(evil, recipients);
-    await storage.put(metadataKey('', SAMPLE_ID), packed);
+    await staged.writer.publish(storage, staged.summary, {
+      indexPrefix: '',
+      recipients,
+      tamperShard: (path) => {
+        const db = new Database(path);
+        db.prepare("UPDATE entries SET path = CAST('../../../etc/cron.d/x' AS BLOB) WHERE path = CAST('home/u/data/fifo' AS BLOB)").run();
+        db.close();
+      },
+    });
     const work = join(tmp.dir, 'work');
     runTool('mkdir', ['-p', work]);
-    let err: unknown;
-    try {
-      await openSnapshot(storage, '', SAMPLE_ID, identities, work);
-    } catch (e) {
-      err = e;
-    }
+    const err = await openSnapshot(storage, '', SAMPLE_ID, identities, work).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(VaultikError);
     expect((err as VaultikError).exitCode).toBe(ExitCode.DATA);
     expect((err as Error).message).toMatch(/'\.\.' path component: '\.\.\/\.\.\/\.\.\/etc\/cron\.d\/x'/);
     expect(readdirSync(work)).toEqual([]);
-    expect(existsSync(evil)).toBe(true);
+  });
+
+  it('checks across shards: an entry in one shard under a symlink of another is refused', async () => {
+    const w = new SnapshotWriter(join(tmp.dir, 'x.db'));
+    w.addEntry(entry('d', 'dir'));
+    w.addEntry(entry('d/a-link', 'symlink', { target: Buffer.from('/etc') }));
+    w.addEntry(entry('d/b', 'fifo'));
+    const storage = new MemoryStorage();
+    // One entry per shard; the shard of 'd/b' gets 'd/a-link/evil', which sorts after 'd/a-link'.
+    const built = await w.publish(storage, summaryOf(SAMPLE_ID), {
+      indexPrefix: '',
+      recipients,
+      limits: { boundaryBits: 30, minEntries: 1, maxEntries: 1, maxBytes: 1 << 30 },
+      tamperShard: (path) => {
+        const db = new Database(path);
+        if (db.prepare("SELECT 1 FROM entries WHERE path = CAST('d/b' AS BLOB)").get()) {
+          db.prepare("INSERT INTO entries VALUES (CAST('d/a-link/evil' AS BLOB), 'dir', 493, 0, 0, 0, 0, NULL, NULL, NULL)").run();
+        }
+        db.close();
+      },
+    });
+    expect(built.shards).toHaveLength(3);
+    const root = await readRoot(storage, '', SAMPLE_ID, identities, tmp.dir);
+    expect(root.shards[2]!.firstPath.toString()).toBe('d/a-link/evil');
+    const err = await openSnapshot(storage, '', SAMPLE_ID, identities, tmp.dir).catch((e: unknown) => e);
+    expect((err as VaultikError).exitCode).toBe(ExitCode.DATA);
+    expect((err as Error).message).toMatch(/'d\/a-link\/evil' lies under symlink 'd\/a-link'/);
   });
 
   it('keeps byte-exact names: every byte value except "/" and NUL', async () => {
@@ -202,9 +305,8 @@ describe('packing snapshot metadata (real age, zstd)', () => {
       names.push(entry(Buffer.concat([Buffer.from('d/'), name]), 'fifo'));
     }
     for (const e of names) w.addEntry(e);
-    w.finish({ id: SAMPLE_ID, startTime: T0, endTime: T0, toolVersion: 't', sourceDirs: ['/d'], excludes: [], chunkSize: 1, blobSizeLimit: 1, compressionLevel: 3 });
     const storage = new MemoryStorage();
-    await publishSnapshot(storage, { indexPrefix: '', dbPath: join(tmp.dir, 'names.db'), recipients });
+    await w.publish(storage, summaryOf(SAMPLE_ID), { indexPrefix: '', recipients, limits: { ...SMALL, maxEntries: 50 } });
     const r = await openSnapshot(storage, '', SAMPLE_ID, identities, tmp.dir);
     expect([...r.entries({ under: Buffer.from('d') })].slice(1).map((e) => e.path)).toEqual(names.map((e) => e.path).sort(Buffer.compare));
     r.close();
