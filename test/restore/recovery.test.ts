@@ -64,12 +64,21 @@ function shardOf(rootPath: string, abs: string): string {
  * cut's path-hash rule (src/snapshot/shardCut.ts): with more than MIN_ENTRIES entries before it,
  * the shard that holds it ends there at the latest.
  */
+const isBoundary = (abs: string): boolean => (pathHash(Buffer.from(rel(abs))) & ((1 << BOUNDARY_BITS) - 1)) === 0;
 function boundaryName(dir: string, after: string): string {
-  for (let k = 0; ; k++) {
-    const name = `${after}-${k}`;
-    if ((pathHash(Buffer.from(rel(join(dir, name)))) & ((1 << BOUNDARY_BITS) - 1)) === 0) return name;
-  }
+  for (let k = 0; ; k++) if (isBoundary(join(dir, `${after}-${k}`))) return `${after}-${k}`;
 }
+
+/**
+ * `name` or, when its path would end a shard, `name-k` (same order among these files): the hard
+ * links below must share a shard with the next one, whatever the temp dir's name.
+ */
+function plainName(dir: string, name: string): string {
+  if (!isBoundary(join(dir, name))) return name;
+  for (let k = 0; ; k++) if (!isBoundary(join(dir, `${name}-${k}`))) return `${name}-${k}`;
+}
+const [aFirst, aLink] = [plainName(src, 'a-first'), plainName(src, 'a-link')];
+const [zLink, zLink2] = [`sub/${plainName(join(src, 'sub'), 'z-link')}`, 'sub/z-link2'];
 
 beforeAll(async () => {
   for (const t of ['age', 'zstd', 'sqlite3']) requireTool(t);
@@ -80,16 +89,16 @@ beforeAll(async () => {
   writeFileSync(join(src, 'sub', 'big plus.bin'), Buffer.concat([big, Buffer.from('tail')]));
   writeFileSync(join(src, 'text.txt'), 'plain text\n'.repeat(1000));
   writeFileSync(join(src, 'empty'), '');
-  writeFileSync(join(src, 'a-first'), 'hard-linked content');
-  linkSync(join(src, 'a-first'), join(src, 'a-link'));
-  linkSync(join(src, 'a-first'), join(src, 'sub', 'z-link'));
-  linkSync(join(src, 'a-first'), join(src, 'sub', 'z-link2'));
+  writeFileSync(join(src, aFirst), 'hard-linked content');
+  linkSync(join(src, aFirst), join(src, aLink));
+  linkSync(join(src, aFirst), join(src, zLink));
+  linkSync(join(src, aFirst), join(src, zLink2));
   utimesSync(join(src, 'text.txt'), 1_600_000_000.123456, 1_600_000_000.123456);
-  // Twice 300 small files and a boundary name: the snapshot has at least three shards. The
-  // first (the source's ancestors, 'a-*', 'big.bin', 'empty', part of 'm') ends in 'm'; the
-  // second lies within 'm' and 'n' and ends there at the latest; 'sub/*', 'text.txt' and
-  // 'zz-changed' come after. The first shard changes with every backup (the ancestors' mtimes
-  // change as this test writes to its temp dir); the second does not.
+  // Twice 300 small files and a boundary path: the snapshot has at least three shards. A cut in
+  // 'm' comes after 'a-*', 'big.bin' and 'empty', one in 'n' before 'sub/*', 'text.txt' and
+  // 'zz-changed', and the shards between lie within 'm' and 'n': the second backup shares them.
+  // The shard with the source's ancestors changes with every backup (their mtimes change as this
+  // test writes to its temp dir).
   for (const d of ['m', 'n']) {
     mkdirSync(join(src, d));
     for (let i = 0; i < 300; i++) writeFileSync(join(src, d, `f${String(i).padStart(4, '0')}`), `small file ${d} ${i}\n`);
@@ -117,24 +126,25 @@ describe('recover-with-stock-tools.sh', () => {
     const r = rootDb(latestId);
     expect(sql(r, 'PRAGMA user_version')).toEqual(['2']);
     expect(Number(sql(r, 'SELECT shard_count FROM snapshot')[0])).toBeGreaterThanOrEqual(2);
-    const first = shardOf(r, join(src, 'a-first'));
-    expect(shardOf(r, join(src, 'a-link'))).toBe(first);
+    const first = shardOf(r, join(src, aFirst));
+    expect(shardOf(r, join(src, aLink))).toBe(first);
     expect(shardOf(r, join(src, 'big.bin'))).toBe(first);
-    const later = shardOf(r, join(src, 'sub', 'z-link'));
+    const later = shardOf(r, join(src, zLink));
+    expect(shardOf(r, join(src, zLink2))).toBe(later);
     expect(later).not.toBe(first);
     expect(shardOf(r, join(src, 'zz-changed'))).not.toBe(first);
     // Within each shard, the group's first path there carries the content; the others have none.
     const chunkRows = (shard: string, abs: string): number => Number(sql(decrypt(blobPath(shard)), `SELECT COUNT(*) FROM file_chunks WHERE path = x'${hexOf(abs)}'`)[0]);
-    expect(chunkRows(first, join(src, 'a-first'))).toBeGreaterThan(0);
-    expect(chunkRows(first, join(src, 'a-link'))).toBe(0);
-    expect(chunkRows(later, join(src, 'sub', 'z-link'))).toBeGreaterThan(0);
-    expect(chunkRows(later, join(src, 'sub', 'z-link2'))).toBe(0);
+    expect(chunkRows(first, join(src, aFirst))).toBeGreaterThan(0);
+    expect(chunkRows(first, join(src, aLink))).toBe(0);
+    expect(chunkRows(later, join(src, zLink))).toBeGreaterThan(0);
+    expect(chunkRows(later, join(src, zLink2))).toBe(0);
   });
 
   it('recovers files byte for byte, with mode and mtime', () => {
     const r0 = recover(join(src, 'big.bin'));
     expect(r0.stderr).toContain(`snapshot ${latestId}`);
-    for (const p of ['big.bin', 'sub/big plus.bin', 'text.txt', 'empty', 'a-first', 'a-link', 'sub/z-link', 'sub/z-link2', 'm/f0123', 'zz-changed']) {
+    for (const p of ['big.bin', 'sub/big plus.bin', 'text.txt', 'empty', aFirst, aLink, zLink, zLink2, 'm/f0123', 'zz-changed']) {
       const r = recover(join(src, p));
       expect(r.code, r.stderr).toBe(0);
       expect(readFileSync(r.out).equals(readFileSync(join(src, p))), p).toBe(true);
