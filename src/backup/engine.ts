@@ -51,7 +51,7 @@ import { BlobPacker, type SealedBlob } from './packer.js';
 import { readSmallFileSync } from './smallFile.js';
 import { AsyncQueue } from './queue.js';
 import { scanSources, selfPaths, type ScanOptions, type SourceEntry } from './sources.js';
-import { killPoint, killableStorage } from './testHooks.js';
+import { killPoint, killableStorage, testShardLimits } from './testHooks.js';
 import { ByteBudget, TaskWindow } from '../util/concurrency.js';
 
 /** Knobs with sensible defaults; tests and benchmarks turn them. */
@@ -347,7 +347,8 @@ class BackupRun {
       await rm(this.workDir, { recursive: true, force: true });
       await mkdir(this.workDir, { recursive: true, mode: 0o700 });
       this.spool = new LocationSpool(join(this.workDir, 'locations.db'));
-      this.shards = new ShardAssembler({ workDir: this.workDir, cache, blobSizes: this.blobSizes, ...(deps.shardLimits ? { limits: deps.shardLimits } : {}) });
+      const limits = deps.shardLimits ?? testShardLimits(); // test-only env; the default cut when unset
+      this.shards = new ShardAssembler({ workDir: this.workDir, cache, blobSizes: this.blobSizes, ...(limits ? { limits } : {}) });
       if (deps.pool && deps.pool.level !== config.compressionLevel) {
         throw new VaultikError(`chunk pool compresses at level ${deps.pool.level}, the config asks for ${config.compressionLevel}`);
       }
