@@ -31,6 +31,7 @@ afterEach(() => {
   ws?.cleanup();
   ws = undefined;
   scratch.cleanup();
+  previousStart = undefined;
 });
 
 /** About 8 entries a shard, cut by path hash (no maximum in the way). */
@@ -42,13 +43,21 @@ function ancestorsStamp(w: Workspace): string {
   return parts.map((_, i) => String(statSync(`/${parts.slice(0, i + 1).join('/')}`, { bigint: true }).mtimeNs)).join(',');
 }
 
-/** A backup, and whether an ancestor of the source changed meanwhile (other tests write to the temp dir). */
+/** The ancestors' stamp when the previous backup started. */
+let previousStart: string | undefined;
+
+/**
+ * A backup, and whether an ancestor of the source changed since the previous backup started
+ * (tests running beside this one create files in the temp dir).
+ */
 async function backup(config: Config, w?: Workspace): Promise<BackupSummary & { ancestorsChanged: boolean }> {
   const before = w ? ancestorsStamp(w) : '';
   const storage = openStorage(config.storage);
   try {
     const summary = await runBackup(config, { storage, workers: 2, progressIntervalMs: 0, shardLimits: LIMITS });
-    return { ...summary, ancestorsChanged: w !== undefined && ancestorsStamp(w) !== before };
+    const changed = w !== undefined && (previousStart === undefined || ancestorsStamp(w) !== previousStart);
+    previousStart = before;
+    return { ...summary, ancestorsChanged: changed };
   } finally {
     await storage.close();
   }
@@ -94,7 +103,7 @@ describe('shards reused by reference', () => {
     ws = makeWorkspace();
     buildTree(ws.src);
     const config = ws.config();
-    const first = await backup(config);
+    const first = await backup(config, ws);
     expect(first.shardsWritten).toBeGreaterThan(10);
     expect(first.shardsReused).toBe(0);
     const golden1 = join(scratch.dir, 'golden1');
@@ -150,7 +159,7 @@ describe('shards reused by reference', () => {
     const config = ws.config();
     const first = await backup(config);
     appendFileSync(join(ws.src, 'dir03', 'file9.txt'), 'x');
-    const second = await backup(config);
+    const second = await backup(config, ws);
     expect(second.shardsReused).toBeGreaterThan(10);
     const storage = openStorage(config.storage);
     try {
