@@ -12,6 +12,7 @@ import type { Config } from '../../src/config/index.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { StorageError, openStorage, type StoreWriter } from '../../src/storage/index.js';
 import { parseIdentity } from '../../src/crypto/index.js';
+import type { ShardLimits } from '../../src/snapshot/index.js';
 import { runRestore } from '../../src/restore/index.js';
 import { ODD_NAMES, buildRichTree, compareTrees, listTree, pseudoRandom } from '../helpers/tree.js';
 import { runTool } from '../helpers/tools.js';
@@ -23,7 +24,10 @@ afterEach(() => {
   ws = undefined;
 });
 
-async function backup(config: Config, extra: { signal?: AbortSignal; onEvent?: (e: BackupEvent) => void } = {}): Promise<{ summary: BackupSummary; events: BackupEvent[] }> {
+async function backup(
+  config: Config,
+  extra: { signal?: AbortSignal; onEvent?: (e: BackupEvent) => void; shardLimits?: ShardLimits } = {},
+): Promise<{ summary: BackupSummary; events: BackupEvent[] }> {
   const events: BackupEvent[] = [];
   const storage = openStorage(config.storage);
   try {
@@ -32,6 +36,7 @@ async function backup(config: Config, extra: { signal?: AbortSignal; onEvent?: (
       workers: 2,
       progressIntervalMs: 0,
       signal: extra.signal,
+      ...(extra.shardLimits ? { shardLimits: extra.shardLimits } : {}),
       onEvent: (e) => {
         events.push(e);
         extra.onEvent?.(e);
@@ -120,9 +125,11 @@ describe('runBackup to a local store', () => {
     ws = makeWorkspace();
     await buildRichTree(ws.src);
     const config = ws.config();
-    const first = await backup(config);
+    // Small shards, so that most of them hold only the source's entries.
+    const shardLimits: ShardLimits = { boundaryBits: 2, minEntries: 8, maxEntries: 16, maxBytes: 2 ** 40 };
+    const first = await backup(config, { shardLimits });
     const before = storeObjects(ws.store);
-    const second = await backup(config);
+    const second = await backup(config, { shardLimits });
     const s = second.summary;
     expect(s.filesRead).toBe(0);
     expect(s.bytesRead).toBe(0);
@@ -151,6 +158,9 @@ describe('runBackup to a local store', () => {
     expect(added.filter((k) => k.startsWith('blobs/')).sort()).toEqual(newShards.map((h) => `blobs/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`).sort());
     expect(s.shardsWritten).toBe(newShards.length);
     expect(s.shardsReused).toBe(two.shardBlobs.length - newShards.length);
+    // The ancestors come first, all in the first shard: every other shard was reused.
+    expect(two.shardBlobs.length).toBeGreaterThan(3);
+    expect(newShards.filter((h) => h !== two.shardBlobs[0])).toEqual([]);
     // The state cache was not rewritten for unchanged files: every row is still the first run's.
     expect(sqlite(ws.indexPath, 'SELECT run, COUNT(*) FROM files GROUP BY run')).toEqual([[first.summary.snapshotId, String(first.summary.filesNew)]]);
   });
