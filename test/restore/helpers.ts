@@ -65,7 +65,10 @@ export interface SnapshotTreeOptions {
 
 export interface SnapshotTreeResult {
   id: string;
+  /** The data blobs. */
   blobs: { hash: string; size: number }[];
+  /** The shard blobs (its manifest lists them after the data blobs). */
+  shards: { hash: string; size: number }[];
   /** Snapshot path (latin1) → its chunks, for tests that tamper with data. */
   chunksOf: Map<string, ChunkLocation[]>;
 }
@@ -139,7 +142,7 @@ export async function snapshotTree(storage: Storage, sourceDir: string, options:
       }),
     );
   }
-  await writer.publish(
+  const built = await writer.publish(
     storage,
     {
       id,
@@ -159,7 +162,7 @@ export async function snapshotTree(storage: Storage, sourceDir: string, options:
       ...(options.shardLimits ? { limits: options.shardLimits } : {}),
     },
   );
-  return { id, blobs, chunksOf };
+  return { id, blobs, shards: built.shards.map((sh) => ({ hash: sh.hash, size: sh.size })), chunksOf };
 }
 
 /** The snapshot path of an absolute source path ('/a/b' → 'a/b'). */
