@@ -51,7 +51,7 @@ import { BlobPacker, type SealedBlob } from './packer.js';
 import { readSmallFileSync } from './smallFile.js';
 import { AsyncQueue } from './queue.js';
 import { scanSources, selfPaths, type ScanOptions, type SourceEntry } from './sources.js';
-import { killPoint, killableStorage } from './testHooks.js';
+import { killPoint, killableStorage, testShardLimits } from './testHooks.js';
 import { ByteBudget, TaskWindow } from '../util/concurrency.js';
 
 /** Knobs with sensible defaults; tests and benchmarks turn them. */
@@ -239,6 +239,7 @@ interface LinkGroup {
 }
 
 const noop = (): void => undefined;
+const NO_LOCATIONS: readonly ChunkLocation[] = [];
 
 class BackupRun {
   private readonly progress: BackupProgress = emptyProgress();
@@ -347,7 +348,8 @@ class BackupRun {
       await rm(this.workDir, { recursive: true, force: true });
       await mkdir(this.workDir, { recursive: true, mode: 0o700 });
       this.spool = new LocationSpool(join(this.workDir, 'locations.db'));
-      this.shards = new ShardAssembler({ workDir: this.workDir, cache, blobSizes: this.blobSizes, ...(deps.shardLimits ? { limits: deps.shardLimits } : {}) });
+      const limits = deps.shardLimits ?? testShardLimits(); // test-only env; the default cut when unset
+      this.shards = new ShardAssembler({ workDir: this.workDir, cache, blobSizes: this.blobSizes, ...(limits ? { limits } : {}) });
       if (deps.pool && deps.pool.level !== config.compressionLevel) {
         throw new VaultikError(`chunk pool compresses at level ${deps.pool.level}, the config asks for ${config.compressionLevel}`);
       }
@@ -541,7 +543,7 @@ class BackupRun {
     }
 
     const cached = this.cache.lookupInOrder(entry.path);
-    const cachedLocations = cached && sameStat(cached, e.stat) ? this.usable(cached.chunks) : undefined;
+    const cachedLocations = cached && sameStat(cached, e.stat) ? this.usableCached(cached) : undefined;
     if (cached && cachedLocations) {
       this.progress.filesUnchanged++;
       // The cache's row already says exactly this: only the snapshot gets the entry.
@@ -568,6 +570,16 @@ class BackupRun {
   }
 
   /**
+   * Whether an unchanged file's chunks can be referenced in this run, with the locations found
+   * (see usable). A file of one chunk in a usable blob needs no lookup at all: its location is
+   * looked up only if its shard is written (ShardAssembler), and most shards are reused.
+   */
+  private usableCached(cached: CachedFile): readonly ChunkLocation[] | undefined {
+    if (cached.chunks.length === 1 && cached.blob0 !== undefined && this.cache.isUsableBlob(cached.blob0)) return NO_LOCATIONS;
+    return this.usable(cached.chunks);
+  }
+
+  /**
    * The cached locations of a file's chunks when every one can be referenced in this run (in a
    * blob the cache offers for dedup, or packed earlier in this run), else undefined.
    */
@@ -585,7 +597,8 @@ class BackupRun {
   /** Settles a read file's entry and its cache record, and releases hard links waiting for it. */
   private recordFile(job: FileJob, entry: Entry, ids: Buffer[], locations: readonly ChunkLocation[], stat: FileStat | CachedFile): void {
     this.shards!.fill(job.slot, entry, ids, locations);
-    this.cache.recordFile(entry.path, stat, ids);
+    const first = ids[0];
+    this.cache.recordFile(entry.path, stat, ids, first && locations.find((l) => l.id.equals(first))?.blob);
     if (entry.linkGroup !== undefined) this.settleLinks(entry.linkGroup, entry, ids, locations);
   }
 

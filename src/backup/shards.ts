@@ -44,7 +44,10 @@ interface SlotContent {
   entry: Entry;
   /** Chunk ids of the content (for a hard-link member: the group's). */
   chunks: readonly Buffer[];
-  /** Locations of chunks found in the state cache (the others are packed in this run). */
+  /**
+   * Locations of chunks found in the state cache, as far as known; the others are looked up when
+   * the shard is written (the cache, then the run's spool).
+   */
   locations: readonly ChunkLocation[];
 }
 
@@ -210,12 +213,23 @@ export class ShardAssembler {
     }
     const path = join(this.options.workDir, `shard-${index}.db`);
     const w = new ShardWriter(path);
+    const add = (loc: ChunkLocation): void => {
+      w.addChunk(loc);
+      w.addBlob(loc.blob, this.options.blobSizes.get(loc.blob));
+    };
     try {
       for (const r of rows) {
         w.addEntry(r.entry, r.chunks);
-        for (const loc of r.locations) {
-          w.addChunk(loc);
-          w.addBlob(loc.blob, this.options.blobSizes.get(loc.blob));
+        for (const loc of r.locations) add(loc);
+        if (r.locations.length < r.chunks.length) {
+          // Unchanged files whose locations were not looked up (cache.ts isUsableBlob): now. A
+          // chunk the cache does not have was packed in this run: finish takes it from the spool.
+          const known = new Set(r.locations.map((l) => l.id.toString('latin1')));
+          for (const id of r.chunks) {
+            if (known.has(id.toString('latin1'))) continue;
+            const loc = this.options.cache.findChunk(id);
+            if (loc) add(loc);
+          }
         }
       }
       w.suspend();

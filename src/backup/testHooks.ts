@@ -17,7 +17,21 @@
  *   cache-commit  the metadata is in the store, the state cache has not recorded the snapshot
  */
 import { Readable } from 'node:stream';
+import type { ShardLimits } from '../snapshot/shardCut.js';
 import type { PutBody, PutOptions, StoreWriter } from '../storage/types.js';
+
+/**
+ * Test-only: shards of at most this many entries (VAULTIK_TEST_SHARD_ENTRIES=N), so that the
+ * small trees of the CLI and crash tests span several shards.
+ */
+export const TEST_SHARD_ENV = 'VAULTIK_TEST_SHARD_ENTRIES';
+
+/** The shard limits a test asked for through TEST_SHARD_ENV, or undefined. */
+export function testShardLimits(): ShardLimits | undefined {
+  const n = Number(process.env[TEST_SHARD_ENV]);
+  if (!Number.isSafeInteger(n) || n < 1) return undefined;
+  return { boundaryBits: 30, minEntries: 1, maxEntries: n, maxBytes: 2 ** 50 };
+}
 
 /** The environment variable naming the crash point (test-only). */
 export const TEST_KILL_ENV = 'VAULTIK_TEST_KILL_AT';

@@ -68,6 +68,8 @@ export interface CachedFile extends Omit<FileStat, 'nlink'> {
   chunks: Buffer[];
   /** The run that last recorded this file. */
   run: string;
+  /** The blob its first chunk was found in, when the cache knows it. */
+  blob0?: Buffer;
 }
 
 export interface StateCacheOptions {
@@ -95,6 +97,8 @@ export function storeIdentity(store: { description: string; indexPrefix?: string
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+
+const EMPTY = Buffer.alloc(0);
 
 function hashBytes(hex: string): Buffer {
   if (!HEX64.test(hex)) throw new VaultikError(`state cache: not a lowercase hex SHA-256: '${hex}'`);
@@ -143,6 +147,8 @@ export class StateCache {
   private ordered: OrderedFiles | undefined;
   /** The run's ordered walk reached its end (endOrderedScan): it forgot every file gone. */
   private orderedDone = false;
+  /** During a run, every blob whose chunks are usable (latin1 of the hash): see isUsableBlob. */
+  private usableBlobs = new Set<string>();
 
   /**
    * Why the cache was emptied on open (another store or key, an unknown schema version, an
@@ -179,9 +185,10 @@ export class StateCache {
         )
         .safeIntegers(true),
       putFile: db.prepare(
-        `INSERT INTO files (path, size, mtime_ns, ctime_ns, inode, device, mode, chunks, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO files (path, size, mtime_ns, ctime_ns, inode, device, mode, chunks, run, blob0) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
-           inode = excluded.inode, device = excluded.device, mode = excluded.mode, chunks = excluded.chunks, run = excluded.run`,
+           inode = excluded.inode, device = excluded.device, mode = excluded.mode, chunks = excluded.chunks, run = excluded.run,
+           blob0 = excluded.blob0`,
       ),
       // Only used during a run, when every chunk row is usable (beginRun dropped the others).
       findChunk: db.prepare(
@@ -375,6 +382,8 @@ export class StateCache {
     })();
     this.run = runId;
     this.prefetched = undefined;
+    // After the clean-up above, every recorded blob is usable in this run.
+    this.usableBlobs = new Set((this.db.prepare('SELECT hash FROM blobs').pluck().all() as Buffer[]).map((h) => h.toString('latin1')));
     return { adoptedBlobs: adopted };
   }
 
@@ -430,6 +439,15 @@ export class StateCache {
     if (this.prefetched !== undefined && this.prefetched.id.equals(id)) return { ...this.prefetched.loc };
     const r = this.stmts.findChunk.get(id) as Row | undefined;
     return r ? rowToLocation(r) : undefined;
+  }
+
+  /**
+   * Whether the chunks in blob `hash` (32 bytes) may be referenced in this run: a blob of the
+   * base snapshot, adopted, or uploaded in this run. A file whose one chunk lies in such a blob
+   * (CachedFile.blob0) is usable without looking the chunk up.
+   */
+  isUsableBlob(hash: Buffer): boolean {
+    return this.usableBlobs.has(hash.toString('latin1'));
   }
 
   /**
@@ -501,6 +519,7 @@ export class StateCache {
     try {
       this.stmts.putBlob.run(h, size, this.now(), run);
       for (const c of chunks) this.stmts.putChunk.run(c.id, h, c.offset, c.length, c.plainLength);
+      this.usableBlobs.add(h.toString('latin1'));
     } catch (err) {
       this.db.exec('ROLLBACK');
       this.pending = 0;
@@ -510,16 +529,18 @@ export class StateCache {
   }
 
   /**
-   * Records the backed-up version of a file: its stat and chunk ids. Call it for every file
+   * Records the backed-up version of a file: its stat and chunk ids, and the blob its first chunk
+   * is in when known (else completeSnapshot finds it). Call it for every file
    * the snapshot will contain, unchanged ones included (completeSnapshot forgets files that were
    * not recorded in the run). Batched: committed with the next batch.
    * @throws VaultikError when no run is in progress or a chunk id is not 32 bytes.
    */
-  recordFile(path: Buffer, stat: Omit<FileStat, 'nlink'>, chunkIds: readonly Buffer[]): void {
+  recordFile(path: Buffer, stat: Omit<FileStat, 'nlink'>, chunkIds: readonly Buffer[], firstBlob?: string): void {
     const run = this.requireRun();
     for (const id of chunkIds) if (id.length !== 32) throw new VaultikError('state cache: chunk id must be 32 bytes');
     this.wrote(1);
-    this.stmts.putFile.run(path, stat.size, stat.mtimeNs, stat.ctimeNs, toI64(stat.ino), toI64(stat.dev), stat.mode, Buffer.concat(chunkIds), run);
+    const blob0 = chunkIds.length === 0 ? EMPTY : firstBlob === undefined ? null : hashBytes(firstBlob);
+    this.stmts.putFile.run(path, stat.size, stat.mtimeNs, stat.ctimeNs, toI64(stat.ino), toI64(stat.dev), stat.mode, Buffer.concat(chunkIds), run, blob0);
   }
 
   /**
@@ -545,6 +566,10 @@ export class StateCache {
       this.db.prepare("DELETE FROM meta WHERE key = 'pending_snapshot'").run();
       const dropped = this.db.prepare('DELETE FROM blobs WHERE hash NOT IN (SELECT blob FROM snapshot_blobs WHERE snapshot = ?)').run(snapshotId).changes;
       if (dropped > 0) this.db.exec(DROP_ORPHAN_CHUNKS);
+      // The blob of each new file's first chunk, known now that every blob is recorded (the
+      // partial index holds exactly these rows); a first chunk whose blob was dropped stays NULL.
+      this.db.exec(`UPDATE files SET blob0 = (SELECT c.blob FROM chunks c WHERE c.id = substr(files.chunks, 1, 32) LIMIT 1)
+                    WHERE blob0 IS NULL`);
       // After a complete ordered walk, unchanged files kept their older rows; the gone ones
       // were forgotten already.
       if (!this.orderedDone) this.db.prepare('DELETE FROM files WHERE run != ?').run(run);
@@ -554,6 +579,7 @@ export class StateCache {
   }
 
   private endRun(): void {
+    this.usableBlobs = new Set();
     this.ordered?.close();
     this.ordered = undefined;
     this.orderedDone = false;

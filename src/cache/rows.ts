@@ -26,7 +26,8 @@ export function rowToLocation(r: Row): ChunkLocation {
 export function rowToCachedFile(r: Row): { file: CachedFile; first: ChunkLocation | undefined } {
   const blob = r.chunks as Buffer;
   const chunks: Buffer[] = [];
-  for (let i = 0; i + 32 <= blob.length; i += 32) chunks.push(Buffer.from(blob.subarray(i, i + 32)));
+  // The row's buffer is its own (better-sqlite3 copies every BLOB): views need no copy.
+  for (let i = 0; i + 32 <= blob.length; i += 32) chunks.push(blob.subarray(i, i + 32));
   const file: CachedFile = {
     size: Number(r.size),
     mtimeNs: r.mtime_ns as bigint,
@@ -37,6 +38,7 @@ export function rowToCachedFile(r: Row): { file: CachedFile; first: ChunkLocatio
     chunks,
     run: r.run as string,
   };
+  if (Buffer.isBuffer(r.blob0) && r.blob0.length === 32) file.blob0 = r.blob0;
   const first = r.id !== undefined && r.id !== null && chunks.length > 0 ? rowToLocation(r) : undefined;
   return { file, first };
 }

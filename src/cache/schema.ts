@@ -3,13 +3,14 @@
  * CACHE_SCHEMA_VERSION is dropped and rebuilt: it is only a cache.
  */
 
-export const CACHE_SCHEMA_VERSION = 2;
+export const CACHE_SCHEMA_VERSION = 3;
 
 export const CACHE_DDL: readonly string[] = [
   // schema_version, store_identity, base_snapshot.
   'CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID',
   // Per path, the stat tuple and chunk list (n × 32-byte ids, in order) of the last version
-  // backed up, and the run that last recorded it.
+  // backed up, the run that last recorded it, and the blob its first chunk was found in (NULL
+  // until known: filled when the run completes; x'' for an empty file).
   `CREATE TABLE files (
   path BLOB PRIMARY KEY NOT NULL,
   size INTEGER NOT NULL,
@@ -19,8 +20,11 @@ export const CACHE_DDL: readonly string[] = [
   device INTEGER NOT NULL,
   mode INTEGER NOT NULL,
   chunks BLOB NOT NULL,
-  run TEXT NOT NULL
+  run TEXT NOT NULL,
+  blob0 BLOB
 ) WITHOUT ROWID`,
+  // The rows whose blob0 completeSnapshot still has to fill: as many as the run's new files.
+  'CREATE INDEX files_without_blob0 ON files (path) WHERE blob0 IS NULL',
   // Blobs whose upload completed; `run` is the run that uploaded (or adopted) it.
   `CREATE TABLE blobs (
   hash BLOB PRIMARY KEY NOT NULL,

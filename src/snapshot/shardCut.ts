@@ -2,13 +2,17 @@
  * Where a snapshot's entries are cut into shards (docs/DESIGN.md, "Snapshot metadata: shards").
  *
  * Entries come in path byte order. A shard ends after an entry whose path hash has its low
- * BOUNDARY_BITS bits zero, once the shard holds MIN_ENTRIES; it also ends at MAX_ENTRIES entries,
- * or once its files add up to MAX_BYTES (a shard's chunk rows grow with the bytes of its files).
- * The cut depends on the paths alone (and, rarely, on counts within one shard), so adding,
- * removing or changing one entry changes the shard that holds it and leaves the others as they
- * were: the next boundary path ends the changed shard exactly where it ended before. Only a
- * boundary path added or removed splits or joins shards, and a shard cut by a maximum passes a
- * shift on to the next natural boundary.
+ * BOUNDARY_BITS bits zero (a "boundary path"); it also ends at MAX_ENTRIES entries, or once its
+ * files add up to MAX_BYTES (a shard's chunk rows grow with the bytes of its files). The cut
+ * depends on the paths alone, so adding, removing or changing one entry changes the shard that
+ * holds it and leaves the others as they were: the next boundary path ends the changed shard
+ * exactly where it ended before. A boundary path added splits its shard in two, one removed joins
+ * two. Only a shard cut by a maximum (rare: no boundary among 8192 paths, e^-8) passes a shift on
+ * to the next boundary path.
+ *
+ * There is no minimum size: with one, a count decides whether a boundary path cuts, and an edit
+ * could then move a cut in the next shard too. Small shards are the price (1 in 16 holds fewer
+ * than 64 entries), each one object more.
  *
  * Readers do not depend on this rule: the root lists each shard's path range. It is not part of
  * the format, and changing it costs one backup that writes new shards.
@@ -16,8 +20,6 @@
 
 /** A shard ends after a path whose hash has this many low zero bits (1 in 1024 paths). */
 export const BOUNDARY_BITS = 10;
-/** No natural cut before this many entries (so small shards are rare). */
-export const MIN_ENTRIES = 256;
 /** A shard never holds more entries than this. */
 export const MAX_ENTRIES = 8192;
 /** Nor files adding up to more bytes than this (their chunk rows grow with it). */
@@ -39,6 +41,7 @@ export function pathHash(path: Uint8Array): number {
 
 export interface ShardLimits {
   boundaryBits: number;
+  /** No boundary path cuts before this many entries (1 by default: see the top). */
   minEntries: number;
   maxEntries: number;
   maxBytes: number;
@@ -46,7 +49,7 @@ export interface ShardLimits {
 
 export const DEFAULT_SHARD_LIMITS: ShardLimits = {
   boundaryBits: BOUNDARY_BITS,
-  minEntries: MIN_ENTRIES,
+  minEntries: 1,
   maxEntries: MAX_ENTRIES,
   maxBytes: MAX_BYTES,
 };

@@ -15,7 +15,7 @@ import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { buildRichTree, listTree, pseudoRandom } from '../helpers/tree.js';
 import { hasTool } from '../helpers/tools.js';
 import { cleanEnv, ensureBuilt, MAIN, runCli, startCli } from './cli.js';
-import { decryptMetadata, makeWorkspace, sqlite, storeObjects, type Workspace } from './helpers.js';
+import { decryptSnapshot, makeWorkspace, sqlite, storeObjects, type Workspace } from './helpers.js';
 
 let s3: S3rverHandle;
 let ws: Workspace | undefined;
@@ -150,14 +150,16 @@ describe('vaultik backup (real CLI)', () => {
     const objects = s3Objects('wo/');
     const metas = [...objects.keys()].filter((k) => k.endsWith('.db.zst.age')).sort();
     expect(metas).toHaveLength(2);
-    const db = decryptMetadata(objects.get(metas[1]!)!, ws.identity);
+    // The root, then the shards it lists (blobs in the bucket), decrypted with the stock CLIs.
+    const { db, shardBlobs } = decryptSnapshot(objects.get(metas[1]!)!, (key) => objects.get(key)!, ws.identity);
+    expect(shardBlobs.length).toBeGreaterThanOrEqual(1);
     const paths = new Set(sqlite(db, 'SELECT hex(path) FROM entries').map((r) => Buffer.from(r[0]!, 'hex').toString('latin1')));
     for (const n of listTree(ws.src)) {
       const p = Buffer.concat([Buffer.from(ws.src.slice(1) + '/'), n.rel]).toString('latin1');
       expect(paths.has(p), `missing ${JSON.stringify(p)}`).toBe(true);
     }
-    // Every blob the snapshot references is in the bucket, under its hash.
-    for (const [hash] of sqlite(db, 'SELECT lower(hex(hash)) FROM blobs') as [string][]) {
+    // Every blob the snapshot references, data and shards, is in the bucket, under its hash.
+    for (const hash of [...(sqlite(db, 'SELECT lower(hex(hash)) FROM blobs') as [string][]).map(([h]) => h), ...shardBlobs]) {
       expect(objects.has(`blobs/${hash.slice(0, 2)}/${hash.slice(2, 4)}/${hash}`)).toBe(true);
     }
   });

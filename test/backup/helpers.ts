@@ -96,9 +96,9 @@ export function storeObjects(store: string): Map<string, number> {
 }
 
 /**
- * Decrypts a metadata object (`<id>.db.zst.age`) with the `age` and `zstd` CLIs and returns the
- * path of the SQLite file. The identity is written to a private temp file only for this call
- * and removed afterwards: no key file exists while a backup runs.
+ * Decrypts a metadata object (a snapshot root `<id>.db.zst.age`, or a shard blob) with the `age`
+ * and `zstd` CLIs and returns the path of the SQLite file. The identity is written to a private
+ * temp file only for this call and removed afterwards: no key file exists while a backup runs.
  */
 export function decryptMetadata(objectPath: string, identity: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'vaultik-verify-'));
@@ -114,9 +114,53 @@ export function decryptMetadata(objectPath: string, identity: string): string {
   }
 }
 
-/** Runs a query with the sqlite3 CLI; rows as arrays of strings (| separated, hex for BLOBs when asked). */
-export function sqlite(db: string, sql: string): string[][] {
-  const out = runTool('sqlite3', ['-readonly', db, sql]).toString('utf8');
+/** A snapshot's metadata decrypted with the `age`, `zstd` and `sqlite3` CLIs (decryptSnapshot). */
+export interface DecryptedSnapshot {
+  /** The root DB: tables `snapshot` and `shards`. */
+  root: string;
+  /** Each shard DB (entries, file_chunks, chunks, blobs), in path order. */
+  shards: string[];
+  /** The shards' blob hashes (hex), in path order. */
+  shardBlobs: string[];
+  /**
+   * One DB for queries over the whole snapshot, built by the sqlite3 CLI: the root's tables and
+   * every shard's rows (entries and file_chunks as they are; a chunk or blob listed by several
+   * shards once).
+   */
+  db: string;
+}
+
+/**
+ * Decrypts a snapshot with the stock CLIs, as a user without vaultik would: the root
+ * (`index/<id>.db.zst.age` at `rootPath`), then each shard its `shards` table lists, stored as
+ * the blob `blobs/<h0h1>/<h2h3>/<hash>` (`objectPath` maps that key to a file).
+ */
+export function decryptSnapshot(rootPath: string, objectPath: (key: string) => string, identity: string): DecryptedSnapshot {
+  const root = decryptMetadata(rootPath, identity);
+  const shardBlobs = sqlite(root, 'SELECT lower(hex(blob)) FROM shards ORDER BY first_path').map((r) => r[0]!);
+  const shards = shardBlobs.map((h) => decryptMetadata(objectPath(`blobs/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`), identity));
+  const db = join(mkdtempSync(join(tmpdir(), 'vaultik-verify-')), 'snapshot.db');
+  sqlite(db, `ATTACH '${root}' AS r; CREATE TABLE snapshot AS SELECT * FROM r.snapshot; CREATE TABLE shards AS SELECT * FROM r.shards;`, { write: true });
+  shards.forEach((shard, i) => {
+    const create = i === 0 ? ['entries', 'file_chunks', 'chunks', 'blobs'].map((t) => `CREATE TABLE ${t} AS SELECT * FROM s.${t} WHERE 0;`).join(' ') : '';
+    sqlite(
+      db,
+      `ATTACH '${shard}' AS s; ${create}
+       INSERT INTO entries SELECT * FROM s.entries; INSERT INTO file_chunks SELECT * FROM s.file_chunks;
+       INSERT INTO chunks SELECT * FROM s.chunks WHERE id NOT IN (SELECT id FROM chunks);
+       INSERT INTO blobs SELECT * FROM s.blobs WHERE hash NOT IN (SELECT hash FROM blobs);`,
+      { write: true },
+    );
+  });
+  return { root, shards, shardBlobs, db };
+}
+
+/**
+ * Runs a query with the sqlite3 CLI (read-only unless `write`); rows as arrays of strings (|
+ * separated, hex for BLOBs when asked).
+ */
+export function sqlite(db: string, sql: string, options: { write?: boolean } = {}): string[][] {
+  const out = runTool('sqlite3', [...(options.write ? [] : ['-readonly']), db, sql]).toString('utf8');
   return out
     .split('\n')
     .filter((l) => l.length > 0)

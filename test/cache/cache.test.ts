@@ -245,8 +245,10 @@ describe('StateCache', () => {
 
     c.beginRun('r2');
     const a = c.lookupInOrder(P('a'));
-    expect(a).toEqual({ ...stat(), chunks: [sha('c1'), sha('c2')], run: 'r1' });
-    // The first chunk's location comes with the row; the second is looked up.
+    // completeSnapshot filled in the blob of each new file's first chunk.
+    expect(a).toEqual({ ...stat(), chunks: [sha('c1'), sha('c2')], run: 'r1', blob0: Buffer.from(blobHash('A'), 'hex') });
+    expect(c.isUsableBlob(a!.blob0!)).toBe(true);
+    expect(c.isUsableBlob(Buffer.from(blobHash('B'), 'hex'))).toBe(false);
     expect(c.findChunk(sha('c1'))).toEqual(loc('c1', 'A'));
     expect(c.findChunk(sha('c2'))).toEqual(loc('c2', 'A', 50));
     expect(c.lookupInOrder(P('b-new'))).toBeUndefined();
@@ -266,6 +268,10 @@ describe('StateCache', () => {
     expect(c.lookupFile(P('d.x'))?.run).toBe('r1');
     expect(c.lookupFile(P('d/a'))).toMatchObject({ size: 7, run: 'r2' });
     for (const gone of ['d-x', 'd/b', 'z']) expect(c.lookupFile(P(gone)), gone).toBeUndefined();
+    // A row recorded with its first chunk's blob keeps it; the partial index is empty again.
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare('SELECT COUNT(*) FROM files INDEXED BY files_without_blob0 WHERE blob0 IS NULL').pluck().get()).toBe(0);
+    db.close();
 
     // A run that asks nothing in order keeps the old rule: files it did not record are forgotten.
     c.beginRun('r3');

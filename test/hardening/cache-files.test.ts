@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/index.js';
 import { StateCache, storeIdentity } from '../../src/cache/index.js';
 import { openStorage } from '../../src/storage/index.js';
-import { makeWorkspace, storeObjects, type Workspace } from '../backup/helpers.js';
+import { decryptSnapshot, makeWorkspace, storeObjects, type Workspace } from '../backup/helpers.js';
 import { pseudoRandom } from '../helpers/tree.js';
 
 let ws: Workspace | undefined;
@@ -39,19 +39,24 @@ describe('state cache files', () => {
     }
   });
 
-  it('blobSize: the stored size of every blob the cache recorded, undefined for others', async () => {
+  it('blobSize: the stored size of every data blob the cache recorded, undefined for others', async () => {
     ws = makeWorkspace();
     const storage = openStorage({ type: 'local', path: ws.store, prefix: '' });
     writeFileSync(join(ws.src, 'a.bin'), pseudoRandom(300 * 1024, 7));
     const config = ws.config();
-    await runBackup(config, { storage, workers: 1, progressIntervalMs: 0 });
+    const { snapshotId } = await runBackup(config, { storage, workers: 1, progressIntervalMs: 0 });
     await storage.close();
+    // The store's blobs are data blobs and the snapshot's shards (listed by its root).
+    const { shardBlobs } = decryptSnapshot(join(ws.store, `index/${snapshotId}.db.zst.age`), (key) => join(ws!.store, key), ws.identity);
+    const blobs = [...storeObjects(ws.store)].filter(([k]) => k.startsWith('blobs/'));
+    const shards = blobs.filter(([k]) => shardBlobs.includes(k.split('/').at(-1)!));
+    expect(shards).toHaveLength(shardBlobs.length);
+    const data = blobs.filter(([k]) => !shardBlobs.includes(k.split('/').at(-1)!));
+    expect(data.length).toBeGreaterThan(0);
     const cache = StateCache.open(config.indexPath, storeIdentity({ description: storage.description, indexPrefix: config.indexPrefix, recipients: config.recipients }));
     try {
       expect(cache.resetReason).toBeUndefined();
-      const blobs = [...storeObjects(ws.store)].filter(([k]) => k.startsWith('blobs/'));
-      expect(blobs.length).toBeGreaterThan(0);
-      for (const [key, size] of blobs) expect(cache.blobSize(key.split('/').at(-1)!)).toBe(size);
+      for (const [key, size] of data) expect(cache.blobSize(key.split('/').at(-1)!)).toBe(size);
       expect(cache.blobSize('0'.repeat(64))).toBeUndefined();
     } finally {
       cache.close();

@@ -1,7 +1,7 @@
 /**
  * Crash consistency (issue 9): the real `vaultik backup` / `restore` / `prune` processes are
  * SIGKILLed at seeded random points — named crash points of the backup engine
- * (VAULTIK_TEST_KILL_AT, src/backup/testHooks.ts: scan, chunking, mid-upload of a blob, after
+ * (VAULTIK_TEST_KILL_AT, src/backup/testHooks.ts: scan, chunking, mid-upload of a blob or a shard, after
  * a blob is recorded, between the last blob and the metadata, after the manifest, mid-upload of
  * the metadata, before the cache commit) and plain timing for restore and prune. After every
  * kill: no partial object is visible in the store, the next run succeeds, every snapshot restores
@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_KILL_ENV, type KillPoint } from '../../src/backup/testHooks.js';
+import { TEST_KILL_ENV, TEST_SHARD_ENV, type KillPoint } from '../../src/backup/testHooks.js';
 import { listSnapshots } from '../../src/snapshot/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
@@ -21,7 +21,7 @@ import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { compareTrees } from '../helpers/tree.js';
 import { goldenCopy, int, mutateTree, pick, prng, restoreDiffs, seedTree, storeProblems, suiteSeed } from './kit.js';
 
-const POINTS: readonly KillPoint[] = ['scan', 'chunk', 'upload', 'blob-recorded', 'blobs-done', 'manifest', 'metadata', 'cache-commit'];
+const POINTS: readonly KillPoint[] = ['scan', 'chunk', 'upload', 'blob-recorded', 'blobs-done', 'shard', 'shards-done', 'manifest', 'metadata', 'cache-commit'];
 
 let s3: S3rverHandle;
 beforeAll(async () => {
@@ -64,8 +64,9 @@ async function crashRounds(ws: Workspace, storage: Storage, rnd: () => number, r
   for (let round = 0; round < runs; round++) {
     mutateTree(ws.src, rnd);
     const point = round < order.length ? order[round]! : pick(rnd, POINTS);
-    const nth = point === 'scan' ? 1 + int(rnd, 8) : point === 'chunk' ? 1 + int(rnd, 4) : point === 'upload' || point === 'blob-recorded' ? 1 + int(rnd, 3) : 1;
-    const crashed = await runCli(['backup', ws.configPath, '--cron'], cleanEnv({ [TEST_KILL_ENV]: `${point}:${nth}` }));
+    const nth = point === 'scan' ? 1 + int(rnd, 8) : point === 'chunk' ? 1 + int(rnd, 4) : point === 'upload' || point === 'blob-recorded' || point === 'shard' ? 1 + int(rnd, 3) : 1;
+    // Shards of 8 entries: the tree spans several, most reused from run to run.
+    const crashed = await runCli(['backup', ws.configPath, '--cron'], cleanEnv({ [TEST_KILL_ENV]: `${point}:${nth}`, [TEST_SHARD_ENV]: '8' }));
     if (crashed.signal === 'SIGKILL') {
       tally.killed++;
       tally.byPoint.set(point, (tally.byPoint.get(point) ?? 0) + 1);
@@ -78,7 +79,7 @@ async function crashRounds(ws: Workspace, storage: Storage, rnd: () => number, r
     // (killed at cache-commit) has the same golden image as the next one.
     await remember();
     expect(await storeProblems(storage), `after kill at ${point}:${nth}`).toEqual([]);
-    const next = await runCli(['backup', ws.configPath, '--cron'], cleanEnv());
+    const next = await runCli(['backup', ws.configPath, '--cron'], cleanEnv({ [TEST_SHARD_ENV]: '8' }));
     expect(next.code, `${point}:${nth} → next run: ${next.stderr}`).toBe(0);
     await remember();
     const latest = (await listSnapshots(storage, 'index/')).at(-1)!;

@@ -7,7 +7,7 @@
  * API
  *   const keys = newKeys();                                  identity + recipient
  *   const src = new Source(storage, keys, { host, tmpDir, chunkSize?, blobLimit? });
- *   const snap = await src.backup(time, files)               uploads new chunks, publishes
+ *   const snap = await src.backup(time, files)               uploads new chunks and shards, publishes
  *   const run = await src.backup(time, files, { publish: false }); ... await run.publish()
  *   await readSnapshot(storage, id, identities, tmpDir)      Map<path, Buffer> of every file
  *   setMtime(root, key, date)                                age an object of a local store
@@ -73,8 +73,10 @@ export interface BackupRun {
   id: string;
   /** Blobs the snapshot references. */
   blobs: BlobRef[];
-  /** Blobs this run uploaded. */
+  /** Blobs this run uploaded: its new data blobs, then its shards. */
   uploaded: string[];
+  /** The snapshot's shard blobs (all uploaded by this run: a Source reuses no shard). */
+  shards: string[];
   /** Writes manifest then metadata (already done unless `publish: false`). */
   publish(): Promise<void>;
 }
@@ -185,7 +187,8 @@ export class Source {
       await built.publishRoot();
     };
     if (options.publish !== false) await publish();
-    return { id, blobs: built.manifestBlobs, uploaded, publish };
+    const shards = built.shards.map((sh) => sh.hash);
+    return { id, blobs: built.manifestBlobs, uploaded: [...uploaded, ...shards], shards, publish };
   }
 }
 

@@ -138,14 +138,15 @@ describe('prune: safety', () => {
   });
 
   /** Two snapshots with different data; forgetting the first leaves its blobs as garbage. */
-  async function withGarbage(): Promise<{ old: string; kept: string; garbage: string[]; oldChunks: Map<string, ChunkLocation> }> {
+  async function withGarbage(): Promise<{ old: string; kept: string; garbage: string[]; oldShards: string[]; oldChunks: Map<string, ChunkLocation> }> {
     const a = await src.backup(new Date(T0), sampleFiles(1, ['f'], 10_000));
     const oldChunks = new Map(src.chunkIndex);
     src.resetDedup();
     const b = await src.backup(new Date(T0 + DAY), sampleFiles(2, ['f'], 10_000));
     const plan = await planForget(store.storage, { indexPrefix: INDEX, ids: [a.id] });
     await executeForget(store.storage, plan);
-    return { old: a.id, kept: b.id, garbage: a.uploaded, oldChunks };
+    // The first snapshot's data blobs and its shards.
+    return { old: a.id, kept: b.id, garbage: a.uploaded, oldShards: a.shards, oldChunks };
   }
 
   it('dry run: reports count and bytes, changes nothing', async () => {
@@ -259,7 +260,7 @@ describe('prune: safety', () => {
   });
 
   it('spares what a snapshot published between plan and execute references', async () => {
-    const { kept, oldChunks } = await withGarbage();
+    const { kept, oldChunks, oldShards } = await withGarbage();
     await store.ageAll(2 * DAY);
     const plan = await planPrune(store.storage, options(store));
     expect(plan.deleteBlobs.length).toBeGreaterThan(0);
@@ -270,8 +271,13 @@ describe('prune: safety', () => {
     const late = await other.backup(new Date(T0 + 2 * DAY), sampleFiles(1, ['f'], 10_000));
     const result = await executePrune(store.storage, plan, options(store));
     expect(result.newSnapshots).toEqual([late.id]);
-    expect(result.sparedBlobs).toBe(plan.deleteBlobs.length);
-    expect(result.deletedBlobs).toBe(0);
+    // Every garbage data blob is spared; the forgotten snapshot's shards, which the late one
+    // does not reference, still go.
+    expect(oldShards.length).toBeGreaterThan(0);
+    expect(result.sparedBlobs).toBe(plan.deleteBlobs.length - oldShards.length);
+    expect(result.deletedBlobs).toBe(oldShards.length);
+    const left = new Set((await blobKeys(store.storage)).map((k) => k.split('/').pop()));
+    for (const h of oldShards) expect(left.has(h)).toBe(false);
     for (const id of [kept, late.id]) await readSnapshot(store.storage, id, [keys.identity], store.tmpDir);
   });
 

@@ -7,6 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { linkSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
+import { blobKey } from '../../src/blob/index.js';
 import { runFetch, snapshotPathArg } from '../../src/restore/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
@@ -40,7 +41,13 @@ beforeAll(async () => {
   s3 = await startS3rver();
   proxy = await startFaultProxy(s3.endpoint);
   s3store = openStorage(s3.spec('fetch/', { endpoint: proxy.endpoint }));
-  snap = await snapshotTree(s3store, src, { recipients: key.recipients, tmp: tmp.dir, chunkSize: 1024 * 1024 });
+  // One entry per shard: a fetch of one file must read only the shard that holds it.
+  snap = await snapshotTree(s3store, src, {
+    recipients: key.recipients,
+    tmp: tmp.dir,
+    chunkSize: 1024 * 1024,
+    shardLimits: { boundaryBits: 0, minEntries: 1, maxEntries: 1, maxBytes: 2 ** 40 },
+  });
   local = new CountingStorage(openStorage({ type: 'local', path: join(tmp.dir, 'store'), prefix: '' }));
   await snapshotTree(local, src, { recipients: key.recipients, tmp: tmp.dir });
 }, 120_000);
@@ -65,9 +72,17 @@ describe('fetch', () => {
     expect(s.failed).toBe(0);
     expect(readFileSync(join(out, 'note.txt'), 'utf8')).toBe('the one file we want\n');
     expect(mtimeUs(join(out, 'note.txt'))).toBe(1_650_000_000_500_000n);
-    const blobGets = proxy.requests.filter((r) => r.op === 'GetObject' && r.key?.includes('/blobs/')).length;
-    expect(blobGets).toBe(2); // the header, then one range
-    // Downloaded: the metadata object plus ≤ 2 segments and the 4 KiB header read, ≪ the blob.
+    const gets = proxy.requests.filter((r) => r.op === 'GetObject');
+    const dataGets = gets.filter((r) => r.key === `fetch/${blobKey(snap.blobs[0]!.hash)}`).length;
+    expect(dataGets).toBe(2); // the header, then one range
+    // The metadata: the root, then only the shard that holds the file, of one per entry.
+    expect(snap.shards.length).toBeGreaterThan(8);
+    const shardGets = gets.filter((r) => snap.shards.some((sh) => r.key === `fetch/${blobKey(sh.hash)}`)).length;
+    expect(shardGets).toBe(1);
+    expect(gets.filter((r) => r.key?.startsWith('fetch/index/') && r.key.endsWith('.db.zst.age'))).toHaveLength(1);
+    expect(gets).toHaveLength(dataGets + shardGets + 1);
+    // Downloaded from the data blob: ≤ 2 segments and the 4 KiB header read, ≪ the blob; in
+    // all, with the root and the shard, still ≪ the blob.
     expect(s.downloaded).toBeLessThan(3 * 65552 + 4096);
     expect(proxy.bytesDownloaded).toBeLessThan(blobSize / 50);
   });

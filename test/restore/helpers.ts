@@ -21,7 +21,7 @@ import { chunkBuffer, chunkerOptions } from '../../src/chunker/index.js';
 import { compressFrame } from '../../src/compress/zstd.js';
 import { generateKeyPair, parseIdentity, parseRecipient, type Identity, type Recipient } from '../../src/crypto/index.js';
 import { walk } from '../../src/fs/walk.js';
-import { SnapshotWriter, makeSnapshotId, type ChunkLocation, type Entry } from '../../src/snapshot/index.js';
+import { SnapshotWriter, makeSnapshotId, type ChunkLocation, type Entry, type ShardLimits } from '../../src/snapshot/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import type { ByteRange, ObjectInfo, PutBody, PutOptions, Storage } from '../../src/storage/types.js';
 import { runMain } from '../helpers/io.js';
@@ -59,11 +59,16 @@ export interface SnapshotTreeOptions {
   indexPrefix?: string;
   /** Called with each finished shard DB before it is published (tests that craft hostile metadata). */
   tamper?: (dbPath: string) => void;
+  /** Where shards are cut (default: src/snapshot/shardCut.ts's, one shard for a small tree). */
+  shardLimits?: ShardLimits;
 }
 
 export interface SnapshotTreeResult {
   id: string;
+  /** The data blobs. */
   blobs: { hash: string; size: number }[];
+  /** The shard blobs (its manifest lists them after the data blobs). */
+  shards: { hash: string; size: number }[];
   /** Snapshot path (latin1) → its chunks, for tests that tamper with data. */
   chunksOf: Map<string, ChunkLocation[]>;
 }
@@ -137,7 +142,7 @@ export async function snapshotTree(storage: Storage, sourceDir: string, options:
       }),
     );
   }
-  await writer.publish(
+  const built = await writer.publish(
     storage,
     {
       id,
@@ -150,9 +155,14 @@ export async function snapshotTree(storage: Storage, sourceDir: string, options:
       blobSizeLimit: limit,
       compressionLevel: 3,
     },
-    { indexPrefix: options.indexPrefix ?? 'index/', recipients: options.recipients, ...(options.tamper ? { tamperShard: options.tamper } : {}) },
+    {
+      indexPrefix: options.indexPrefix ?? 'index/',
+      recipients: options.recipients,
+      ...(options.tamper ? { tamperShard: options.tamper } : {}),
+      ...(options.shardLimits ? { limits: options.shardLimits } : {}),
+    },
   );
-  return { id, blobs, chunksOf };
+  return { id, blobs, shards: built.shards.map((sh) => ({ hash: sh.hash, size: sh.size })), chunksOf };
 }
 
 /** The snapshot path of an absolute source path ('/a/b' → 'a/b'). */
@@ -175,13 +185,15 @@ export interface ForgedStore {
  * The fixture of the hostile-restore tests: writes `files` (paths relative to the source) under
  * `dir`/src, backs them up into a local store under `dir`, and lets `tamper` forge the finished
  * metadata DB before it is encrypted and published, as anyone with the public key can.
- * `tamper` gets the source's snapshot path (entries are below it).
+ * `tamper` gets the source's snapshot path (entries are below it); it runs on each shard DB
+ * (one for a small tree, unless `shardLimits` cuts more).
  */
 export async function forgedStore(
   dir: string,
   key: TestKey,
   files: Record<string, string | Buffer>,
   tamper?: (db: Database.Database, base: Buffer) => void,
+  shardLimits?: ShardLimits,
 ): Promise<ForgedStore> {
   const src = join(dir, 'src');
   const outside = join(dir, 'outside');
@@ -201,7 +213,7 @@ export async function forgedStore(
         }
       }
     : undefined;
-  await snapshotTree(storage, src, { recipients: key.recipients, tmp: dir, tamper: forge });
+  await snapshotTree(storage, src, { recipients: key.recipients, tmp: dir, tamper: forge, ...(shardLimits ? { shardLimits } : {}) });
   return { src, outside, target: join(dir, 'target'), storage };
 }
 

@@ -12,23 +12,43 @@ import { join } from 'node:path';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { runRestore } from '../../src/restore/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { forgedStore, makeKey } from './helpers.js';
+import { listSnapshots, readRoot, type ShardLimits } from '../../src/snapshot/index.js';
+import { forgedStore, makeKey, snapPath } from './helpers.js';
 
 const tmp = makeTempDir('vaultik-restore-hostile-');
 afterAll(tmp.cleanup);
 const key = makeKey();
 let n = 0;
 
-/** A source with one file and one directory; `tamper` rewrites the finished DB. */
-async function craft(tamper: (db: Database.Database, base: Buffer, outside: string) => void): Promise<{ outside: string; target: string; error: unknown }> {
+/** One entry per shard: whatever spans entries spans shards. */
+const ONE_ENTRY_SHARDS: ShardLimits = { boundaryBits: 0, minEntries: 1, maxEntries: 1, maxBytes: 2 ** 40 };
+
+/**
+ * A source with one file and one directory; `tamper` rewrites each finished shard DB (one shard,
+ * or one per entry with `perEntryShards`). `select` restores only that subtree (below the base).
+ */
+async function craft(
+  tamper: (db: Database.Database, base: Buffer, outside: string) => void,
+  options: { perEntryShards?: boolean; select?: string } = {},
+): Promise<{ outside: string; target: string; error: unknown; shards?: number; entries?: number }> {
   const dir = join(tmp.dir, `case${n++}`);
   const outside = join(dir, 'outside');
-  const { storage, target } = await forgedStore(dir, key, { 'sub/payload': 'evil bytes', 'ok.txt': 'fine' }, (db, base) => tamper(db, base, outside));
-  const error = await runRestore({ storage, identities: key.identities, snapshotId: 'latest', target }).then(
+  const { storage, target, src } = await forgedStore(
+    dir,
+    key,
+    { 'sub/payload': 'evil bytes', 'ok.txt': 'fine' },
+    (db, base) => tamper(db, base, outside),
+    options.perEntryShards ? ONE_ENTRY_SHARDS : undefined,
+  );
+  const select = options.select ? { paths: [Buffer.concat([snapPath(src), Buffer.from(`/${options.select}`)])] } : undefined;
+  const error = await runRestore({ storage, identities: key.identities, snapshotId: 'latest', target, ...(select ? { select } : {}) }).then(
     () => undefined,
     (e: unknown) => e,
   );
-  return { outside, target, error };
+  if (!options.perEntryShards) return { outside, target, error };
+  const [listing] = await listSnapshots(storage, 'index/');
+  const { info, shards } = await readRoot(storage, 'index/', listing!.id, key.identities, dir);
+  return { outside, target, error, shards: shards.length, entries: info.fileCount + info.dirCount + info.symlinkCount + info.otherCount };
 }
 
 /** Renames an entry (and its chunk list) to `to`. */
@@ -67,10 +87,24 @@ describe('hostile metadata', () => {
       const dir = Buffer.concat([base, Buffer.from('/sub')]);
       // 'sub' becomes a symlink to the outside directory; 'sub/payload' stays a file under it.
       db.prepare("UPDATE entries SET type = 'symlink', target = ?, mode = 511 WHERE path = ?").run(Buffer.from(outside), dir);
-      db.prepare('UPDATE snapshot SET dir_count = dir_count - 1, symlink_count = symlink_count + 1').run();
     });
     expectRefused(r, /lies under symlink/);
   });
+
+  // Each shard alone is valid here: only the reader's check across shards can refuse it.
+  for (const select of [undefined, 'sub']) {
+    it(`a symlink in one shard, an entry under it in the next, is refused (${select ? 'restoring the symlink\'s subtree' : 'whole snapshot'})`, async () => {
+      const r = await craft(
+        (db, base, outside) => {
+          const dir = Buffer.concat([base, Buffer.from('/sub')]);
+          db.prepare("UPDATE entries SET type = 'symlink', target = ?, mode = 511 WHERE path = ?").run(Buffer.from(outside), dir);
+        },
+        { perEntryShards: true, ...(select ? { select } : {}) },
+      );
+      expect(r.shards).toBe(r.entries);
+      expectRefused(r, /invalid metadata: .*lies under symlink/);
+    });
+  }
 });
 
 describe('hostile target', () => {
