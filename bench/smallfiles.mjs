@@ -5,7 +5,8 @@
 //   node bench/smallfiles.mjs --files 2000 --reps 1 --settle 0      a quick check
 //
 // Options: --files N (default 100000), --reps R (default 2), --dir D (work directory; the
-// dataset is built there once and reused; default a new temp dir, removed at the end), --settle S
+// dataset is built there once and reused, and report.md and results.json are written there;
+// default a new temp dir, removed at the end), --settle S
 // (seconds of rest before each timed restore, default 30), --seed S, --json (print JSON instead
 // of the markdown report). Needs `npm run build`, restic and GNU time (/usr/bin/time).
 //
@@ -328,9 +329,8 @@ const meta = {
 // The issue's targets for vaultik's store growth.
 const targets = { 'no-change': 64 * 1024, 'one-file': 1 * MiB };
 
-if (opts.json) {
-  console.log(JSON.stringify({ meta, dataset, targets, runs: rows, summary }, null, 2));
-} else {
+const json = JSON.stringify({ meta, dataset, targets, runs: rows, summary }, null, 2);
+const markdown = (() => {
   const load = (l) => l.map((x) => x.toFixed(2)).join(' ');
   const cell = (s, f) => (s.min === s.max ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`);
   const ratio = (x) => (x === null ? '—' : x.toFixed(2));
@@ -361,7 +361,13 @@ if (opts.json) {
     const worst = summary[step].growthBytes.vaultik.max;
     out.push(`vaultik ${step} store growth: at most ${fmtBytes(worst)} over the reps; target ≤ ${fmtBytes(limit)}: ${worst <= limit ? 'met' : 'NOT met'}`);
   }
-  console.log(out.join('\n'));
+  return out.join('\n');
+})();
+console.log(opts.json ? json : markdown);
+// A kept work directory also keeps both forms of the report.
+if (!ownDir) {
+  writeFileSync(join(dir, 'report.md'), `${markdown}\n`);
+  writeFileSync(join(dir, 'results.json'), `${json}\n`);
 }
 
 if (ownDir) rmSync(dir, { recursive: true, force: true });
