@@ -332,7 +332,7 @@ const targets = { 'no-change': 64 * 1024, 'one-file': 1 * MiB };
 const json = JSON.stringify({ meta, dataset, targets, runs: rows, summary }, null, 2);
 const markdown = (() => {
   const load = (l) => l.map((x) => x.toFixed(2)).join(' ');
-  const cell = (s, f) => (s.min === s.max ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`);
+  const cell = (s, f) => (f(s.min) === f(s.max) ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`);
   const ratio = (x) => (x === null ? '—' : x.toFixed(2));
   const sec = (x) => x.toFixed(2);
   const mib = (x) => (x / 1024).toFixed(0);
