@@ -6,9 +6,9 @@
 //   node bench/million.mjs --entries 20000        a quick check
 //
 // Options: --entries N (default 1000000), --dir D (work directory; the tree is built there once
-// and reused, and report.md and results.json are written there; default a new temp dir, removed
-// at the end), --seed S, --json (print JSON instead of the markdown report). Needs
-// `npm run build` and GNU time (/usr/bin/time).
+// and reused, and report.md and results.json are written there; put it on a quiet path, not in
+// /tmp; default a new directory in /var/tmp, removed at the end), --seed S, --json (print JSON
+// instead of the markdown report). Needs `npm run build` and GNU time (/usr/bin/time).
 //
 // Measures vaultik alone: the initial and a no-change backup (wall, CPU, peak RSS), the state
 // cache's size, the metadata a snapshot adds to the store, and the metadata that looking up one
@@ -63,7 +63,11 @@ if (!existsSync('/usr/bin/time')) {
 
 // ---------------------------------------------------------------- work directory and tree
 const ownDir = opts.dir === undefined;
-const dir = ownDir ? mkdtempSync(join(tmpdir(), 'vaultik-million-')) : opts.dir;
+// The default work directory is under /var/tmp, not /tmp: /tmp is a tmpfs on many systems (the
+// files would live in RAM), and it is busy. Its mtime changes whenever anything is created in it,
+// and the tools record the data's ancestors, so a no-change backup would not be one.
+const parent = existsSync('/var/tmp') ? '/var/tmp' : tmpdir();
+const dir = ownDir ? mkdtempSync(join(parent, 'vaultik-million-')) : opts.dir;
 mkdirSync(dir, { recursive: true });
 const data = join(dir, 'data');
 const marker = join(dir, 'data.complete');
@@ -128,8 +132,10 @@ const stateDir = join(dir, 'vaultik-state');
 const indexPath = join(stateDir, 'index.sqlite');
 const config = join(dir, 'vaultik.yaml');
 writeFileSync(config, [`source_dirs: [${data}]`, `age_recipient: ${recipient}`, `local: {path: ${store}}`, `index_path: ${indexPath}`, 'hostname: bench', ''].join('\n'));
-const env = { ...process.env, VAULTIK_PRIVATE_KEY: key };
 const scratch = join(dir, 'tmp');
+// vaultik's temp files go to the work directory's scratch directory, not /tmp, an ancestor of the
+// default work directory (see the comment before the backups).
+const env = { ...process.env, TMPDIR: scratch, VAULTIK_PRIVATE_KEY: key };
 
 const MiB = 1024 * 1024;
 function fmtBytes(n) {
@@ -197,10 +203,18 @@ process.on('exit', (code) => {
   if (code !== 0) log(`work directory left for a look: ${dir}`);
 });
 
+// vaultik records the data's ancestor directories (the work directory, /tmp) with their mtimes,
+// so an entry created or removed in the work directory between the two backups would be a change
+// to back up: the store, the state cache's directory, the scratch directory and time.txt are
+// made before the first backup. A busy /tmp can still change between them: --dir on a quiet path
+// avoids that.
 rmSync(store, { recursive: true, force: true });
 rmSync(stateDir, { recursive: true, force: true });
 rmSync(scratch, { recursive: true, force: true });
+mkdirSync(store);
+mkdirSync(stateDir);
 mkdirSync(scratch);
+writeFileSync(timeFile, '');
 
 log('vaultik backups');
 const initial = timed('initial backup', ['backup', config, '--json']);

@@ -5,10 +5,10 @@
 //   node bench/smallfiles.mjs --files 2000 --reps 1 --settle 0      a quick check
 //
 // Options: --files N (default 100000), --reps R (default 2), --dir D (work directory; the
-// dataset is built there once and reused, and report.md and results.json are written there;
-// default a new temp dir, removed at the end), --settle S
-// (seconds of rest before each timed restore, default 30), --seed S, --json (print JSON instead
-// of the markdown report). Needs `npm run build`, restic and GNU time (/usr/bin/time).
+// dataset is built there once and reused, and report.md and results.json are written there; put
+// it on a quiet path, not in /tmp; default a new directory in /var/tmp, removed at the end),
+// --settle S (seconds of rest before each timed restore, default 30), --seed S, --json (print
+// JSON instead of the markdown report). Needs `npm run build`, restic and GNU time.
 //
 // Each rep starts both tools from an empty store and runs the same steps, alternating the tools
 // step by step (vaultik first in odd reps, restic first in even reps), so a busy phase of a
@@ -69,7 +69,11 @@ need('time', '/usr/bin/time');
 
 // ---------------------------------------------------------------- work directory and dataset
 const ownDir = opts.dir === undefined;
-const dir = ownDir ? mkdtempSync(join(tmpdir(), 'vaultik-smallfiles-')) : opts.dir;
+// The default work directory is under /var/tmp, not /tmp: /tmp is a tmpfs on many systems (the
+// files would live in RAM), and it is busy. Its mtime changes whenever anything is created in it,
+// and the tools record the data's ancestors, so a no-change backup would not be one.
+const parent = existsSync('/var/tmp') ? '/var/tmp' : tmpdir();
+const dir = ownDir ? mkdtempSync(join(parent, 'vaultik-smallfiles-')) : opts.dir;
 mkdirSync(dir, { recursive: true });
 const data = join(dir, 'data');
 const marker = join(dir, 'data.complete');
@@ -181,8 +185,13 @@ writeFileSync(
 );
 const rRepo = join(dir, 'restic-repo');
 // restic keeps its normal local cache, as vaultik keeps its state cache: both under the work dir.
-const resticEnv = { ...process.env, RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: rRepo, RESTIC_CACHE_DIR: join(dir, 'restic-cache') };
-const vaultikEnv = { ...process.env, VAULTIK_PRIVATE_KEY: key };
+// Both tools write their temp files here, not in /tmp: /tmp is an ancestor of the default work
+// directory, and one tool's temp files would change it between the other's backups (see
+// ancestorsStayPut below).
+const scratch = join(dir, 'tmp');
+mkdirSync(scratch, { recursive: true });
+const resticEnv = { ...process.env, TMPDIR: scratch, RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: rRepo, RESTIC_CACHE_DIR: join(dir, 'restic-cache') };
+const vaultikEnv = { ...process.env, TMPDIR: scratch, VAULTIK_PRIVATE_KEY: key };
 const target = join(dir, 'target');
 
 const tools = {
@@ -191,6 +200,9 @@ const tools = {
     reset() {
       rmSync(vStore, { recursive: true, force: true });
       rmSync(vState, { recursive: true, force: true });
+      // Created now, not by the first backup: see ancestorsStayPut below.
+      mkdirSync(vStore);
+      mkdirSync(vState);
     },
     backup: () => [[process.execPath, bin, 'backup', config, '--cron'], vaultikEnv],
     restore: () => [[process.execPath, bin, 'restore', `file://${vStore}`, '', 'latest', target], vaultikEnv],
@@ -200,6 +212,7 @@ const tools = {
     reset() {
       rmSync(rRepo, { recursive: true, force: true });
       rmSync(resticEnv.RESTIC_CACHE_DIR, { recursive: true, force: true });
+      mkdirSync(resticEnv.RESTIC_CACHE_DIR);
       run('restic', ['init', '-q'], { env: resticEnv });
     },
     backup: () => [['restic', 'backup', '-q', data], resticEnv],
@@ -220,7 +233,13 @@ function storeSize(root) {
   return { bytes, objects };
 }
 
+// ancestorsStayPut: both tools record the data's ancestor directories (the work directory, /tmp)
+// with their mtimes, so an entry created or removed in the work directory between two backups
+// is a change to back up. Everything the steps need there exists before a rep's first backup
+// (the stores, the caches, this file), and the restore target comes and goes after the rep's
+// backups. A busy /tmp can still change between backups: --dir on a quiet path avoids that.
 const timeFile = join(dir, 'time.txt');
+writeFileSync(timeFile, '');
 const rows = [];
 
 /** Runs one step of one tool under /usr/bin/time and records wall, CPU, peak RSS, store growth. */
