@@ -32,7 +32,11 @@ import {
   type ShardRef,
 } from '../snapshot/index.js';
 import type { StoreWriter } from '../storage/types.js';
+import { TaskWindow } from '../util/concurrency.js';
 import type { BlobSizes } from './blobSizes.js';
+
+/** Shards packed and uploaded at once at the end of a run. */
+const SHARD_UPLOADS = 4;
 
 /** One entry's place in its shard. */
 export interface ShardSlot {
@@ -250,8 +254,28 @@ export class ShardAssembler {
     if (this.open.size > 0) throw new VaultikError(`internal error: ${this.open.size} shard(s) still have unsettled entries`);
     const out: AssembledShards = { shards: [], digests: [], blobs: [], totalSize: this.totalSize, reused: 0, written: 0, writtenBytes: 0 };
     const blobs = new Map<string, number>();
-    for (const index of [...this.settled.keys()].sort((a, b) => a - b)) {
-      signal.throwIfAborted();
+    // A shard is finished on this thread (SQLite) while earlier ones are packed and uploaded:
+    // one after the other, the 113 shards of a 100,000-file first backup took 2.9 s.
+    const uploads = new TaskWindow(SHARD_UPLOADS);
+    const refs = new Map<number, ShardRef>();
+    const indexes = [...this.settled.keys()].sort((a, b) => a - b);
+    for (const index of indexes) {
+      const s = this.settled.get(index)!;
+      if (s.kind === 'reused') continue;
+      await uploads.room(signal);
+      const finished = ShardWriter.reopen(s.shard.path).finish(locations);
+      for (const b of finished.blobs) blobs.set(b.hash, b.size);
+      uploads.start(
+        (async () => {
+          const ref = await putShard(storage, finished, recipients, { signal, spoolDir: this.options.workDir });
+          rmSync(s.shard.path, { force: true });
+          this.options.cache.recordShard(s.shard.digest, ref, finished.blobs.map((b) => b.hash));
+          refs.set(index, ref);
+        })(),
+      );
+    }
+    await uploads.drain();
+    for (const index of indexes) {
       const s = this.settled.get(index)!;
       if (s.kind === 'reused') {
         out.shards.push(s.ref);
@@ -260,12 +284,7 @@ export class ShardAssembler {
         out.reused++;
         continue;
       }
-      const finished = ShardWriter.reopen(s.shard.path).finish(locations);
-      const ref = await putShard(storage, finished, recipients, { signal, spoolDir: this.options.workDir });
-      rmSync(s.shard.path, { force: true });
-      const hashes = finished.blobs.map((b) => b.hash);
-      this.options.cache.recordShard(s.shard.digest, ref, hashes);
-      for (const b of finished.blobs) blobs.set(b.hash, b.size);
+      const ref = refs.get(index)!;
       out.shards.push(ref);
       out.digests.push(s.shard.digest);
       out.written++;

@@ -308,9 +308,12 @@ export class ShardWriter {
         db.prepare('ATTACH DATABASE ? AS spool').run(locations);
         // The spool's writer may still hold it open: read only what it committed.
         db.exec('BEGIN');
+        // Driven by this shard's rows (a primary-key probe of the spool each), never by the
+        // spool's, which holds every new chunk of the run.
         db.exec(`INSERT OR IGNORE INTO chunks (id, blob, offset, length, plain_length)
-                 SELECT s.id, s.blob, s.offset, s.length, s.plain_length FROM spool.chunks s
-                 WHERE s.id IN (SELECT fc.chunk FROM file_chunks fc WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = fc.chunk))`);
+                 SELECT s.id, s.blob, s.offset, s.length, s.plain_length
+                 FROM file_chunks fc CROSS JOIN spool.chunks s ON s.id = fc.chunk
+                 WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = fc.chunk)`);
         db.exec(`INSERT OR IGNORE INTO blobs (hash, size)
                  SELECT s.hash, s.size FROM spool.blobs s WHERE s.hash IN (SELECT blob FROM chunks)`);
         db.exec('COMMIT');
