@@ -258,7 +258,7 @@ function mergeShard(db: Database.Database, shard: ShardReader, id: string): void
 
 /**
  * In each shard the first member of a hard-link group carries its content; across shards only
- * the first of those stays a carrier (the rule of one DB, docs/FORMAT.md "Hard links").
+ * the first of those stays a carrier (the rule of one DB; docs/FORMAT.md, "Shards", hard links).
  */
 function keepFirstCarriers(db: Database.Database): void {
   const any = db.prepare('SELECT 1 FROM entries WHERE link_group IS NOT NULL LIMIT 1').get();

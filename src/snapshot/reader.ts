@@ -459,7 +459,7 @@ function checkKind(db: DB, applicationId: number, ddl: readonly string[], what: 
   if (version !== SNAPSHOT_FORMAT_VERSION) {
     throw new Invalid(
       `format version ${String(version)} is not supported (this vaultik reads version ${SNAPSHOT_FORMAT_VERSION}; ` +
-        'stores written by vaultik 0.1.0 use version 1, see docs/FORMAT.md)',
+        'stores written by vaultik 0.1.0 use version 1: read them with vaultik 0.1.0)',
     );
   }
   const want = expectedSchema(ddl);
