@@ -12,7 +12,8 @@ import type { Config } from '../../src/config/index.js';
 import { parseIdentity } from '../../src/crypto/index.js';
 import { executeForget, executePrune, planForget, planPrune } from '../../src/prune/index.js';
 import { runRestore } from '../../src/restore/index.js';
-import { readRoot, type ShardLimits } from '../../src/snapshot/index.js';
+import { blobKey } from '../../src/blob/index.js';
+import { listSnapshots, readRoot, type ShardLimits } from '../../src/snapshot/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import { verifyStore } from '../../src/verify/index.js';
 import { goldenCopy } from '../hardening/kit.js';
@@ -231,5 +232,56 @@ describe('shards reused by reference', () => {
     expect(second.shardsReused).toBeGreaterThan(first.shardsWritten - 3);
     await restoreMatches(ws, first.snapshotId, ws.src);
     await restoreMatches(ws, second.snapshotId, ws.src);
+  }, 60_000);
+
+  it('prune and verify --deep read each distinct shard once, however many snapshots share it', async () => {
+    ws = makeWorkspace();
+    buildTree(ws.src);
+    const config = ws.config();
+    await backup(config);
+    await backup(config);
+    appendFileSync(join(ws.src, 'dir10', 'file2.txt'), 'y');
+    await backup(config);
+    const storage = openStorage(config.storage);
+    const gets = new Map<string, number>();
+    const counting = new Proxy(storage, {
+      get(target, prop, receiver) {
+        if (prop === 'get') {
+          return (key: string, ...rest: unknown[]) => {
+            gets.set(key, (gets.get(key) ?? 0) + 1);
+            return (target.get as (...a: unknown[]) => unknown).call(target, key, ...rest);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    try {
+      const identities = [parseIdentity(ws.identity)];
+      const ids = (await listSnapshots(storage, 'index/')).map((l) => l.id);
+      expect(ids).toHaveLength(3);
+      const shardKeys = new Set<string>();
+      let listed = 0;
+      for (const id of ids) {
+        for (const h of await shardHashes(ws, id)) shardKeys.add(blobKey(h));
+        listed += (await shardHashes(ws, id)).length;
+      }
+      // Three snapshots list the same shards nearly all over again.
+      expect(shardKeys.size).toBeLessThan(listed / 2);
+      const shardGets = (): number[] => [...gets].filter(([k]) => shardKeys.has(k)).map(([, n]) => n);
+
+      await planPrune(counting, { indexPrefix: 'index/', identities, graceMs: 0, tmpDir: scratch.dir });
+      expect(shardGets().length).toBe(shardKeys.size);
+      expect(Math.max(...shardGets())).toBe(1);
+
+      gets.clear();
+      const report = await verifyStore(counting, { indexPrefix: 'index/', deep: { identities, tmpDir: scratch.dir } });
+      expect(report.problems).toEqual([]);
+      // Deep: each shard decrypted once; keyless: each blob (shards included) hashed once.
+      expect(Math.max(...shardGets())).toBe(2);
+      expect(shardGets().length).toBe(shardKeys.size);
+    } finally {
+      await storage.close();
+    }
   }, 60_000);
 });
