@@ -61,6 +61,17 @@ function removeDbFiles(path: string): void {
   for (const p of [path, `${path}-journal`, `${path}-wal`, `${path}-shm`]) rmSync(p, { force: true });
 }
 
+/** Closes an open DB (if any) and deletes its files; returns undefined for the caller's field. */
+function closeAndRemove(db: DB | undefined, path: string): undefined {
+  if (!db) return undefined;
+  try {
+    db.close();
+  } finally {
+    removeDbFiles(path);
+  }
+  return undefined;
+}
+
 function hashBytes(hex: string, what: string): Buffer {
   if (!isHexHash(hex)) throw callerError(`${what} is not a lowercase hex SHA-256: '${hex}'`);
   return Buffer.from(hex, 'hex');
@@ -360,13 +371,7 @@ export class ShardWriter {
   /** Closes and deletes the unfinished DB. Safe to call more than once, and after finish
    *  (then it deletes nothing: the finished file belongs to the caller). */
   abort(): void {
-    if (!this.db) return;
-    try {
-      this.db.close();
-    } finally {
-      this.db = undefined;
-      removeDbFiles(this.dbPath);
-    }
+    this.db = closeAndRemove(this.db, this.dbPath);
   }
 }
 
@@ -418,13 +423,7 @@ export class LocationSpool {
 
   /** Closes and deletes the file. */
   dispose(): void {
-    if (!this.db) return;
-    try {
-      this.db.close();
-    } finally {
-      this.db = undefined;
-      removeDbFiles(this.dbPath);
-    }
+    this.db = closeAndRemove(this.db, this.dbPath);
   }
 }
 
