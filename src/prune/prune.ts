@@ -167,9 +167,11 @@ async function readReferences(storage: Storage, snapshots: readonly SnapshotList
   const shards = new ShardBlobs(storage, options.identities, tmpDir, options.signal);
   await forEachLimited(snapshots, options.concurrency ?? 4, async (s) => {
     let blobs;
+    let missingShards: string[];
     try {
       const refs = await readSnapshotReferences(storage, options.indexPrefix, s.id, options.identities, tmpDir, options.signal, shards);
       blobs = refs.blobs;
+      missingShards = refs.missingShards;
       const sources = into.sourcesByHost.get(s.host) ?? new Set<string>();
       sources.add(JSON.stringify([...refs.sourceDirs].sort()));
       into.sourcesByHost.set(s.host, sources);
@@ -193,7 +195,22 @@ async function readReferences(storage: Storage, snapshots: readonly SnapshotList
       }
       throw err;
     }
-    if (manifest === undefined) {
+    if (missingShards.length > 0) {
+      // A shard is gone: the data blobs only it references are unknown. The manifest still
+      // names them; trust it when it holds everything the readable metadata references, keep
+      // all it lists, and let the missing shard be reported as a missing blob (damaged).
+      if (manifest === undefined) {
+        problems.push(`${s.id}: metadata unreadable: shard(s) ${missingShards.join(', ')} missing, and no manifest`);
+        return;
+      }
+      const listed = new Map(manifest.blobs.map((b) => [b.hash, b.size]));
+      const unlisted = blobs.filter((b) => listed.get(b.hash) !== b.size);
+      if (unlisted.length > 0) {
+        problems.push(`${s.id}: manifest disagrees with the metadata: ${unlisted.length} blob(s) of its readable shards not in the manifest`);
+        return;
+      }
+      blobs = manifest.blobs;
+    } else if (manifest === undefined) {
       into.withoutManifest.push(s.id);
     } else {
       const diff = blobListDifference(blobs, manifest.blobs);

@@ -7,7 +7,12 @@ import { ExitCode, VaultikError } from '../errors.js';
 import type { Identity } from '../crypto/index.js';
 import { openShard, readRoot } from '../snapshot/open.js';
 import type { BlobRef, ShardRef } from '../snapshot/types.js';
-import type { Storage } from '../storage/types.js';
+import { StorageError, type Storage } from '../storage/types.js';
+
+/** Whether an error says a metadata object is not in the store (as opposed to unreadable). */
+function isMissingObject(err: unknown): boolean {
+  return err instanceof VaultikError && err.cause instanceof StorageError && err.cause.kind === 'not-found';
+}
 
 /**
  * The data blobs of each shard, read once per shard (by its hash) and remembered: snapshots share
@@ -56,8 +61,10 @@ export class ShardBlobs {
  * Decrypts a snapshot's root and its shards (through `shards`, which reads each distinct shard
  * once) and returns every blob the snapshot needs, data and shards, sorted by hash — the set its
  * manifest lists — and its source directories. Decrypted files are deleted before returning.
- * @throws VaultikError NO_IDENTITY (wrong key), DATA (missing, corrupt or invalid metadata);
- *   StorageError from the store.
+ * A shard missing from the store is reported in `missingShards` (its own hash stays in `blobs`,
+ * the data blobs only it references cannot be known): the caller decides what it can still trust.
+ * @throws VaultikError NO_IDENTITY (wrong key), DATA (a missing root, corrupt or invalid
+ *   metadata); StorageError from the store.
  */
 export async function readSnapshotReferences(
   storage: Storage,
@@ -67,11 +74,20 @@ export async function readSnapshotReferences(
   tmpDir: string,
   signal?: AbortSignal,
   shards: ShardBlobs = new ShardBlobs(storage, identities, tmpDir, signal),
-): Promise<{ blobs: BlobRef[]; sourceDirs: string[] }> {
+): Promise<{ blobs: BlobRef[]; sourceDirs: string[]; missingShards: string[] }> {
   const root = await readRoot(storage, indexPrefix, id, identities, tmpDir, signal ? { signal } : {});
   const data = new Map<string, number>();
+  const missingShards: string[] = [];
   for (const ref of root.shards) {
-    for (const b of await shards.blobsOf(ref)) {
+    let shardBlobs: BlobRef[];
+    try {
+      shardBlobs = await shards.blobsOf(ref);
+    } catch (err) {
+      if (!isMissingObject(err)) throw err;
+      missingShards.push(ref.hash);
+      continue;
+    }
+    for (const b of shardBlobs) {
       const prev = data.get(b.hash);
       if (prev !== undefined && prev !== b.size) {
         throw new VaultikError(`snapshot ${id}: invalid metadata: two shards give blob ${b.hash} different sizes`, ExitCode.DATA);
@@ -80,7 +96,7 @@ export async function readSnapshotReferences(
     }
   }
   const dataBytes = [...data.values()].reduce((a, n) => a + n, 0);
-  if (data.size !== root.info.blobCount || dataBytes !== root.info.blobBytes) {
+  if (missingShards.length === 0 && (data.size !== root.info.blobCount || dataBytes !== root.info.blobBytes)) {
     throw new VaultikError(
       `snapshot ${id}: invalid metadata: its root says ${root.info.blobCount} blobs of ${root.info.blobBytes} bytes, its shards reference ${data.size} of ${dataBytes}`,
       ExitCode.DATA,
@@ -93,7 +109,7 @@ export async function readSnapshotReferences(
     all.set(ref.hash, ref.size);
   }
   const blobs = [...all].map(([hash, size]) => ({ hash, size })).sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
-  return { blobs, sourceDirs: root.info.sourceDirs };
+  return { blobs, sourceDirs: root.info.sourceDirs, missingShards };
 }
 
 /** The blobs a snapshot's metadata references (see readSnapshotReferences). */

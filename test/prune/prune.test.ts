@@ -138,7 +138,7 @@ describe('prune: safety', () => {
   });
 
   /** Two snapshots with different data; forgetting the first leaves its blobs as garbage. */
-  async function withGarbage(): Promise<{ old: string; kept: string; garbage: string[]; oldShards: string[]; oldChunks: Map<string, ChunkLocation> }> {
+  async function withGarbage(): Promise<{ old: string; kept: string; garbage: string[]; oldShards: string[]; keptShards: string[]; oldChunks: Map<string, ChunkLocation> }> {
     const a = await src.backup(new Date(T0), sampleFiles(1, ['f'], 10_000));
     const oldChunks = new Map(src.chunkIndex);
     src.resetDedup();
@@ -146,7 +146,7 @@ describe('prune: safety', () => {
     const plan = await planForget(store.storage, { indexPrefix: INDEX, ids: [a.id] });
     await executeForget(store.storage, plan);
     // The first snapshot's data blobs and its shards.
-    return { old: a.id, kept: b.id, garbage: a.uploaded, oldShards: a.shards, oldChunks };
+    return { old: a.id, kept: b.id, garbage: a.uploaded, oldShards: a.shards, keptShards: b.shards, oldChunks };
   }
 
   it('dry run: reports count and bytes, changes nothing', async () => {
@@ -246,17 +246,25 @@ describe('prune: safety', () => {
     await expect(planPrune(store.storage, options(store))).rejects.toThrow(/metadata unreadable/);
   });
 
-  it('reports snapshots whose blobs are missing loudly, and keeps their metadata', async () => {
-    const { kept } = await withGarbage();
+  it.each([
+    ['a data blob', false],
+    ['a shard', true],
+  ])('reports snapshots whose blobs are missing loudly, and keeps their metadata: %s', async (_what, shard) => {
+    const { kept, keptShards, garbage } = await withGarbage();
     await store.ageAll(2 * DAY);
-    const referenced = await referencedByManifests(store.storage);
-    const lost = [...referenced][0]!;
+    const referenced = [...(await referencedByManifests(store.storage))].sort();
+    // A shard gone: the data blobs only it references are known from the manifest alone.
+    const lost = shard ? keptShards[0]! : referenced.find((h) => !keptShards.includes(h))!;
     await store.storage.delete([`blobs/${lost.slice(0, 2)}/${lost.slice(2, 4)}/${lost}`]);
     const plan = await planPrune(store.storage, options(store));
     expect(plan.damaged).toEqual([{ snapshot: kept, missing: [lost] }]);
     expect(plan.warnings.join('\n')).toMatch(new RegExp(`SNAPSHOT ${kept} IS DAMAGED`));
+    // Garbage still goes; nothing the damaged snapshot's manifest lists does.
+    expect(plan.deleteBlobs.map((b) => b.key.split('/').pop()).sort()).toEqual([...garbage].sort());
     await executePrune(store.storage, plan, options(store));
     expect(await keysUnder(store.storage, INDEX)).toContain(metadataKey(INDEX, kept));
+    const left = new Set((await blobKeys(store.storage)).map((k) => k.split('/').pop()));
+    for (const h of referenced) if (h !== lost) expect(left.has(h), h).toBe(true);
   });
 
   it('spares what a snapshot published between plan and execute references', async () => {
