@@ -15,74 +15,23 @@
 // file or listing one directory downloads. The backups, `fetch` and `ls` run through the CLI;
 // the download is counted in this process, through the exported openSnapshot and a Storage
 // wrapper that counts the bytes of every `get`, so it works for any format version.
-import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { bin, buildOnce, checkUsage, dist, finish, host, hostLine, keepOnFailure, log, need, parseOptions, prng, run, storeSize, timeRun, vaultikConfig, vaultikVersion, workDir } from './kit.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const dist = join(repo, 'dist');
-const bin = join(dist, 'cli', 'bin.js');
-
-const { values: opts } = parseArgs({
-  options: {
-    entries: { type: 'string', default: '1000000' },
-    dir: { type: 'string' },
-    seed: { type: 'string', default: '1' },
-    json: { type: 'boolean', default: false },
-  },
-});
+const opts = parseOptions({ entries: { type: 'string', default: '1000000' } });
 const ENTRIES = Number(opts.entries);
 const SEED = Number(opts.seed);
-if (!(ENTRIES >= 1000 && Number.isInteger(SEED))) {
-  console.error('usage: node bench/million.mjs [--entries N (at least 1000)] [--dir D] [--seed S] [--json]');
-  process.exit(2);
-}
-if (!existsSync(bin)) {
-  console.error('build first: npm run build');
-  process.exit(2);
-}
-const log = (msg) => console.error(msg);
-
-/** Runs a command to completion; throws with its stderr when it fails. Returns stdout. */
-function run(cmd, args, options = {}) {
-  const r = spawnSync(cmd, args, { maxBuffer: 1 << 28, ...options });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}:\n${r.stderr?.toString().slice(-2000)}`);
-  return r.stdout?.toString() ?? '';
-}
-// GNU time gives the child's CPU time and peak RSS; Node cannot get a child's rusage itself.
-if (!existsSync('/usr/bin/time')) {
-  log('installing time');
-  run('apt-get', ['install', '-y', '-qq', 'time'], { stdio: 'inherit' });
-}
+checkUsage(ENTRIES >= 1000 && Number.isInteger(SEED), 'usage: node bench/million.mjs [--entries N (at least 1000)] [--dir D] [--seed S] [--json]');
+need('time', '/usr/bin/time');
 
 // ---------------------------------------------------------------- work directory and tree
-const ownDir = opts.dir === undefined;
-// The default work directory is under /var/tmp, not /tmp: /tmp is a tmpfs on many systems (the
-// files would live in RAM), and it is busy. Its mtime changes whenever anything is created in it,
-// and the tools record the data's ancestors, so a no-change backup would not be one.
-const parent = existsSync('/var/tmp') ? '/var/tmp' : tmpdir();
-const dir = ownDir ? mkdtempSync(join(parent, 'vaultik-million-')) : opts.dir;
-mkdirSync(dir, { recursive: true });
-const data = join(dir, 'data');
-const marker = join(dir, 'data.complete');
-
-/** mulberry32: a small seeded PRNG, so every machine builds the same tree. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const work = workDir('million', opts.dir);
+const { dir, data } = work;
 
 // Two levels of directories, 100 leaf directories per top one and 100 files per leaf, so the
 // entries (files and directories, the root included) add up to at least ENTRIES.
@@ -98,11 +47,6 @@ const fileName = (k) => `f${String(k).padStart(2, '0')}`;
  * chunks). Plain writeFileSync in a loop: about 20-40 s for a million files on ext4.
  */
 function buildTree() {
-  const want = JSON.stringify({ entries: ENTRIES, seed: SEED, layout: 1 });
-  if (existsSync(marker) && readFileSync(marker, 'utf8') === want) return false;
-  log(`building the tree in ${data}: ${ENTRIES} entries`);
-  rmSync(data, { recursive: true, force: true });
-  rmSync(marker, { force: true });
   const rand = prng(SEED);
   for (let d = 0; d < leaves; d++) {
     const leaf = leafDir(d);
@@ -112,26 +56,18 @@ function buildTree() {
       writeFileSync(join(leaf, fileName(k)), body);
     }
   }
-  writeFileSync(marker, want);
-  return true;
 }
 
-const t0 = process.hrtime.bigint();
-const built = buildTree();
-const genSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const { built, seconds: genSeconds } = buildOnce(work, { entries: ENTRIES, seed: SEED, layout: 1 }, `building the tree in ${data}: ${ENTRIES} entries`, buildTree);
 const tree = { files: leaves * FILES_PER_DIR, dirs: leaves + tops + 1, generatedSeconds: built ? genSeconds : null };
 tree.entries = tree.files + tree.dirs;
 log(`tree: ${tree.entries} entries (${tree.files} files, ${tree.dirs} directories)${built ? `, built in ${genSeconds.toFixed(1)} s` : ' (reused)'}`);
 
 // ---------------------------------------------------------------- vaultik
-const key = join(dir, 'key.txt');
-if (!existsSync(key)) run(process.execPath, [bin, 'keygen', '-o', key]);
-const recipient = run(process.execPath, [bin, 'keygen', '-y', key]).trim();
 const store = join(dir, 'vaultik-store');
 const stateDir = join(dir, 'vaultik-state');
 const indexPath = join(stateDir, 'index.sqlite');
-const config = join(dir, 'vaultik.yaml');
-writeFileSync(config, [`source_dirs: [${data}]`, `age_recipient: ${recipient}`, `local: {path: ${store}}`, `index_path: ${indexPath}`, 'hostname: bench', ''].join('\n'));
+const { key, config } = vaultikConfig(dir, data, store, indexPath);
 const scratch = join(dir, 'tmp');
 // vaultik's temp files go to the work directory's scratch directory, not /tmp, an ancestor of the
 // default work directory (see the comment before the backups).
@@ -147,29 +83,12 @@ function fmtBytes(n) {
   return `${(n / 1024 / MiB).toFixed(2)} GiB`;
 }
 
-/** Bytes and number of the regular files under a directory. */
-function du(root) {
-  let bytes = 0;
-  let objects = 0;
-  if (!existsSync(root)) return { bytes, objects };
-  for (const e of readdirSync(root, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    bytes += lstatSync(join(e.parentPath, e.name)).size;
-    objects++;
-  }
-  return { bytes, objects };
-}
-
 const timeFile = join(dir, 'time.txt');
 /** Runs a CLI command under /usr/bin/time: wall s, CPU s, peak RSS KiB, stdout. */
 function timed(label, args) {
-  const start = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', '-o', timeFile, process.execPath, bin, ...args], { env, maxBuffer: 1 << 30 });
-  const wall = Number(process.hrtime.bigint() - start) / 1e9;
-  if (r.status !== 0) throw new Error(`${label} exited ${r.status}:\n${r.stderr.toString().slice(-3000)}`);
-  const [user, sys, rssKiB] = readFileSync(timeFile, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+  const { wall, user, sys, rssKiB, stdout } = timeRun([process.execPath, bin, ...args], timeFile, label, { env, maxBuffer: 1 << 30 });
   log(`  ${label.padEnd(18)} ${wall.toFixed(2).padStart(7)} s wall, ${(user + sys).toFixed(2).padStart(7)} s cpu, ${String(Math.round(rssKiB / 1024)).padStart(5)} MiB`);
-  return { wall, cpu: user + sys, rssKiB, stdout: r.stdout };
+  return { wall, cpu: user + sys, rssKiB, stdout };
 }
 
 /** The backup's own summary (the last line of `backup --json`), when it prints one. */
@@ -199,9 +118,7 @@ function indexObjects() {
 const results = { meta: {}, tree, steps: {}, sizes: {}, lookups: {} };
 const loadStart = loadavg();
 const startTime = new Date();
-process.on('exit', (code) => {
-  if (code !== 0) log(`work directory left for a look: ${dir}`);
-});
+keepOnFailure(dir);
 
 // vaultik records the data's ancestor directories (the work directory, /tmp) with their mtimes,
 // so an entry created or removed in the work directory between the two backups would be a change
@@ -218,9 +135,9 @@ writeFileSync(timeFile, '');
 
 log('vaultik backups');
 const initial = timed('initial backup', ['backup', config, '--json']);
-const afterInitial = du(store);
+const afterInitial = storeSize(store);
 const nochange = timed('no-change backup', ['backup', config, '--json']);
-const afterNochange = du(store);
+const afterNochange = storeSize(store);
 results.steps.initial = { ...initial, stdout: undefined, summary: backupSummary(initial.stdout) };
 results.steps.noChange = { ...nochange, stdout: undefined, summary: backupSummary(nochange.stdout) };
 
@@ -378,26 +295,19 @@ results.lookups.lsCli = { ...lsCli, stdout: undefined, lines: lsLines };
 rmSync(fetchTarget, { recursive: true, force: true });
 
 const loadEnd = loadavg();
-const version = (() => {
-  try {
-    return run('git', ['-C', repo, 'rev-parse', '--short', 'HEAD']).trim();
-  } catch {
-    return 'unknown';
-  }
-})();
-results.meta = { date: startTime.toISOString(), vaultik: version, node: process.version, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, loadStart, loadEnd, dir, oneFile, oneDir };
+const version = vaultikVersion();
+results.meta = { date: startTime.toISOString(), vaultik: version, ...host(), loadStart, loadEnd, dir, oneFile, oneDir };
 
 // ---------------------------------------------------------------- report
 const PROJECT = 10_000_000;
 const scale = PROJECT / tree.entries;
 const json = JSON.stringify(results, null, 2);
 const markdown = (() => {
-  const load = (l) => l.map((x) => x.toFixed(2)).join(' ');
   const s = results.sizes;
   const out = [];
   out.push(`## million: vaultik ${version}, ${results.meta.date.slice(0, 10)}`);
   out.push('');
-  out.push(`${results.meta.cores} cores, ${results.meta.cpu}, Node ${process.version}, load average ${load(loadStart)} at start, ${load(loadEnd)} at end`);
+  out.push(hostLine(results.meta));
   out.push(`tree: ${tree.entries} entries (${tree.files} files, 9 in 10 empty, the rest 1-100 B; ${tree.dirs} directories)${built ? `, generated in ${genSeconds.toFixed(1)} s` : ', reused'}`);
   out.push('');
   out.push('| step | wall s | CPU s | peak RSS MiB |');
@@ -446,9 +356,4 @@ const markdown = (() => {
   }
   return out.join('\n');
 })();
-console.log(opts.json ? json : markdown);
-if (!ownDir) {
-  writeFileSync(join(dir, 'report.md'), `${markdown}\n`);
-  writeFileSync(join(dir, 'results.json'), `${json}\n`);
-}
-if (ownDir) rmSync(dir, { recursive: true, force: true });
+finish(work, opts.json, markdown, json);

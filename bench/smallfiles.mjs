@@ -16,79 +16,27 @@
 // appended) then backed up, full restore into an empty directory (checked with diff, untimed).
 // Only the CLI is used, so the script measures any version of vaultik.
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { appendFileSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { bin, buildOnce, checkUsage, finish, host, hostLine, keepOnFailure, log, need, parseOptions, prng, run, storeSize, timeRun, vaultikConfig, vaultikVersion, workDir } from './kit.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(repo, 'dist', 'cli', 'bin.js');
-
-const { values: opts } = parseArgs({
-  options: {
-    files: { type: 'string', default: '100000' },
-    reps: { type: 'string', default: '2' },
-    dir: { type: 'string' },
-    settle: { type: 'string', default: '30' },
-    seed: { type: 'string', default: '1' },
-    json: { type: 'boolean', default: false },
-  },
+const opts = parseOptions({
+  files: { type: 'string', default: '100000' },
+  reps: { type: 'string', default: '2' },
+  settle: { type: 'string', default: '30' },
 });
 const FILES = Number(opts.files);
 const REPS = Number(opts.reps);
 const SETTLE = Number(opts.settle);
 const SEED = Number(opts.seed);
-if (!(FILES >= 1 && REPS >= 1 && SETTLE >= 0 && Number.isInteger(SEED))) {
-  console.error('usage: node bench/smallfiles.mjs [--files N] [--reps R] [--dir D] [--settle S] [--seed S] [--json]');
-  process.exit(2);
-}
-if (!existsSync(bin)) {
-  console.error('build first: npm run build');
-  process.exit(2);
-}
-
-const log = (msg) => console.error(msg);
-
-/** Runs a command to completion; throws with its stderr when it fails. Returns stdout. */
-function run(cmd, args, options = {}) {
-  const r = spawnSync(cmd, args, { maxBuffer: 1 << 28, ...options });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}:\n${r.stderr?.toString().slice(-2000)}`);
-  return r.stdout?.toString() ?? '';
-}
-
-// GNU time gives the child's CPU time and peak RSS; Node cannot get a child's rusage itself.
-function need(tool, path) {
-  if (existsSync(path)) return;
-  log(`installing ${tool}`);
-  run('apt-get', ['install', '-y', '-qq', tool], { stdio: 'inherit' });
-}
+checkUsage(FILES >= 1 && REPS >= 1 && SETTLE >= 0 && Number.isInteger(SEED), 'usage: node bench/smallfiles.mjs [--files N] [--reps R] [--dir D] [--settle S] [--seed S] [--json]');
 need('restic', '/usr/bin/restic');
 need('time', '/usr/bin/time');
 
 // ---------------------------------------------------------------- work directory and dataset
-const ownDir = opts.dir === undefined;
-// The default work directory is under /var/tmp, not /tmp: /tmp is a tmpfs on many systems (the
-// files would live in RAM), and it is busy. Its mtime changes whenever anything is created in it,
-// and the tools record the data's ancestors, so a no-change backup would not be one.
-const parent = existsSync('/var/tmp') ? '/var/tmp' : tmpdir();
-const dir = ownDir ? mkdtempSync(join(parent, 'vaultik-smallfiles-')) : opts.dir;
-mkdirSync(dir, { recursive: true });
-const data = join(dir, 'data');
-const marker = join(dir, 'data.complete');
-
-/** mulberry32: a small seeded PRNG, so every machine builds the same tree. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const work = workDir('smallfiles', opts.dir);
+const { dir, data } = work;
 
 const FILES_PER_DIR = 100;
 const DIRS_PER_TOP = 32;
@@ -103,11 +51,6 @@ const filePath = (i) => join(data, leafDir(Math.floor(i / FILES_PER_DIR)), `f${S
  * (neither tool can deduplicate one against another), and the rest is a slice of a 1 MiB corpus.
  */
 function buildDataset() {
-  const want = JSON.stringify({ files: FILES, seed: SEED, layout: 1 });
-  if (existsSync(marker) && readFileSync(marker, 'utf8') === want) return false;
-  log(`building the dataset in ${data}: ${FILES} files`);
-  rmSync(data, { recursive: true, force: true });
-  rmSync(marker, { force: true });
   const rand = prng(SEED);
   const vocab = [];
   for (let i = 0; i < 2000; i++) {
@@ -142,8 +85,6 @@ function buildDataset() {
   symlinkSync(join('..', leafDir(0)), join(data, 'links', 'dir'));
   symlinkSync(filePath(0), join(data, 'links', 'absolute'));
   symlinkSync('nowhere/at/all', join(data, 'links', 'dangling'));
-  writeFileSync(marker, want);
-  return true;
 }
 
 /** Regular files, directories, symlinks and bytes (apparent sizes) under `root`. */
@@ -166,23 +107,14 @@ function treeStats(root) {
   return s;
 }
 
-const t0 = process.hrtime.bigint();
-const built = buildDataset();
-const genSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const { built, seconds: genSeconds } = buildOnce(work, { files: FILES, seed: SEED, layout: 1 }, `building the dataset in ${data}: ${FILES} files`, buildDataset);
 const dataset = { ...treeStats(data), generatedSeconds: built ? genSeconds : null };
 log(`dataset: ${dataset.files} files, ${dataset.dirs} dirs, ${dataset.symlinks} symlinks, ${(dataset.bytes / 1e6).toFixed(1)} MB${built ? `, built in ${genSeconds.toFixed(1)} s` : ' (reused)'}`);
 
 // ---------------------------------------------------------------- the two tools
-const key = join(dir, 'key.txt');
-if (!existsSync(key)) run(process.execPath, [bin, 'keygen', '-o', key]);
-const recipient = run(process.execPath, [bin, 'keygen', '-y', key]).trim();
 const vStore = join(dir, 'vaultik-store');
 const vState = join(dir, 'vaultik-state');
-const config = join(dir, 'vaultik.yaml');
-writeFileSync(
-  config,
-  [`source_dirs: [${data}]`, `age_recipient: ${recipient}`, `local: {path: ${vStore}}`, `index_path: ${join(vState, 'index.sqlite')}`, 'hostname: bench', ''].join('\n'),
-);
+const { key, config } = vaultikConfig(dir, data, vStore, join(vState, 'index.sqlite'));
 const rRepo = join(dir, 'restic-repo');
 // restic keeps its normal local cache, as vaultik keeps its state cache: both under the work dir.
 // Both tools write their temp files here, not in /tmp: /tmp is an ancestor of the default work
@@ -220,19 +152,6 @@ const tools = {
   },
 };
 
-/** Bytes and number of the regular files under a store (what a remote store would hold). */
-function storeSize(root) {
-  let bytes = 0;
-  let objects = 0;
-  if (!existsSync(root)) return { bytes, objects };
-  for (const e of readdirSync(root, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    bytes += lstatSync(join(e.parentPath, e.name)).size;
-    objects++;
-  }
-  return { bytes, objects };
-}
-
 // ancestorsStayPut: both tools record the data's ancestor directories (the work directory, /tmp)
 // with their mtimes, so an entry created or removed in the work directory between two backups
 // is a change to back up. Everything the steps need there exists before a rep's first backup
@@ -245,11 +164,7 @@ const rows = [];
 /** Runs one step of one tool under /usr/bin/time and records wall, CPU, peak RSS, store growth. */
 function timed(tool, step, rep, [argv, env]) {
   const before = storeSize(tools[tool].store);
-  const start = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', '-o', timeFile, ...argv], { env, stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 28 });
-  const wall = Number(process.hrtime.bigint() - start) / 1e9;
-  if (r.status !== 0) throw new Error(`${tool} ${step} (rep ${rep}) exited ${r.status}:\n${r.stderr.toString().slice(-3000)}`);
-  const [user, sys, rssKiB] = readFileSync(timeFile, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+  const { wall, user, sys, rssKiB } = timeRun(argv, timeFile, `${tool} ${step} (rep ${rep})`, { env, stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 28 });
   const after = storeSize(tools[tool].store);
   const row = { tool, step, rep, wall, cpu: user + sys, user, sys, rssKiB, growthBytes: after.bytes - before.bytes, newObjects: after.objects - before.objects, storeBytes: after.bytes };
   rows.push(row);
@@ -284,9 +199,7 @@ function fmtBytes(n) {
 const loadStart = loadavg();
 const startTime = new Date();
 const steps = ['initial', 'no-change', 'one-file', 'restore'];
-process.on('exit', (code) => {
-  if (code !== 0) log(`work directory left for a look: ${dir}`);
-});
+keepOnFailure(dir);
 for (let rep = 1; rep <= REPS; rep++) {
   const order = rep % 2 === 1 ? ['vaultik', 'restic'] : ['restic', 'vaultik'];
   log(`rep ${rep} of ${REPS} (${order.join(' first, then ')})`);
@@ -325,20 +238,11 @@ for (const step of steps) {
     summary[step][field] = { vaultik: v, restic: r, ratio: r.median === 0 ? null : v.median / r.median };
   }
 }
-const version = (() => {
-  try {
-    return run('git', ['-C', repo, 'rev-parse', '--short', 'HEAD']).trim();
-  } catch {
-    return 'unknown';
-  }
-})();
 const meta = {
   date: startTime.toISOString(),
-  vaultik: version,
+  vaultik: vaultikVersion(),
   restic: run('restic', ['version']).split(' ').slice(0, 2).join(' '),
-  node: process.version,
-  cpu: cpus()[0]?.model ?? 'unknown',
-  cores: cpus().length,
+  ...host(),
   loadStart,
   loadEnd,
   reps: REPS,
@@ -350,7 +254,6 @@ const targets = { 'no-change': 64 * 1024, 'one-file': 1 * MiB };
 
 const json = JSON.stringify({ meta, dataset, targets, runs: rows, summary }, null, 2);
 const markdown = (() => {
-  const load = (l) => l.map((x) => x.toFixed(2)).join(' ');
   const cell = (s, f) => (f(s.min) === f(s.max) ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`);
   const ratio = (x) => (x === null ? '—' : x.toFixed(2));
   const sec = (x) => x.toFixed(2);
@@ -358,7 +261,7 @@ const markdown = (() => {
   const out = [];
   out.push(`## smallfiles: vaultik ${meta.vaultik} vs ${meta.restic}, ${meta.date.slice(0, 10)}`);
   out.push('');
-  out.push(`${meta.cores} cores, ${meta.cpu}, Node ${meta.node}, load average ${load(loadStart)} at start, ${load(loadEnd)} at end`);
+  out.push(hostLine(meta));
   out.push(`dataset: ${dataset.files} files, ${dataset.dirs} directories, ${dataset.symlinks} symlinks, ${(dataset.bytes / 1e6).toFixed(1)} MB; ${REPS} reps per step and tool, alternating; each cell median (min–max)`);
   out.push('');
   out.push('| step | vaultik wall s | restic wall s | wall ratio | vaultik CPU s | restic CPU s | CPU ratio |');
@@ -382,11 +285,4 @@ const markdown = (() => {
   }
   return out.join('\n');
 })();
-console.log(opts.json ? json : markdown);
-// A kept work directory also keeps both forms of the report.
-if (!ownDir) {
-  writeFileSync(join(dir, 'report.md'), `${markdown}\n`);
-  writeFileSync(join(dir, 'results.json'), `${json}\n`);
-}
-
-if (ownDir) rmSync(dir, { recursive: true, force: true });
+finish(work, opts.json, markdown, json);
