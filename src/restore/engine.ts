@@ -142,12 +142,20 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const listing = resolveSnapshotId(await listSnapshots(storage, indexPrefix), options.snapshotId, options.host);
   // One selected path (fetch, or restore of one subtree): only the shards that cover it are read.
   const under = selector.paths?.length === 1 ? selector.paths[0] : undefined;
-  const reader = await openSnapshot(storage, indexPrefix, listing.id, options.identities, options.tmpDir ?? tmpdir(), under ? { signal, under } : { signal });
+  // A shard missing or damaged fails the entries of its range, not the whole restore.
+  const reader = await openSnapshot(storage, indexPrefix, listing.id, options.identities, options.tmpDir ?? tmpdir(), {
+    signal,
+    tolerateLostShards: true,
+    ...(under ? { under } : {}),
+  });
   try {
     const info = reader.info();
     emit({ type: 'snapshot', id: info.id, host: info.host, time: info.startTime, files: info.fileCount, bytes: info.totalSize });
     for (const p of selector.paths ?? []) {
-      if (!reader.entry(p)) throw new UsageError(`${displayPath(p)} is not in snapshot ${info.id} (\`vaultik ls\` lists its entries)`);
+      if (reader.entry(p)) continue;
+      const lost = reader.lostShards.find((l) => Buffer.compare(l.ref.firstPath, p) <= 0 && Buffer.compare(p, l.ref.lastPath) <= 0);
+      if (lost) throw new VaultikError(`${displayPath(p)} cannot be read: ${lost.message}`, ExitCode.DATA);
+      throw new UsageError(`${displayPath(p)} is not in snapshot ${info.id} (\`vaultik ls\` lists its entries)`);
     }
     const run = new RestoreRun(options, reader, selector, mapPath, emit);
     const summary = await run.execute(started, info.id);
@@ -231,6 +239,12 @@ class RestoreRun {
       onFailed: (path, message) => this.failed(path, message),
     });
     try {
+      for (const l of this.reader.lostShards) {
+        const { ref } = l;
+        // Every entry of its range counts as failed; one line names the range.
+        this.progress.failed += ref.entryCount - 1;
+        this.failed(ref.firstPath, `${ref.entryCount} entries from ${displayPath(ref.firstPath)} to ${displayPath(ref.lastPath)} not restored: ${l.message}`);
+      }
       await this.entriesPass();
       this.emit({ type: 'totals', totals: { ...this.totals } });
       await this.contentPass();

@@ -42,6 +42,7 @@ export {
   readRootFile,
   type ChunkPlacement,
   type EntriesOptions,
+  type LostShard,
   type OpenShardOptions,
   type RootContentsRead,
   type ShardFacts,

@@ -25,7 +25,7 @@ import { ExitCode, VaultikError } from '../errors.js';
 import { StorageError, type Storage } from '../storage/types.js';
 import { metadataKey } from './id.js';
 import { descendantRange } from './paths.js';
-import { checkAssembled, openShardFile, readRootFile, SnapshotReader, type RootContentsRead, type ShardReader } from './reader.js';
+import { checkAssembled, openShardFile, readRootFile, SnapshotReader, type LostShard, type RootContentsRead, type ShardReader } from './reader.js';
 import { INDEXES_DDL, TABLES_DDL } from './schema.js';
 import type { ShardRef } from './types.js';
 
@@ -38,6 +38,12 @@ export interface OpenMetadataOptions {
 export interface OpenSnapshotFromStoreOptions extends OpenMetadataOptions {
   /** Only this path and what lies under it: read only the shards that cover it. */
   under?: Buffer;
+  /**
+   * Go on without a shard that is missing, damaged or invalid (DATA), and list it in the
+   * reader's lostShards: a restore then restores everything else and fails that range. A wrong
+   * key still fails at once.
+   */
+  tolerateLostShards?: boolean;
 }
 
 /** Counts bytes through a stream and fails past a limit. */
@@ -194,7 +200,7 @@ export async function openSnapshot(
 ): Promise<SnapshotReader> {
   const root = await readRoot(storage, indexPrefix, id, identities, tmpDir, options);
   const wanted = options.under ? shardsCovering(root.shards, options.under) : root.shards;
-  const complete = wanted.length === root.shards.length;
+  const lost: LostShard[] = [];
   const dir = await mkdtemp(join(tmpDir, 'vaultik-snapshot-'));
   const dbPath = join(dir, 'snapshot.db');
   try {
@@ -206,7 +212,14 @@ export async function openSnapshot(
       for (const ddl of TABLES_DDL) db.exec(ddl);
       for (const ref of wanted) {
         options.signal?.throwIfAborted();
-        const shard = await openShard(storage, ref, identities, dir, options);
+        let shard: ShardReader;
+        try {
+          shard = await openShard(storage, ref, identities, dir, options);
+        } catch (err) {
+          if (!options.tolerateLostShards || !(err instanceof VaultikError) || err.exitCode !== ExitCode.DATA) throw err;
+          lost.push({ ref, message: err.message });
+          continue;
+        }
         try {
           mergeShard(db, shard, id);
         } finally {
@@ -215,7 +228,7 @@ export async function openSnapshot(
       }
       keepFirstCarriers(db);
       for (const ddl of INDEXES_DDL) db.exec(ddl);
-      checkAssembled(db, root.info, complete);
+      checkAssembled(db, root.info, wanted.length === root.shards.length && lost.length === 0);
     } finally {
       db.close();
     }
@@ -223,7 +236,7 @@ export async function openSnapshot(
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
-  return SnapshotReader.openAssembled(dbPath, root.info, complete, dir);
+  return SnapshotReader.openAssembled(dbPath, root.info, wanted.length === root.shards.length && lost.length === 0, dir, lost);
 }
 
 /**

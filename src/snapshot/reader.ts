@@ -345,6 +345,12 @@ export class MetadataReader {
   }
 }
 
+/** A shard a reader went on without (open.ts, tolerateLostShards), and why. */
+export interface LostShard {
+  ref: ShardRef;
+  message: string;
+}
+
 /** The snapshot a reader assembled from its root's shards (open.ts), with the root's row. */
 export class SnapshotReader extends MetadataReader {
   private constructor(
@@ -353,6 +359,8 @@ export class SnapshotReader extends MetadataReader {
     /** Whether every shard of the snapshot is in (false for a reader of one path). */
     readonly complete: boolean,
     deleteOnClose: string | undefined,
+    /** Shards missing, damaged or invalid, left out: their entries are not in this reader. */
+    readonly lostShards: readonly LostShard[],
   ) {
     super(db, `snapshot ${snapshotInfo.id}`, deleteOnClose);
   }
@@ -361,11 +369,11 @@ export class SnapshotReader extends MetadataReader {
    * @internal For open.ts: opens the DB it assembled from validated shards, after
    * checkAssembled. `deleteOnClose` is removed by close(), and here when opening fails.
    */
-  static openAssembled(dbPath: string, info: SnapshotInfo, complete: boolean, deleteOnClose?: string): SnapshotReader {
+  static openAssembled(dbPath: string, info: SnapshotInfo, complete: boolean, deleteOnClose?: string, lost: readonly LostShard[] = []): SnapshotReader {
     let db: DB | undefined;
     try {
       db = openReadOnly(dbPath);
-      return new SnapshotReader(db, info, complete, deleteOnClose);
+      return new SnapshotReader(db, info, complete, deleteOnClose, lost);
     } catch (err) {
       db?.close();
       if (deleteOnClose) rmSync(deleteOnClose, { recursive: true, force: true });

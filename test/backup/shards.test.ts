@@ -4,12 +4,13 @@
  * else; forgetting the snapshot that wrote the shards and pruning loses nothing a later snapshot
  * uses; hard links across shards restore as links. Real runBackup, local store, real restore.
  */
-import { appendFileSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runBackup, type BackupSummary } from '../../src/backup/index.js';
 import type { Config } from '../../src/config/index.js';
 import { parseIdentity } from '../../src/crypto/index.js';
+import { ExitCode } from '../../src/errors.js';
 import { executeForget, executePrune, planForget, planPrune } from '../../src/prune/index.js';
 import { runRestore } from '../../src/restore/index.js';
 import { blobKey } from '../../src/blob/index.js';
@@ -280,6 +281,58 @@ describe('shards reused by reference', () => {
       // Deep: each shard decrypted once; keyless: each blob (shards included) hashed once.
       expect(Math.max(...shardGets())).toBe(2);
       expect(shardGets().length).toBe(shardKeys.size);
+    } finally {
+      await storage.close();
+    }
+  }, 60_000);
+
+  it('a missing or damaged shard fails the entries of its range; everything else is restored', async () => {
+    ws = makeWorkspace();
+    buildTree(ws.src);
+    const config = ws.config();
+    const s = await backup(config);
+    const identities = [parseIdentity(ws.identity)];
+    const storage = openStorage(config.storage);
+    try {
+      const root = await readRoot(storage, 'index/', s.snapshotId, identities, scratch.dir);
+      // A shard in the middle that holds files only (its directory's entry is elsewhere).
+      const victim = root.shards[Math.floor(root.shards.length / 2)]!;
+      const inVictim = (rel: string): boolean => {
+        const p = Buffer.from(join(ws!.src, rel).slice(1));
+        return Buffer.compare(victim.firstPath, p) <= 0 && Buffer.compare(p, victim.lastPath) <= 0;
+      };
+      for (const damage of ['delete', 'corrupt'] as const) {
+        const key = blobKey(victim.hash);
+        const path = join(ws.store, key);
+        const original = readFileSync(path);
+        if (damage === 'delete') rmSync(path);
+        else writeFileSync(path, Buffer.concat([original.subarray(0, 200), Buffer.from([original[200]! ^ 1]), original.subarray(201)]));
+        const target = join(scratch.dir, `partial-${damage}`);
+        const summary = await runRestore({ storage, identities, snapshotId: s.snapshotId, target, tmpDir: scratch.dir });
+        expect(summary.failed).toBe(victim.entryCount);
+        expect(summary.failures[0]!.message).toMatch(new RegExp(`${victim.entryCount} entries from .* not restored: shard ${victim.hash}`));
+        // Everything outside the lost range is restored exactly.
+        const restored = join(target, ws.src);
+        expect(compareTrees(ws.src, restored, { ignore: (rel) => inVictim(rel.toString()) || !existsSync(join(restored, rel.toString())) })).toEqual([]);
+        let outside = 0;
+        for (let d = 0; d < 20; d++) {
+          for (let f = 0; f < 10; f++) {
+            const rel = `dir${String(d).padStart(2, '0')}/file${f}.txt`;
+            if (inVictim(rel)) expect(existsSync(join(restored, rel)), rel).toBe(false);
+            else {
+              outside++;
+              expect(readFileSync(join(restored, rel)).equals(readFileSync(join(ws.src, rel))), rel).toBe(true);
+            }
+          }
+        }
+        expect(outside).toBeGreaterThan(150);
+        // A fetch of a path in the lost range: a data error naming the shard, not "not in snapshot".
+        const lostFile = Buffer.from(victim.lastPath);
+        await expect(
+          runRestore({ storage, identities, snapshotId: s.snapshotId, target: join(scratch.dir, `one-${damage}`), tmpDir: scratch.dir, select: { paths: [lostFile] } }),
+        ).rejects.toMatchObject({ exitCode: ExitCode.DATA, message: expect.stringMatching(/cannot be read: shard/) as unknown });
+        writeFileSync(path, original);
+      }
     } finally {
       await storage.close();
     }
