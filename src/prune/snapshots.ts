@@ -11,7 +11,10 @@ import { StorageError, type Storage } from '../storage/types.js';
 
 /** Whether an error says a metadata object is not in the store (as opposed to unreadable). */
 function isMissingObject(err: unknown): boolean {
-  return err instanceof VaultikError && err.cause instanceof StorageError && err.cause.kind === 'not-found';
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof StorageError) return e.kind === 'not-found';
+  }
+  return false;
 }
 
 /**

@@ -32,7 +32,7 @@ export {
   type PublishOptions,
   type PublishedSnapshot,
 } from './pack.js';
-export { openShard, openSnapshot, readRoot, shardsCovering, type OpenMetadataOptions, type OpenSnapshotFromStoreOptions } from './open.js';
+export { ShardUnavailableError, openShard, openSnapshot, readRoot, shardsCovering, type OpenMetadataOptions, type OpenSnapshotFromStoreOptions } from './open.js';
 export { describePath, descendantRange, entryPathProblem } from './paths.js';
 export {
   MetadataReader,

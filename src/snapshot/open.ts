@@ -39,9 +39,9 @@ export interface OpenSnapshotFromStoreOptions extends OpenMetadataOptions {
   /** Only this path and what lies under it: read only the shards that cover it. */
   under?: Buffer;
   /**
-   * Go on without a shard that is missing, damaged or invalid (DATA), and list it in the
+   * Go on without a shard that is missing or damaged (ShardUnavailableError), and list it in the
    * reader's lostShards: a restore then restores everything else and fails that range. A wrong
-   * key still fails at once.
+   * key, or a shard that decrypts but does not validate (forged), still fails the whole read.
    */
   tolerateLostShards?: boolean;
 }
@@ -145,6 +145,18 @@ export async function readRoot(
 }
 
 /**
+ * A shard that is missing, or whose stored bytes are damaged (not its hash, failing age's
+ * authentication or zstd): lost data, as a missing blob is. A shard that decrypts fine but does
+ * not validate is something else, a forgery, and stays a plain DATA error.
+ */
+export class ShardUnavailableError extends VaultikError {
+  constructor(cause: VaultikError) {
+    super(cause.message, ExitCode.DATA, { cause });
+    this.name = 'ShardUnavailableError';
+  }
+}
+
+/**
  * Downloads, decrypts and validates one shard, checked against `ref` (its range and counts as
  * its root lists them). close() the reader to delete the decrypted copy.
  * @throws VaultikError NO_IDENTITY, DATA (missing, corrupt, invalid, or not what `ref` says);
@@ -161,7 +173,12 @@ export async function openShard(
   const label = `shard ${ref.hash}`;
   try {
     const path = join(dir, 'shard.db');
-    await fetchDecrypted(storage, blobKey(ref.hash), identities, path, label, options, ref.hash);
+    try {
+      await fetchDecrypted(storage, blobKey(ref.hash), identities, path, label, options, ref.hash);
+    } catch (err) {
+      if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) throw new ShardUnavailableError(err);
+      throw err;
+    }
     return openShardFile(path, { expected: ref, label, deleteOnClose: dir });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
@@ -216,7 +233,7 @@ export async function openSnapshot(
         try {
           shard = await openShard(storage, ref, identities, dir, options);
         } catch (err) {
-          if (!options.tolerateLostShards || !(err instanceof VaultikError) || err.exitCode !== ExitCode.DATA) throw err;
+          if (!options.tolerateLostShards || !(err instanceof ShardUnavailableError)) throw err;
           lost.push({ ref, message: err.message });
           continue;
         }

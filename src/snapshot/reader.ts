@@ -345,7 +345,7 @@ export class MetadataReader {
   }
 }
 
-/** A shard a reader went on without (open.ts, tolerateLostShards), and why. */
+/** A shard a reader went on without (open.ts, tolerateLostShards: missing or damaged), and why. */
 export interface LostShard {
   ref: ShardRef;
   message: string;
@@ -359,7 +359,7 @@ export class SnapshotReader extends MetadataReader {
     /** Whether every shard of the snapshot is in (false for a reader of one path). */
     readonly complete: boolean,
     deleteOnClose: string | undefined,
-    /** Shards missing, damaged or invalid, left out: their entries are not in this reader. */
+    /** Shards missing or damaged, left out: their entries are not in this reader. */
     readonly lostShards: readonly LostShard[],
   ) {
     super(db, `snapshot ${snapshotInfo.id}`, deleteOnClose);
