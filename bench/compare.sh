@@ -4,7 +4,8 @@
 #   bench/compare.sh                  ~2.1 GB dataset, ~10 min on 2 cores, ~10 GB of disk
 #   SMALL=1 bench/compare.sh          ~250 MB dataset, about a minute
 #
-# Environment: BENCH_DIR (default /tmp/vaultik-compare[-small]; the dataset is built there once
+# Environment: BENCH_DIR (default /var/tmp/vaultik-compare[-small], not /tmp: both tools record the
+# data's ancestors with their mtimes, and /tmp changes all the time; the dataset is built there once
 # and reused), RUNS (runs per step and tool, default 2), BIG (size of each large file in MiB),
 # SETTLE (seconds of rest before each timed restore, default 30).
 #
@@ -18,10 +19,10 @@ REPO=$PWD
 SMALL=${SMALL:-0}
 RUNS=${RUNS:-2}
 if [ "$SMALL" = 1 ]; then
-  WORK=${BENCH_DIR:-/tmp/vaultik-compare-small}
+  WORK=${BENCH_DIR:-/var/tmp/vaultik-compare-small}
   BIG=${BIG:-32}
 else
-  WORK=${BENCH_DIR:-/tmp/vaultik-compare}
+  WORK=${BENCH_DIR:-/var/tmp/vaultik-compare}
   BIG=${BIG:-256}
 fi
 DATA=$WORK/data
