@@ -191,7 +191,7 @@ export class ShardAssembler {
     shard.unsettled--;
     if (content?.entry.type === 'file') {
       const g = content.entry.linkGroup;
-      // A group's size counts once: at its first member, the only one that may be its leader.
+      // A group's size counts once, at whichever member settles first (all carry the leader's size).
       if (g === undefined || !this.countedGroups.has(g)) this.totalSize += content.entry.size;
       if (g !== undefined) this.countedGroups.add(g);
     }
