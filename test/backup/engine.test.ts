@@ -107,7 +107,8 @@ describe('runBackup to a local store', () => {
     const carrierSql = 'SELECT DISTINCT hex(fc.path) FROM file_chunks fc JOIN entries e ON e.path = fc.path WHERE e.link_group IS NOT NULL';
     const firstSql = 'SELECT hex(MIN(path)) FROM entries WHERE link_group IS NOT NULL';
     for (const shard of snapshot.shards) {
-      const [[first]] = sqlite(shard, firstSql) as [[string]];
+      // A shard without a member of the group prints an empty row (which sqlite() drops).
+      const first = sqlite(shard, firstSql)[0]?.[0] ?? '';
       expect(sqlite(shard, carrierSql)).toEqual(first === '' ? [] : [[first]]);
     }
     expect(sqlite(db, carrierSql)).toContainEqual([Buffer.concat([snap(ws.src), Buffer.from('/hard-other')]).toString('hex').toUpperCase()]);
