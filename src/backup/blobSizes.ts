@@ -1,5 +1,5 @@
 /**
- * Stored sizes of blobs the state cache knows, for the snapshot's blob list (SnapshotWriter.addBlob
+ * Stored sizes of blobs the state cache knows, for the snapshot's blob list (ShardWriter.addBlob
  * and the manifest need them; StateCache.findChunk returns only a chunk's location). Sizes of
  * blobs uploaded in this run are remembered as they come; others are asked of the cache
  * (StateCache.blobSize, the same connection — no second one). Memoized: a snapshot references

@@ -10,9 +10,8 @@ import Database from 'better-sqlite3';
 import type { Recipient } from '../crypto/index.js';
 import type { StoreWriter } from '../storage/types.js';
 import { publishSnapshot, putShard, type PublishedSnapshot } from './pack.js';
-import type { ShardFacts } from './reader.js';
+import { shardFacts, type ShardFacts } from './reader.js';
 import { ShardCutter, type ShardLimits } from './shardCut.js';
-import { countEntries } from './sql.js';
 import type { BlobRef, ChunkLocation, Entry, ShardRef, SnapshotInfo, SnapshotSummary } from './types.js';
 import { ShardWriter, writeRoot, type ShardWriterOptions } from './writer.js';
 
@@ -134,10 +133,7 @@ export class SnapshotWriter {
 function readShardFacts(dbPath: string): ShardFacts {
   const db = new Database(dbPath, { readonly: true, fileMustExist: true });
   try {
-    const c = countEntries(db);
-    const firstPath = (db.prepare('SELECT path FROM entries ORDER BY path LIMIT 1').pluck().get() as Buffer | undefined) ?? Buffer.alloc(0);
-    const lastPath = (db.prepare('SELECT path FROM entries ORDER BY path DESC LIMIT 1').pluck().get() as Buffer | undefined) ?? Buffer.alloc(0);
-    return { ...c, firstPath: Buffer.from(firstPath), lastPath: Buffer.from(lastPath) };
+    return shardFacts(db);
   } finally {
     db.close();
   }

@@ -501,8 +501,11 @@ function validateShard(db: DB, expected: ShardRef | undefined): ShardFacts {
   return facts;
 }
 
-/** Counts by type, and the first and last path. */
-function shardFacts(db: DB): ShardFacts {
+/**
+ * Counts by type, and the first and last path, of a DB with the shard tables, read without
+ * validation. @internal Also for builder.ts (a shard a test edited).
+ */
+export function shardFacts(db: DB): ShardFacts {
   const c = countEntries(db);
   const firstPath = (db.prepare('SELECT path FROM entries ORDER BY path LIMIT 1').pluck().get() as Buffer | undefined) ?? Buffer.alloc(0);
   const lastPath = (db.prepare('SELECT path FROM entries ORDER BY path DESC LIMIT 1').pluck().get() as Buffer | undefined) ?? Buffer.alloc(0);
