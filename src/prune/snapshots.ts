@@ -6,6 +6,7 @@
 import { ExitCode, VaultikError } from '../errors.js';
 import type { Identity } from '../crypto/index.js';
 import { openShard, readRoot } from '../snapshot/open.js';
+import { shardRefKey, snapshotReferences } from '../snapshot/references.js';
 import type { BlobRef, ShardRef } from '../snapshot/types.js';
 import { StorageError, type Storage } from '../storage/types.js';
 
@@ -41,9 +42,7 @@ export class ShardBlobs {
    * @throws VaultikError NO_IDENTITY, DATA (missing, corrupt or not what `ref` says); StorageError.
    */
   blobsOf(ref: ShardRef): Promise<BlobRef[]> {
-    // Keyed by everything the root says: a shard is checked against its range and counts, and a
-    // forged root could give a real shard's hash with another range.
-    const key = `${ref.hash}:${ref.firstPath.toString('hex')}:${ref.lastPath.toString('hex')}:${ref.entryCount}:${ref.fileCount}:${ref.dirCount}:${ref.symlinkCount}:${ref.otherCount}`;
+    const key = shardRefKey(ref);
     let p = this.known.get(key);
     if (!p) {
       p = (async () => {
@@ -79,40 +78,18 @@ export async function readSnapshotReferences(
   shards: ShardBlobs = new ShardBlobs(storage, identities, tmpDir, signal),
 ): Promise<{ blobs: BlobRef[]; sourceDirs: string[]; missingShards: string[] }> {
   const root = await readRoot(storage, indexPrefix, id, identities, tmpDir, signal ? { signal } : {});
-  const data = new Map<string, number>();
-  const missingShards: string[] = [];
+  const read: { ref: ShardRef; blobs: BlobRef[] | undefined }[] = [];
   for (const ref of root.shards) {
-    let shardBlobs: BlobRef[];
     try {
-      shardBlobs = await shards.blobsOf(ref);
+      read.push({ ref, blobs: await shards.blobsOf(ref) });
     } catch (err) {
       if (!isMissingObject(err)) throw err;
-      missingShards.push(ref.hash);
-      continue;
-    }
-    for (const b of shardBlobs) {
-      const prev = data.get(b.hash);
-      if (prev !== undefined && prev !== b.size) {
-        throw new VaultikError(`snapshot ${id}: invalid metadata: two shards give blob ${b.hash} different sizes`, ExitCode.DATA);
-      }
-      data.set(b.hash, b.size);
+      read.push({ ref, blobs: undefined });
     }
   }
-  const dataBytes = [...data.values()].reduce((a, n) => a + n, 0);
-  if (missingShards.length === 0 && (data.size !== root.info.blobCount || dataBytes !== root.info.blobBytes)) {
-    throw new VaultikError(
-      `snapshot ${id}: invalid metadata: its root says ${root.info.blobCount} blobs of ${root.info.blobBytes} bytes, its shards reference ${data.size} of ${dataBytes}`,
-      ExitCode.DATA,
-    );
-  }
-  const all = new Map(data);
-  for (const ref of root.shards) {
-    const prev = all.get(ref.hash);
-    if (prev !== undefined && prev !== ref.size) throw new VaultikError(`snapshot ${id}: invalid metadata: shard ${ref.hash} listed with two sizes`, ExitCode.DATA);
-    all.set(ref.hash, ref.size);
-  }
-  const blobs = [...all].map(([hash, size]) => ({ hash, size })).sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
-  return { blobs, sourceDirs: root.info.sourceDirs, missingShards };
+  const refs = snapshotReferences(root.info, read);
+  if (refs.problems.length > 0) throw new VaultikError(`snapshot ${id}: invalid metadata: ${refs.problems[0]}`, ExitCode.DATA);
+  return { blobs: refs.blobs, sourceDirs: root.info.sourceDirs, missingShards: refs.missingShards };
 }
 
 /** The blobs a snapshot's metadata references (see readSnapshotReferences). */

@@ -27,7 +27,8 @@ import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
 import { blobListDifference, readManifest } from '../snapshot/manifest.js';
 import { openShard, readRoot } from '../snapshot/open.js';
 import type { MetadataReader } from '../snapshot/reader.js';
-import type { ChunkLocation } from '../snapshot/types.js';
+import { shardRefKey, snapshotReferences } from '../snapshot/references.js';
+import type { BlobRef, ChunkLocation, ShardRef } from '../snapshot/types.js';
 import { isStorageError, type Storage } from '../storage/types.js';
 import { TaskWindow } from '../util/concurrency.js';
 
@@ -262,19 +263,16 @@ async function openAll(
   const deep = options.deep!;
   const tmpDir = deep.tmpDir ?? tmpdir();
   const opts = options.signal ? { signal: options.signal } : {};
-  // By everything a root says of a shard: it is checked against its range and counts.
+  // Each distinct shard is opened once (shardRefKey: by everything its root says of it).
   const byKey = new Map<string, ShardOpened | Error>();
   for (const s of snapshots) {
     options.signal?.throwIfAborted();
-    const blobs = new Map<string, number>();
-    let data = 0;
-    let dataBytes = 0;
-    let info;
+    let refs;
     try {
       const root = await readRoot(storage, options.indexPrefix, s.id, deep.identities, tmpDir, opts);
-      info = root.info;
+      const read: { ref: ShardRef; blobs: BlobRef[] }[] = [];
       for (const ref of root.shards) {
-        const key = `${ref.hash}:${ref.firstPath.toString('hex')}:${ref.lastPath.toString('hex')}:${ref.entryCount}:${ref.fileCount}:${ref.dirCount}:${ref.symlinkCount}:${ref.otherCount}`;
+        const key = shardRefKey(ref);
         let opened = byKey.get(key);
         if (opened === undefined) {
           try {
@@ -288,15 +286,9 @@ async function openAll(
         }
         if (opened instanceof Error) throw opened;
         opened.ids.push(s.id);
-        blobs.set(ref.hash, ref.size);
-        for (const b of opened.reader.blobs()) {
-          if (!blobs.has(b.hash)) {
-            data++;
-            dataBytes += b.size;
-          }
-          blobs.set(b.hash, b.size);
-        }
+        read.push({ ref, blobs: opened.reader.blobs() });
       }
+      refs = snapshotReferences(root.info, read);
     } catch (err) {
       if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) {
         problem({ kind: 'bad-metadata', snapshot: s.id, message: err.message });
@@ -304,16 +296,13 @@ async function openAll(
       }
       throw err;
     }
-    if (data !== info.blobCount || dataBytes !== info.blobBytes) {
-      problem({ kind: 'bad-metadata', snapshot: s.id, message: `its root says ${info.blobCount} blobs of ${info.blobBytes} bytes, its shards reference ${data} of ${dataBytes}` });
-    }
-    const list = [...blobs].map(([hash, size]) => ({ hash, size })).sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
+    for (const message of refs.problems) problem({ kind: 'bad-metadata', snapshot: s.id, message });
     const manifest = manifests.get(s.id);
     if (manifest) {
-      const diff = blobListDifference(list, manifest);
+      const diff = blobListDifference(refs.blobs, manifest);
       if (diff !== undefined) problem({ kind: 'manifest-mismatch', snapshot: s.id, message: diff });
     }
-    for (const b of list) if (!referenced.has(b.hash)) referenced.set(b.hash, b.size);
+    for (const b of refs.blobs) if (!referenced.has(b.hash)) referenced.set(b.hash, b.size);
   }
 }
 
