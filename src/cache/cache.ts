@@ -420,13 +420,18 @@ export class StateCache {
     this.flush();
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM snapshot_blobs WHERE snapshot = ?').run(snapshotId);
-      const put = this.db.prepare('INSERT OR IGNORE INTO snapshot_blobs (snapshot, blob) VALUES (?, ?)');
-      for (const b of blobs) put.run(snapshotId, hashBytes(b));
       this.db.prepare('DELETE FROM snapshot_shards WHERE snapshot = ?').run(snapshotId);
-      const putShard = this.db.prepare('INSERT OR IGNORE INTO snapshot_shards (snapshot, digest) VALUES (?, ?)');
-      for (const d of shards) putShard.run(snapshotId, d);
+      this.putSnapshotSets(snapshotId, blobs, shards);
       this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('pending_snapshot', ?)").run(snapshotId);
     })();
+  }
+
+  /** Adds a snapshot's blobs (hex) and shard digests to its sets (inside the caller's transaction). */
+  private putSnapshotSets(snapshotId: string, blobs: Iterable<string>, shards: Iterable<Buffer>): void {
+    const put = this.db.prepare('INSERT OR IGNORE INTO snapshot_blobs (snapshot, blob) VALUES (?, ?)');
+    for (const b of blobs) put.run(snapshotId, hashBytes(b));
+    const putShard = this.db.prepare('INSERT OR IGNORE INTO snapshot_shards (snapshot, digest) VALUES (?, ?)');
+    for (const d of shards) putShard.run(snapshotId, d);
   }
 
   /**
@@ -556,11 +561,8 @@ export class StateCache {
     this.db.transaction(() => {
       this.db.prepare('INSERT OR REPLACE INTO snapshots (id, completed_at, run) VALUES (?, ?, ?)').run(snapshotId, this.now(), run);
       this.db.prepare('DELETE FROM snapshot_blobs WHERE snapshot != ?').run(snapshotId);
-      const put = this.db.prepare('INSERT OR IGNORE INTO snapshot_blobs (snapshot, blob) VALUES (?, ?)');
-      for (const b of blobs) put.run(snapshotId, hashBytes(b));
       this.db.prepare('DELETE FROM snapshot_shards WHERE snapshot != ?').run(snapshotId);
-      const putShard = this.db.prepare('INSERT OR IGNORE INTO snapshot_shards (snapshot, digest) VALUES (?, ?)');
-      for (const d of shards) putShard.run(snapshotId, d);
+      this.putSnapshotSets(snapshotId, blobs, shards);
       this.db.prepare('DELETE FROM shards WHERE digest NOT IN (SELECT digest FROM snapshot_shards WHERE snapshot = ?)').run(snapshotId);
       this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('base_snapshot', ?)").run(snapshotId);
       this.db.prepare("DELETE FROM meta WHERE key = 'pending_snapshot'").run();
