@@ -439,7 +439,6 @@ class BackupRun {
     } catch (err) {
       this.fail(err);
       await this.packer?.abort();
-      this.spool?.dispose();
       if (!runEnded) cache.abortRun();
       runEnded = true;
       const first = this.failure!.err;
