@@ -242,8 +242,7 @@ class RestoreRun {
       for (const l of this.reader.lostShards) {
         const { ref } = l;
         // Every entry of its range counts as failed; one line names the range.
-        this.progress.failed += ref.entryCount - 1;
-        this.failed(ref.firstPath, `${ref.entryCount} entries from ${displayPath(ref.firstPath)} to ${displayPath(ref.lastPath)} not restored: ${l.message}`);
+        this.failed(ref.firstPath, `${ref.entryCount} entries from ${displayPath(ref.firstPath)} to ${displayPath(ref.lastPath)} not restored: ${l.message}`, ref.entryCount);
       }
       await this.entriesPass();
       this.emit({ type: 'totals', totals: { ...this.totals } });
@@ -277,8 +276,9 @@ class RestoreRun {
     };
   }
 
-  private failed(path: Buffer, message: string): void {
-    this.progress.failed++;
+  /** Records a failure: one path, or `count` entries that one message names. */
+  private failed(path: Buffer, message: string, count = 1): void {
+    this.progress.failed += count;
     if (this.failures.length < MAX_REPORTED) this.failures.push({ path, message });
     this.emit({ type: 'failed', path, message });
   }
