@@ -142,7 +142,10 @@ function rowToChunk(r: Row): ChunkLocation {
   };
 }
 
+/** Keyed by the DDL list itself: ROOT_DDL, or SHARD_DDL. */
 const expectedSchemas = new Map<readonly string[], Map<string, string>>();
+/** Everything a shard's schema holds. */
+const SHARD_DDL: readonly string[] = [...TABLES_DDL, ...INDEXES_DDL];
 
 /** name → SQL of every schema object a valid DB has, read back from a DB built with the DDL. */
 function schemaOf(db: DB): Map<string, string> {
@@ -152,8 +155,8 @@ function schemaOf(db: DB): Map<string, string> {
 
 /** name → SQL of every schema object of a DB built with `ddl`. */
 function expectedSchema(ddl: readonly string[]): Map<string, string> {
-  const key = [...expectedSchemas.keys()].find((k) => k.length === ddl.length && k.every((d, i) => d === ddl[i]));
-  if (key) return expectedSchemas.get(key)!;
+  const known = expectedSchemas.get(ddl);
+  if (known) return known;
   const mem = new Database(':memory:');
   for (const d of ddl) mem.exec(d);
   const schema = schemaOf(mem);
@@ -480,7 +483,7 @@ function checkKind(db: DB, applicationId: number, ddl: readonly string[], what: 
 
 /** A shard from the store: every check of the top of this file. */
 function validateShard(db: DB, expected: ShardRef | undefined): ShardFacts {
-  checkKind(db, SHARD_APPLICATION_ID, [...TABLES_DDL, ...INDEXES_DDL], 'shard');
+  checkKind(db, SHARD_APPLICATION_ID, SHARD_DDL, 'shard');
   validateEntries(db);
   validateChunksAndBlobs(db);
   validateFileChunks(db);
