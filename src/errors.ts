@@ -21,6 +21,8 @@ export const ExitCode = {
   STORAGE: 6,
   /** Another backup holds the lock on this state cache. */
   LOCKED: 7,
+  /** forget refused: suspect snapshots exist (forged, or a clock far off) and no --suspects choice. Nothing removed. */
+  SUSPECT: 8,
   /** Interrupted by SIGINT/SIGTERM before completion: no snapshot was written. */
   INTERRUPTED: 130,
 } as const;

@@ -4,7 +4,7 @@
  * (docs/DESIGN.md, "Architecture").
  */
 export { applyPolicy, bucketOf, checkPolicy, hasKeepRule, isoWeek, type PolicyDecision, type PolicyResult, type RetentionPolicy, type SnapshotRef } from './policy.js';
-export { DELETE_BATCH, deleteInBatches, executeForget, planForget, type ForgetEvent, type ForgetOptions, type ForgetPlan, type ForgetResult } from './forget.js';
+export { DELETE_BATCH, deleteInBatches, executeForget, planForget, SuspectSnapshotsError, type SuspectChoice, type ForgetEvent, type ForgetOptions, type ForgetPlan, type ForgetResult } from './forget.js';
 export {
   DEFAULT_GRACE_MS,
   PruneRefusedError,

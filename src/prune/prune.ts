@@ -31,9 +31,10 @@ import { tmpdir } from 'node:os';
 import { blobHashOf, blobKey } from '../blob/key.js';
 import type { Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
-import { manifestKey } from '../snapshot/id.js';
-import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
-import { blobListDifference, readManifest } from '../snapshot/manifest.js';
+import { parseIndexName } from '../snapshot/id.js';
+import { scanIndex, type IndexObject, type SnapshotListing } from '../snapshot/list.js';
+import { blobListDifference, readManifest, type Manifest } from '../snapshot/manifest.js';
+import type { BlobRef } from '../snapshot/types.js';
 import type { ObjectInfo, Storage } from '../storage/types.js';
 import { DELETE_BATCH, deleteInBatches } from './forget.js';
 import type { IncompleteUpload, MultipartJanitor } from './janitor.js';
@@ -165,36 +166,55 @@ async function readReferences(storage: Storage, snapshots: readonly SnapshotList
   const problems: string[] = [];
   let done = 0;
   const shards = new ShardBlobs(storage, options.identities, tmpDir, options.signal);
-  await forEachLimited(snapshots, options.concurrency ?? 4, async (s) => {
-    let blobs;
-    let missingShards: string[];
+  const readRootRefs = async (s: SnapshotListing, root: IndexObject): Promise<{ blobs: BlobRef[]; missingShards: string[] } | undefined> => {
     try {
-      const refs = await readSnapshotReferences(storage, options.indexPrefix, s.id, options.identities, tmpDir, options.signal, shards);
-      blobs = refs.blobs;
-      missingShards = refs.missingShards;
+      const refs = await readSnapshotReferences(storage, { id: s.id, root }, options.identities, tmpDir, options.signal, shards);
       const sources = into.sourcesByHost.get(s.host) ?? new Set<string>();
       sources.add(JSON.stringify([...refs.sourceDirs].sort()));
       into.sourcesByHost.set(s.host, sources);
+      return refs;
     } catch (err) {
       if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) {
-        problems.push(`${s.id}: metadata unreadable: ${err.message}`);
-        return;
+        problems.push(`${s.id}: metadata unreadable${s.otherRoots.length > 0 ? ` (${root.key})` : ''}: ${err.message}`);
+        return undefined;
       }
       if (err instanceof VaultikError && err.exitCode === ExitCode.NO_IDENTITY) {
         throw new VaultikError(`${err.message}: the private key does not open this store's snapshots; nothing was deleted`, ExitCode.NO_IDENTITY, { cause: err });
       }
       throw err;
     }
-    let manifest;
+  };
+  const readManifestOf = async (s: SnapshotListing, object: IndexObject): Promise<Manifest | null> => {
     try {
-      manifest = await readManifest(storage, options.indexPrefix, s.id, options.signal);
+      return (await readManifest(storage, object, s.id, options.signal)) ?? null;
     } catch (err) {
       if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) {
         problems.push(`${s.id}: manifest unreadable: ${err.message}`);
-        return;
+        return null;
       }
       throw err;
     }
+  };
+  await forEachLimited(snapshots, options.concurrency ?? 4, async (s) => {
+    if (s.otherRoots.length > 0 || s.manifests.length > 1) {
+      // Someone else wrote objects under this id: keep what every one of them references (forging
+      // can only add), and refuse if any is unreadable — the operator forgets the id explicitly.
+      for (const root of [s.root, ...s.otherRoots]) {
+        const refs = await readRootRefs(s, root);
+        for (const b of refs?.blobs ?? []) into.blobs.set(b.hash, b.size);
+      }
+      for (const object of s.manifests) {
+        for (const b of (await readManifestOf(s, object))?.blobs ?? []) into.blobs.set(b.hash, b.size);
+      }
+      options.onEvent?.({ type: 'snapshot-read', id: s.id, done: ++done, total: snapshots.length });
+      return;
+    }
+    const refs = await readRootRefs(s, s.root);
+    if (!refs) return;
+    let blobs = refs.blobs;
+    const { missingShards } = refs;
+    const manifest = s.manifests[0] ? await readManifestOf(s, s.manifests[0]) : undefined;
+    if (manifest === null) return;
     if (missingShards.length > 0) {
       // A shard is gone: the data blobs only it references are unknown. The manifest still
       // names them; trust it when it holds everything the readable metadata references, keep
@@ -270,20 +290,13 @@ export async function planPrune(storage: Storage, options: PruneOptions): Promis
   let referencedBytes = 0;
   for (const size of refs.blobs.values()) referencedBytes += size;
 
-  // 2. Orphan manifests, by their own timestamps.
+  // 2. Orphan manifests and signatures (their snapshot has no root), by their own timestamps.
   const deleteManifests: ObjectInfo[] = [];
   let keepYoungManifests = 0;
-  for (const id of index.orphanManifests) {
-    if (forgotten.has(id)) continue;
-    options.signal?.throwIfAborted();
-    let info: ObjectInfo;
-    try {
-      info = await storage.stat(manifestKey(options.indexPrefix, id));
-    } catch {
-      continue; // gone since the listing
-    }
+  for (const info of [...index.orphanManifests, ...index.orphanSignatures]) {
+    if (forgotten.has(parseIndexName(info.key.slice(options.indexPrefix.length))?.id ?? '')) continue;
     if (young(info)) keepYoungManifests++;
-    else deleteManifests.push(info);
+    else deleteManifests.push({ key: info.key, size: info.size, lastModified: info.lastModified });
   }
 
   // 3. Blobs.
@@ -329,11 +342,10 @@ export async function planPrune(storage: Storage, options: PruneOptions): Promis
   const damaged: PrunePlan['damaged'] = [];
   if (unseen.size > 0) {
     for (const s of snapshots) {
-      const manifest = refs.withoutManifest.includes(s.id)
-        ? undefined
-        : await readManifest(storage, options.indexPrefix, s.id, options.signal).catch(() => undefined);
+      const manifests = await Promise.all(s.manifests.map((m) => readManifest(storage, m, s.id, options.signal).catch(() => undefined)));
+      const listed = manifests.flatMap((m) => m?.blobs ?? []);
       const blobs =
-        manifest?.blobs ?? (await readMetadataBlobs(storage, options.indexPrefix, s.id, options.identities, options.tmpDir ?? tmpdir(), options.signal));
+        listed.length > 0 ? listed : await readMetadataBlobs(storage, s, options.identities, options.tmpDir ?? tmpdir(), options.signal);
       const missing = blobs.filter((b) => unseen.has(b.hash)).map((b) => b.hash);
       if (missing.length > 0) damaged.push({ snapshot: s.id, missing });
     }
@@ -421,10 +433,7 @@ export async function executePrune(storage: Storage, plan: PrunePlan, options: P
   const withMetadata = new Set(index.snapshots.map((s) => s.id));
 
   const blobs = plan.deleteBlobs.filter((b) => !spare.blobs.has(blobHashOf(b.key) ?? ''));
-  const manifests = plan.deleteManifests.filter((m) => {
-    const id = m.key.slice(plan.indexPrefix.length).replace(/\.manifest\.json\.zst$/, '');
-    return !withMetadata.has(id);
-  });
+  const manifests = plan.deleteManifests.filter((m) => !withMetadata.has(parseIndexName(m.key.slice(plan.indexPrefix.length))?.id ?? ''));
   // Deleting a blob a snapshot references would be the one unforgivable bug: check again.
   for (const b of blobs) {
     if (b.key !== blobKey(blobHashOf(b.key) ?? '')) throw new VaultikError(`prune: refusing to delete unexpected key ${b.key}`);

@@ -5,7 +5,7 @@
  */
 import { ExitCode, VaultikError } from '../errors.js';
 import type { Identity } from '../crypto/index.js';
-import { openShard, readRoot } from '../snapshot/open.js';
+import { openShard, readRoot, type RootRef } from '../snapshot/open.js';
 import { shardRefKey, snapshotReferences } from '../snapshot/references.js';
 import type { BlobRef, ShardRef } from '../snapshot/types.js';
 import { StorageError, type Storage } from '../storage/types.js';
@@ -70,14 +70,14 @@ export class ShardBlobs {
  */
 export async function readSnapshotReferences(
   storage: Storage,
-  indexPrefix: string,
-  id: string,
+  ref: RootRef,
   identities: readonly Identity[],
   tmpDir: string,
   signal?: AbortSignal,
   shards: ShardBlobs = new ShardBlobs(storage, identities, tmpDir, signal),
 ): Promise<{ blobs: BlobRef[]; sourceDirs: string[]; missingShards: string[] }> {
-  const root = await readRoot(storage, indexPrefix, id, identities, tmpDir, signal ? { signal } : {});
+  const { id } = ref;
+  const root = await readRoot(storage, ref, identities, tmpDir, signal ? { signal } : {});
   const read: { ref: ShardRef; blobs: BlobRef[] | undefined }[] = [];
   for (const ref of root.shards) {
     try {
@@ -95,14 +95,13 @@ export async function readSnapshotReferences(
 /** The blobs a snapshot's metadata references (see readSnapshotReferences). */
 export async function readMetadataBlobs(
   storage: Storage,
-  indexPrefix: string,
-  id: string,
+  ref: RootRef,
   identities: readonly Identity[],
   tmpDir: string,
   signal?: AbortSignal,
   shards?: ShardBlobs,
 ): Promise<BlobRef[]> {
-  return (await readSnapshotReferences(storage, indexPrefix, id, identities, tmpDir, signal, shards)).blobs;
+  return (await readSnapshotReferences(storage, ref, identities, tmpDir, signal, shards)).blobs;
 }
 
 /**

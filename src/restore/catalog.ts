@@ -29,12 +29,17 @@ export async function describeSnapshots(
   const worker = async (): Promise<void> => {
     while (next < list.length) {
       const s = list[next++]!;
-      if (!s.hasManifest) {
+      const [object, ...others] = s.manifests;
+      if (!object) {
         s.manifestError = 'no manifest';
         continue;
       }
+      if (others.length > 0) {
+        s.manifestError = `${others.length + 1} manifests`;
+        continue;
+      }
       try {
-        const m = await readManifest(storage, indexPrefix, s.id);
+        const m = await readManifest(storage, object, s.id);
         if (!m) {
           s.manifestError = 'no manifest';
           continue;

@@ -143,7 +143,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   // One selected path (fetch, or restore of one subtree): only the shards that cover it are read.
   const under = selector.paths?.length === 1 ? selector.paths[0] : undefined;
   // A shard missing or damaged fails the entries of its range, not the whole restore.
-  const reader = await openSnapshot(storage, indexPrefix, listing.id, options.identities, options.tmpDir ?? tmpdir(), {
+  const reader = await openSnapshot(storage, listing, options.identities, options.tmpDir ?? tmpdir(), {
     signal,
     tolerateLostShards: true,
     ...(under ? { under } : {}),

@@ -19,6 +19,13 @@ const ID_RE = /^(.+)-(\d{8}T\d{6}\.\d{3}Z)$/;
 export const METADATA_SUFFIX = '.db.zst.age';
 /** Suffix of a snapshot's keyless manifest object. */
 export const MANIFEST_SUFFIX = '.manifest.json.zst';
+/** Suffix of a snapshot's signature object (optional, docs/FORMAT.md "Signatures"). */
+export const SIGNATURE_SUFFIX = '.sig';
+const INDEX_SUFFIXES: readonly (readonly ['root' | 'manifest' | 'signature', string])[] = [
+  ['root', METADATA_SUFFIX],
+  ['manifest', MANIFEST_SUFFIX],
+  ['signature', SIGNATURE_SUFFIX],
+];
 
 export interface ParsedSnapshotId {
   host: string;
@@ -113,26 +120,61 @@ export function parseSnapshotId(id: string): ParsedSnapshotId {
   return parsed;
 }
 
-function checkId(id: string): void {
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+function checkKeyParts(id: string, sha256: string): void {
   parseSnapshotId(id);
+  if (!HASH_RE.test(sha256)) throw new UsageError(`not a SHA-256 in hex: '${sha256}'`);
 }
 
 /**
- * Key of a snapshot's encrypted metadata: `<indexPrefix><id>.db.zst.age`.
- * @throws UsageError for a malformed id.
+ * Key of a snapshot's encrypted root: `<indexPrefix><id>.<sha256>.db.zst.age`, named by the
+ * SHA-256 of its stored bytes as blobs are, so a replaced root no longer matches its name
+ * (docs/FORMAT.md "Object layout").
+ * @throws UsageError for a malformed id or hash.
  */
-export function metadataKey(indexPrefix: string, id: string): string {
-  checkId(id);
-  return `${indexPrefix}${id}${METADATA_SUFFIX}`;
+export function metadataKey(indexPrefix: string, id: string, sha256: string): string {
+  checkKeyParts(id, sha256);
+  return `${indexPrefix}${id}.${sha256}${METADATA_SUFFIX}`;
 }
 
 /**
- * Key of a snapshot's keyless manifest: `<indexPrefix><id>.manifest.json.zst`.
- * @throws UsageError for a malformed id.
+ * Key of a snapshot's keyless manifest: `<indexPrefix><id>.<sha256>.manifest.json.zst`.
+ * @throws UsageError for a malformed id or hash.
  */
-export function manifestKey(indexPrefix: string, id: string): string {
-  checkId(id);
-  return `${indexPrefix}${id}${MANIFEST_SUFFIX}`;
+export function manifestKey(indexPrefix: string, id: string, sha256: string): string {
+  checkKeyParts(id, sha256);
+  return `${indexPrefix}${id}.${sha256}${MANIFEST_SUFFIX}`;
+}
+
+/**
+ * Key of a snapshot's signature: `<indexPrefix><id>.<sha256 of the root>.sig` (it signs the
+ * statement docs/FORMAT.md "Signatures" builds from the root's and the manifest's names).
+ * @throws UsageError for a malformed id or hash.
+ */
+export function signatureKey(indexPrefix: string, id: string, rootSha256: string): string {
+  checkKeyParts(id, rootSha256);
+  return `${indexPrefix}${id}.${rootSha256}${SIGNATURE_SUFFIX}`;
+}
+
+export type IndexObjectKind = 'root' | 'manifest' | 'signature';
+
+/**
+ * Parses an object name under the index prefix (the part after the prefix).
+ * @returns undefined for anything that is not `<id>.<sha256><suffix>` with a known suffix.
+ */
+export function parseIndexName(name: string): { kind: IndexObjectKind; id: string; sha256: string } | undefined {
+  for (const [kind, suffix] of INDEX_SUFFIXES) {
+    if (!name.endsWith(suffix)) continue;
+    const stem = name.slice(0, -suffix.length);
+    const dot = stem.length - 65;
+    if (dot < 1 || stem[dot] !== '.') return undefined;
+    const id = stem.slice(0, dot);
+    const sha256 = stem.slice(dot + 1);
+    if (!HASH_RE.test(sha256) || !tryParseSnapshotId(id)) return undefined;
+    return { kind, id, sha256 };
+  }
+  return undefined;
 }
 
 /** Orders snapshots by time, then host, then id: the order of `listSnapshots`. */

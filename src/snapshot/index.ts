@@ -8,19 +8,34 @@ export type { BlobRef, ChunkLocation, Entry, EntryType, ShardCounts, ShardRef, S
 export {
   MANIFEST_SUFFIX,
   METADATA_SUFFIX,
+  SIGNATURE_SUFFIX,
   compareSnapshots,
   formatSnapshotTime,
   isValidHost,
   makeSnapshotId,
   manifestKey,
   metadataKey,
+  parseIndexName,
   parseSnapshotId,
   parseSnapshotTime,
   sanitizeHostname,
+  signatureKey,
   tryParseSnapshotId,
+  type IndexObjectKind,
   type ParsedSnapshotId,
 } from './id.js';
-export { closestSnapshotIds, listSnapshots, resolveSnapshotId, scanIndex, type IndexScan, type SnapshotListing } from './list.js';
+export {
+  DEFAULT_CLOCK_RULES,
+  closestSnapshotIds,
+  judgeSnapshot,
+  listSnapshots,
+  resolveSnapshotId,
+  scanIndex,
+  type ClockRules,
+  type IndexObject,
+  type IndexScan,
+  type SnapshotListing,
+} from './list.js';
 export { MANIFEST_VERSION, blobListDifference, buildManifest, parseManifest, readManifest, type Manifest } from './manifest.js';
 export {
   METADATA_COMPRESSION_LEVEL,
@@ -32,7 +47,17 @@ export {
   type PublishOptions,
   type PublishedSnapshot,
 } from './pack.js';
-export { ShardUnavailableError, openShard, openSnapshot, readRoot, shardsCovering, type OpenMetadataOptions, type OpenSnapshotFromStoreOptions } from './open.js';
+export {
+  ShardUnavailableError,
+  checkSingleRoot,
+  openShard,
+  openSnapshot,
+  readRoot,
+  shardsCovering,
+  type OpenMetadataOptions,
+  type OpenSnapshotFromStoreOptions,
+  type RootRef,
+} from './open.js';
 export { describePath, descendantRange, entryPathProblem } from './paths.js';
 export {
   MetadataReader,

@@ -1,5 +1,5 @@
 /**
- * The keyless manifest: `<index_prefix><id>.manifest.json.zst`, a zstd-compressed JSON object
+ * The keyless manifest: `<index_prefix><id>.<sha256>.manifest.json.zst`, a zstd-compressed JSON object
  *
  *     { "version": 1, "snapshot": "<id>", "host": "<host>", "time": "<ISO 8601 UTC>",
  *       "blobs": [["<sha256 hex>", <size>], ...] }
@@ -10,11 +10,12 @@
  * only blob hashes and sizes, which are public anyway as object names and object sizes. `time`
  * is the start time in the id, repeated for readability.
  */
+import { createHash } from 'node:crypto';
 import zstdBinding from 'zstd-napi/binding.js';
 import { compressFrame, decompressFrame } from '../compress/zstd.js';
 import { ExitCode, VaultikError } from '../errors.js';
 import { isStorageError, type Storage } from '../storage/types.js';
-import { manifestKey, tryParseSnapshotId } from './id.js';
+import { tryParseSnapshotId } from './id.js';
 import { isHexHash } from './sql.js';
 import type { BlobRef } from './types.js';
 
@@ -119,15 +120,22 @@ export function parseManifest(data: Buffer, expectedId?: string): Manifest {
 const MAX_MANIFEST_OBJECT = 64 * 1024 * 1024;
 
 /**
- * Downloads and parses the manifest of snapshot `id` (keyless).
+ * Downloads and parses a manifest of snapshot `id` (keyless), checking that its bytes hash to its
+ * name (a replaced manifest is refused).
  * @returns undefined when the manifest object does not exist: prune, verify and the snapshot
  *   listing each report a missing manifest in their own way.
- * @throws VaultikError (DATA) when it is invalid (see parseManifest); StorageError from the store.
+ * @throws VaultikError (DATA) when it is invalid (see parseManifest) or not its name's hash;
+ *   StorageError from the store.
  */
-export async function readManifest(storage: Storage, indexPrefix: string, id: string, signal?: AbortSignal): Promise<Manifest | undefined> {
+export async function readManifest(
+  storage: Storage,
+  object: { key: string; sha256: string },
+  id: string,
+  signal?: AbortSignal,
+): Promise<Manifest | undefined> {
   let body;
   try {
-    body = await storage.get(manifestKey(indexPrefix, id), undefined, { signal });
+    body = await storage.get(object.key, undefined, { signal });
   } catch (err) {
     if (isStorageError(err, 'not-found')) return undefined;
     throw err;
@@ -142,7 +150,9 @@ export async function readManifest(storage: Storage, indexPrefix: string, id: st
     }
     parts.push(b);
   }
-  return parseManifest(Buffer.concat(parts), id);
+  const bytes = Buffer.concat(parts);
+  if (createHash('sha256').update(bytes).digest('hex') !== object.sha256) throw bad(`${object.key} does not hash to its name (replaced or damaged)`, id);
+  return parseManifest(bytes, id);
 }
 
 /**

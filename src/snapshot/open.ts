@@ -23,7 +23,7 @@ import { blobKey } from '../blob/key.js';
 import { AgeError, createDecryptStream, type Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
 import { StorageError, type Storage } from '../storage/types.js';
-import { metadataKey } from './id.js';
+import type { IndexObject } from './list.js';
 import { descendantRange } from './paths.js';
 import { checkAssembled, openShardFile, readRootFile, SnapshotReader, type LostShard, type RootContentsRead, type ShardReader } from './reader.js';
 import { INDEXES_DDL, TABLES_DDL } from './schema.js';
@@ -121,15 +121,35 @@ async function fetchDecrypted(
   }
 }
 
+/** Which root to read: a snapshot id and one of its root objects (a SnapshotListing fits). */
+export interface RootRef {
+  id: string;
+  root: Pick<IndexObject, 'key' | 'sha256'>;
+}
+
 /**
- * Downloads, decrypts and validates a snapshot's root: its row and its shards. The decrypted
+ * Refuses a snapshot whose id has several roots: all but one were written by someone else, and
+ * without a signature nothing tells which (docs/SECURITY.md "Forged snapshots").
+ * @throws VaultikError DATA naming the objects.
+ */
+export function checkSingleRoot(s: RootRef & { otherRoots: readonly Pick<IndexObject, 'key'>[] }): void {
+  if (s.otherRoots.length === 0) return;
+  const keys = [s.root, ...s.otherRoots].map((o) => o.key);
+  throw new VaultikError(
+    `snapshot ${s.id} has ${keys.length} root objects (${keys.join(', ')}): all but one were written by someone else; refusing to choose (see docs/SECURITY.md "Forged snapshots")`,
+    ExitCode.DATA,
+  );
+}
+
+/**
+ * Downloads, decrypts and validates a snapshot's root: its row and its shards. The stored bytes
+ * must hash to the root's name. The decrypted
  * file is deleted before returning.
  * @throws VaultikError NO_IDENTITY (wrong key), DATA (missing, corrupt or invalid); StorageError.
  */
 export async function readRoot(
   storage: Storage,
-  indexPrefix: string,
-  id: string,
+  ref: RootRef,
   identities: readonly Identity[],
   tmpDir: string,
   options: OpenMetadataOptions = {},
@@ -137,8 +157,8 @@ export async function readRoot(
   const dir = await mkdtemp(join(tmpDir, 'vaultik-snapshot-'));
   try {
     const path = join(dir, 'root.db');
-    await fetchDecrypted(storage, metadataKey(indexPrefix, id), identities, path, `snapshot ${id}`, options);
-    return readRootFile(path, id);
+    await fetchDecrypted(storage, ref.root.key, identities, path, `snapshot ${ref.id}`, options, ref.root.sha256);
+    return readRootFile(path, ref.id);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -200,7 +220,8 @@ export function shardsCovering(shards: readonly ShardRef[], path: Buffer): Shard
 }
 
 /**
- * Downloads, decrypts and validates a snapshot: its root, then its shards (only those covering
+ * Downloads, decrypts and validates a snapshot (refused when it has several roots:
+ * checkSingleRoot): its root, then its shards (only those covering
  * `under` when given), assembled into one DB. A wrong key fails at the root, before anything else
  * is read. close() the reader to delete the decrypted files.
  * @throws VaultikError NO_IDENTITY when no identity matches ("no identity matches this
@@ -209,13 +230,14 @@ export function shardsCovering(shards: readonly ShardRef[], path: Buffer): Shard
  */
 export async function openSnapshot(
   storage: Storage,
-  indexPrefix: string,
-  id: string,
+  snapshot: RootRef & { otherRoots: readonly Pick<IndexObject, 'key'>[] },
   identities: readonly Identity[],
   tmpDir: string,
   options: OpenSnapshotFromStoreOptions = {},
 ): Promise<SnapshotReader> {
-  const root = await readRoot(storage, indexPrefix, id, identities, tmpDir, options);
+  checkSingleRoot(snapshot);
+  const { id } = snapshot;
+  const root = await readRoot(storage, snapshot, identities, tmpDir, options);
   const wanted = options.under ? shardsCovering(root.shards, options.under) : root.shards;
   const lost: LostShard[] = [];
   const dir = await mkdtemp(join(tmpDir, 'vaultik-snapshot-'));

@@ -17,7 +17,7 @@ import { blobKey } from '../blob/key.js';
 import { createEncryptStream, type Recipient } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
 import type { StoreWriter } from '../storage/types.js';
-import { manifestKey, metadataKey, parseSnapshotId } from './id.js';
+import { manifestKey, metadataKey, parseSnapshotId, signatureKey } from './id.js';
 import { buildManifest } from './manifest.js';
 import type { BlobRef, ShardRef } from './types.js';
 import type { FinishedShard } from './writer.js';
@@ -180,6 +180,11 @@ export interface PublishOptions extends PackOptions {
   /** Every blob the snapshot needs, data and shards: the manifest lists them. */
   blobs: Iterable<BlobRef>;
   recipients: readonly Recipient[];
+  /**
+   * Signs a snapshot (opt-in, docs/SECURITY.md "Signed snapshots"): given the id and the hashes of
+   * the root and the manifest, returns the signature object's bytes.
+   */
+  sign?: (names: { snapshot: string; root: string; manifest: string }) => Buffer;
 }
 
 export interface PublishedSnapshot {
@@ -188,25 +193,37 @@ export interface PublishedSnapshot {
   /** Stored size of the root. */
   metadataSize: number;
   manifestKey: string;
+  /** The signature's key, when the snapshot was signed. */
+  signatureKey?: string;
 }
 
 /**
- * Uploads a snapshot's manifest, then its encrypted root, which is what makes the snapshot exist
- * (docs/DESIGN.md promise 5: metadata is written last, after every blob and shard it references —
- * the caller uploads those before calling this). A crash between the two writes leaves an orphan
- * manifest, never a snapshot without one. Uses only `put`.
+ * Uploads a snapshot's manifest, its signature (when signing), then its encrypted root, which is
+ * what makes the snapshot exist (docs/DESIGN.md promise 5: metadata is written last, after every
+ * blob and shard it references — the caller uploads those before calling this). Each is named by
+ * the SHA-256 of its bytes. A crash between the writes leaves an orphan manifest or signature,
+ * never a snapshot without one. Uses only `put`.
  * @throws VaultikError / StorageError from reading the DB or uploading.
  */
 export async function publishSnapshot(storage: StoreWriter, options: PublishOptions): Promise<PublishedSnapshot> {
   const { id } = options;
   parseSnapshotId(id);
-  const mKey = manifestKey(options.indexPrefix, id);
-  await storage.put(mKey, buildManifest(id, options.blobs), { signal: options.signal });
+  const manifest = buildManifest(id, options.blobs);
+  const manifestSha256 = createHash('sha256').update(manifest).digest();
+  const mKey = manifestKey(options.indexPrefix, id, manifestSha256.toString('hex'));
+  await storage.put(mKey, manifest, { sha256: manifestSha256, signal: options.signal });
   const packed = await packMetadata(options.rootPath, options.recipients, options);
   try {
-    const key = metadataKey(options.indexPrefix, id);
+    const rootHash = packed.sha256.toString('hex');
+    let sigKey: string | undefined;
+    if (options.sign) {
+      sigKey = signatureKey(options.indexPrefix, id, rootHash);
+      const signature = options.sign({ snapshot: id, root: rootHash, manifest: manifestSha256.toString('hex') });
+      await storage.put(sigKey, signature, { sha256: createHash('sha256').update(signature).digest(), signal: options.signal });
+    }
+    const key = metadataKey(options.indexPrefix, id, rootHash);
     await storage.put(key, packed, { sha256: packed.sha256, signal: options.signal });
-    return { id, metadataKey: key, metadataSize: packed.size, manifestKey: mKey };
+    return { id, metadataKey: key, metadataSize: packed.size, manifestKey: mKey, ...(sigKey !== undefined ? { signatureKey: sigKey } : {}) };
   } finally {
     await packed.dispose();
   }

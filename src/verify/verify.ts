@@ -65,7 +65,9 @@ export type VerifyProblem =
   | { kind: 'no-manifest'; snapshot: string }
   | { kind: 'bad-metadata'; snapshot: string; message: string }
   | { kind: 'manifest-mismatch'; snapshot: string; message: string }
-  | { kind: 'bad-chunk'; hash: string; offset: number; message: string };
+  | { kind: 'bad-chunk'; hash: string; offset: number; message: string }
+  | { kind: 'suspect'; snapshot: string; reasons: string[] }
+  | { kind: 'bad-root'; snapshot: string; key: string; message: string };
 
 export interface VerifyReport {
   deep: boolean;
@@ -81,6 +83,7 @@ export interface VerifyReport {
   unreferenced: { count: number; bytes: number; first: string[] };
   /** Chunks decrypted and checked (deep). */
   chunks: { count: number; bytes: number };
+  /** Manifests and signatures whose snapshot has no root. */
   orphanManifests: string[];
   unknownKeys: { count: number; first: string[] };
   problems: VerifyProblem[];
@@ -104,6 +107,10 @@ export function describeProblem(p: VerifyProblem): string {
       return `snapshot ${p.snapshot}: the manifest does not match the metadata: ${p.message}`;
     case 'bad-chunk':
       return `blob ${p.hash}, chunk at offset ${p.offset}: ${p.message}`;
+    case 'suspect':
+      return `snapshot ${p.snapshot} is suspect: ${p.reasons.join('; ')}`;
+    case 'bad-root':
+      return `snapshot ${p.snapshot}: root ${p.key}: ${p.message}`;
   }
 }
 
@@ -140,22 +147,31 @@ export async function verifyStore(storage: Storage, options: VerifyOptions): Pro
   const manifests = new Map<string, { hash: string; size: number }[]>();
   for (const s of index.snapshots) {
     options.signal?.throwIfAborted();
+    if (s.suspect.length > 0) problem({ kind: 'suspect', snapshot: s.id, reasons: s.suspect });
+    // Each root must hash to its name: a replaced one is found without the key.
+    for (const root of [s.root, ...s.otherRoots]) {
+      const got = await hashObject(storage, root.key, options.signal);
+      if (got === undefined) continue; // gone since the listing (a concurrent forget)
+      if (got.hash !== root.sha256) problem({ kind: 'bad-root', snapshot: s.id, key: root.key, message: `its bytes hash to ${got.hash}: replaced or damaged` });
+    }
     if (!s.hasManifest) {
       problem({ kind: 'no-manifest', snapshot: s.id });
       continue;
     }
-    try {
-      const m = await readManifest(storage, options.indexPrefix, s.id, options.signal);
-      if (!m) {
-        problem({ kind: 'no-manifest', snapshot: s.id });
-        continue;
+    for (const object of s.manifests) {
+      try {
+        const m = await readManifest(storage, object, s.id, options.signal);
+        if (!m) {
+          problem({ kind: 'no-manifest', snapshot: s.id });
+          continue;
+        }
+        for (const b of m.blobs) if (!referenced.has(b.hash)) referenced.set(b.hash, b.size);
+        // Kept only when deep (compared with the metadata below); a keyless run drops it.
+        if (options.deep && s.manifests.length === 1) manifests.set(s.id, m.blobs);
+      } catch (err) {
+        if (!(err instanceof VaultikError) || err.exitCode !== ExitCode.DATA) throw err;
+        problem({ kind: 'bad-manifest', snapshot: s.id, message: err.message });
       }
-      for (const b of m.blobs) if (!referenced.has(b.hash)) referenced.set(b.hash, b.size);
-      // Kept only when deep (compared with the metadata below); a keyless run drops it.
-      if (options.deep) manifests.set(s.id, m.blobs);
-    } catch (err) {
-      if (!(err instanceof VaultikError) || err.exitCode !== ExitCode.DATA) throw err;
-      problem({ kind: 'bad-manifest', snapshot: s.id, message: err.message });
     }
   }
 
@@ -231,7 +247,7 @@ export async function verifyStore(storage: Storage, options: VerifyOptions): Pro
       referenced: referenced.size,
       unreferenced,
       chunks,
-      orphanManifests: index.orphanManifests,
+      orphanManifests: [...index.orphanManifests, ...index.orphanSignatures].map((o) => o.key),
       unknownKeys: unknown,
       problems,
       durationMs: Date.now() - started,
@@ -269,7 +285,7 @@ async function openAll(
     options.signal?.throwIfAborted();
     let refs;
     try {
-      const root = await readRoot(storage, options.indexPrefix, s.id, deep.identities, tmpDir, opts);
+      const root = await readRoot(storage, s, deep.identities, tmpDir, opts);
       const read: { ref: ShardRef; blobs: BlobRef[] }[] = [];
       for (const ref of root.shards) {
         const key = shardRefKey(ref);
@@ -322,9 +338,10 @@ async function attributeMissing(
     needs.set(hash, set);
   };
   for (const s of snapshots) {
-    if (!s.hasManifest) continue;
-    const m = await readManifest(storage, options.indexPrefix, s.id, options.signal).catch(() => undefined);
-    for (const b of m?.blobs ?? []) add(b.hash, s.id);
+    for (const object of s.manifests) {
+      const m = await readManifest(storage, object, s.id, options.signal).catch(() => undefined);
+      for (const b of m?.blobs ?? []) add(b.hash, s.id);
+    }
   }
   for (const r of readers) for (const b of r.reader.blobs()) for (const id of r.ids) add(b.hash, id);
   return new Map([...needs].map(([h, ids]) => [h, [...ids].sort()]));

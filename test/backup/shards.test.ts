@@ -15,6 +15,7 @@ import { executeForget, executePrune, planForget, planPrune } from '../../src/pr
 import { runRestore } from '../../src/restore/index.js';
 import { blobKey } from '../../src/blob/index.js';
 import { listSnapshots, readRoot, type ShardLimits } from '../../src/snapshot/index.js';
+import { listingOf } from '../helpers/snapshots.js';
 import { openStorage } from '../../src/storage/index.js';
 import { verifyStore } from '../../src/verify/index.js';
 import { goldenCopy } from '../hardening/kit.js';
@@ -80,7 +81,7 @@ const newKeys = (before: Map<string, number>, after: Map<string, number>): strin
 async function shardHashes(w: Workspace, id: string): Promise<string[]> {
   const storage = openStorage(w.config().storage);
   try {
-    const root = await readRoot(storage, 'index/', id, [parseIdentity(w.identity)], scratch.dir);
+    const root = await readRoot(storage, await listingOf(storage, 'index/', id), [parseIdentity(w.identity)], scratch.dir);
     return root.shards.map((s) => s.hash);
   } finally {
     await storage.close();
@@ -193,7 +194,7 @@ describe('shards reused by reference', () => {
     const config = ws.config();
     const s = await backup(config);
     const storage = openStorage(config.storage);
-    const root = await readRoot(storage, 'index/', s.snapshotId, [parseIdentity(ws.identity)], scratch.dir);
+    const root = await readRoot(storage, await listingOf(storage, 'index/', s.snapshotId), [parseIdentity(ws.identity)], scratch.dir);
     await storage.close();
     const holder = (rel: string): number => {
       const p = Buffer.from(join(ws!.src, rel).slice(1));
@@ -294,7 +295,7 @@ describe('shards reused by reference', () => {
     const identities = [parseIdentity(ws.identity)];
     const storage = openStorage(config.storage);
     try {
-      const root = await readRoot(storage, 'index/', s.snapshotId, identities, scratch.dir);
+      const root = await readRoot(storage, await listingOf(storage, 'index/', s.snapshotId), identities, scratch.dir);
       // A shard in the middle that holds files only (its directory's entry is elsewhere).
       const victim = root.shards[Math.floor(root.shards.length / 2)]!;
       const inVictim = (rel: string): boolean => {

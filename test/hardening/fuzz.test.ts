@@ -27,6 +27,7 @@ import { buildManifest, makeSnapshotId, openShardFile, openSnapshot, parseManife
 import { MemoryStorage } from '../helpers/memoryStorage.js';
 import { pseudoRandom } from '../helpers/tree.js';
 import { int, prng, suiteSeed } from './kit.js';
+import { listingOf } from '../helpers/snapshots.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vaultik-fuzz-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -348,7 +349,7 @@ describe('fuzz: snapshot metadata', () => {
       if (!ok) continue;
       published++;
       await attempt('metadata via store', async () => {
-        const r = await openSnapshot(storage, 'index/', fuzzId, identities, tmp);
+        const r = await openSnapshot(storage, await listingOf(storage, 'index/', fuzzId), identities, tmp);
         try {
           consume(r);
         } finally {

@@ -117,7 +117,7 @@ export async function storeProblems(storage: Storage): Promise<string[]> {
     }
   }
   for (const s of await listSnapshots(storage, 'index/')) {
-    const m = await readManifest(storage, 'index/', s.id);
+    const m = s.manifests[0] ? await readManifest(storage, s.manifests[0], s.id) : undefined;
     if (!m) problems.push(`snapshot ${s.id} has no manifest`);
     for (const b of m?.blobs ?? []) if (!set.has(blobKey(b.hash))) problems.push(`snapshot ${s.id} references missing blob ${b.hash}`);
   }

@@ -33,6 +33,7 @@ import {
   type Entry,
 } from '../../src/snapshot/index.js';
 import type { Storage } from '../../src/storage/types.js';
+import { listingOf } from '../helpers/snapshots.js';
 
 export const INDEX = 'index/';
 export const DAY = 24 * 3600 * 1000;
@@ -197,7 +198,7 @@ export class Source {
  * @throws whatever opening or reading fails with (missing blob, wrong key, corrupt data).
  */
 export async function readSnapshot(storage: Storage, id: string, identities: readonly Identity[], tmpDir: string): Promise<Map<string, Buffer>> {
-  const reader = await openSnapshot(storage, INDEX, id, identities, tmpDir);
+  const reader = await openSnapshot(storage, await listingOf(storage, INDEX, id), identities, tmpDir);
   try {
     const sizes = new Map(reader.blobs().map((b) => [b.hash, b.size]));
     const opened = new Map<string, AgeRandomAccess>();

@@ -13,10 +13,11 @@ import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { DEFAULT_GRACE_MS, PruneRefusedError, executeForget, executePrune, planForget, planPrune, type PruneOptions } from '../../src/prune/index.js';
-import { buildManifest, manifestKey, metadataKey, type ChunkLocation } from '../../src/snapshot/index.js';
+import { buildManifest, listSnapshots, type ChunkLocation } from '../../src/snapshot/index.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import type { Storage } from '../../src/storage/types.js';
 import { verifyStore } from '../../src/verify/index.js';
+import { listingOf, putIndexObject } from '../helpers/snapshots.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { DAY, INDEX, Source, allKeys, blobKeys, keysUnder, newKeys, readSnapshot, sampleFiles, setMtime, type Keys } from './kit.js';
 
@@ -59,11 +60,8 @@ function options(store: Store, extra: Partial<PruneOptions> = {}, k: Keys = keys
 async function referencedByManifests(storage: Storage): Promise<Set<string>> {
   const { readManifest } = await import('../../src/snapshot/index.js');
   const out = new Set<string>();
-  for (const k of await keysUnder(storage, INDEX)) {
-    if (!k.endsWith('.db.zst.age')) continue;
-    const id = k.slice(INDEX.length, -'.db.zst.age'.length);
-    const m = await readManifest(storage, INDEX, id);
-    for (const b of m?.blobs ?? []) out.add(b.hash);
+  for (const s of await listSnapshots(storage, INDEX)) {
+    for (const object of s.manifests) for (const b of (await readManifest(storage, object, s.id))?.blobs ?? []) out.add(b.hash);
   }
   return out;
 }
@@ -179,18 +177,18 @@ describe('prune: safety', () => {
     await withGarbage();
     const orphanOld = 'h-20250101T000000.000Z';
     const orphanYoung = 'h-20250102T000000.000Z';
-    await store.storage.put(manifestKey(INDEX, orphanOld), buildManifest(orphanOld, []));
-    await store.storage.put(manifestKey(INDEX, orphanYoung), buildManifest(orphanYoung, []));
+    const oldKey = await putIndexObject(store.storage, 'manifest', INDEX, orphanOld, buildManifest(orphanOld, []));
+    const youngKey = await putIndexObject(store.storage, 'manifest', INDEX, orphanYoung, buildManifest(orphanYoung, []));
     await store.ageAll(2 * DAY);
-    setMtime(store.root, manifestKey(INDEX, orphanYoung), new Date());
+    setMtime(store.root, youngKey, new Date());
     const plan = await planPrune(store.storage, options(store));
-    expect(plan.deleteManifests.map((m) => m.key)).toEqual([manifestKey(INDEX, orphanOld)]);
+    expect(plan.deleteManifests.map((m) => m.key)).toEqual([oldKey]);
     expect(plan.keepYoungManifests).toBe(1);
     const result = await executePrune(store.storage, plan, options(store));
     expect(result.deletedManifests).toBe(1);
     const index = await keysUnder(store.storage, INDEX);
-    expect(index).toContain(manifestKey(INDEX, orphanYoung));
-    expect(index).not.toContain(manifestKey(INDEX, orphanOld));
+    expect(index).toContain(youngKey);
+    expect(index).not.toContain(oldKey);
   });
 
   it('with the wrong key deletes nothing and fails with NO_IDENTITY', async () => {
@@ -210,8 +208,8 @@ describe('prune: safety', () => {
     const { kept } = await withGarbage();
     await store.ageAll(2 * DAY);
     // The manifest "forgets" nothing but invents a blob; any difference stops prune.
-    await store.storage.delete([manifestKey(INDEX, kept)]);
-    await store.storage.put(manifestKey(INDEX, kept), buildManifest(kept, [{ hash: 'ab'.repeat(32), size: 10 }]));
+    await store.storage.delete([(await listingOf(store.storage, INDEX, kept)).manifests[0]!.key]);
+    await putIndexObject(store.storage, 'manifest', INDEX, kept, buildManifest(kept, [{ hash: 'ab'.repeat(32), size: 10 }]));
     const before = await allKeys(store.storage);
     const err = await planPrune(store.storage, options(store)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PruneRefusedError);
@@ -241,8 +239,8 @@ describe('prune: safety', () => {
   it('stops when a snapshot metadata cannot be read', async () => {
     const { kept } = await withGarbage();
     await store.ageAll(2 * DAY);
-    await store.storage.delete([metadataKey(INDEX, kept)]);
-    await store.storage.put(metadataKey(INDEX, kept), Buffer.from('not an age file'));
+    await store.storage.delete([(await listingOf(store.storage, INDEX, kept)).root.key]);
+    await putIndexObject(store.storage, 'root', INDEX, kept, Buffer.from('not an age file'));
     await expect(planPrune(store.storage, options(store))).rejects.toThrow(/metadata unreadable/);
   });
 
@@ -261,8 +259,9 @@ describe('prune: safety', () => {
     expect(plan.warnings.join('\n')).toMatch(new RegExp(`SNAPSHOT ${kept} IS DAMAGED`));
     // Garbage still goes; nothing the damaged snapshot's manifest lists does.
     expect(plan.deleteBlobs.map((b) => b.key.split('/').pop()).sort()).toEqual([...garbage].sort());
+    const rootKey = (await listingOf(store.storage, INDEX, kept)).root.key;
     await executePrune(store.storage, plan, options(store));
-    expect(await keysUnder(store.storage, INDEX)).toContain(metadataKey(INDEX, kept));
+    expect(await keysUnder(store.storage, INDEX)).toContain(rootKey);
     const left = new Set((await blobKeys(store.storage)).map((k) => k.split('/').pop()));
     for (const h of referenced) if (h !== lost) expect(left.has(h), h).toBe(true);
   });

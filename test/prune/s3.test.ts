@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { S3MultipartJanitor, executeForget, executePrune, planForget, planPrune, type PruneOptions } from '../../src/prune/index.js';
-import { readManifest } from '../../src/snapshot/index.js';
+import { listSnapshots, readManifest } from '../../src/snapshot/index.js';
 import { openStorage } from '../../src/storage/open.js';
 import { S3Storage } from '../../src/storage/s3.js';
 import type { Storage } from '../../src/storage/types.js';
@@ -25,7 +25,7 @@ import { verifyStore } from '../../src/verify/index.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { DAY, INDEX, Source, allKeys, blobKeys, keysUnder, newKeys, readSnapshot, sampleFiles } from './kit.js';
+import { DAY, INDEX, Source, allKeys, blobKeys, newKeys, readSnapshot, sampleFiles } from './kit.js';
 
 const tmp = makeTempDir('vaultik-prune-s3-');
 const keys = newKeys();
@@ -56,10 +56,8 @@ const later = (ms: number) => (): Date => new Date(Date.now() + ms);
 
 async function referenced(storage: Storage): Promise<Set<string>> {
   const out = new Set<string>();
-  for (const k of await keysUnder(storage, INDEX)) {
-    if (!k.endsWith('.db.zst.age')) continue;
-    const m = await readManifest(storage, INDEX, k.slice(INDEX.length, -'.db.zst.age'.length));
-    for (const b of m?.blobs ?? []) out.add(b.hash);
+  for (const s of await listSnapshots(storage, INDEX)) {
+    for (const object of s.manifests) for (const b of (await readManifest(storage, object, s.id))?.blobs ?? []) out.add(b.hash);
   }
   return out;
 }

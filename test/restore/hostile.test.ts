@@ -47,7 +47,7 @@ async function craft(
   );
   if (!options.perEntryShards) return { outside, target, error };
   const [listing] = await listSnapshots(storage, 'index/');
-  const { info, shards } = await readRoot(storage, 'index/', listing!.id, key.identities, dir);
+  const { info, shards } = await readRoot(storage, listing!, key.identities, dir);
   return { outside, target, error, shards: shards.length, entries: info.fileCount + info.dirCount + info.symlinkCount + info.otherCount };
 }
 

@@ -5,12 +5,15 @@ import {
   compareSnapshots,
   listSnapshots,
   makeSnapshotId,
+  judgeSnapshot,
   manifestKey,
   metadataKey,
+  parseIndexName,
   parseSnapshotId,
   resolveSnapshotId,
   sanitizeHostname,
   scanIndex,
+  signatureKey,
   tryParseSnapshotId,
   type SnapshotListing,
 } from '../../src/snapshot/index.js';
@@ -68,16 +71,45 @@ describe('snapshot ids', () => {
     expect([...ids].reverse().sort()).toEqual(ids);
   });
 
-  it('derives object keys', () => {
-    expect(metadataKey('index/', 'web1-20261127T031500.123Z')).toBe('index/web1-20261127T031500.123Z.db.zst.age');
-    expect(manifestKey('index/', 'web1-20261127T031500.123Z')).toBe('index/web1-20261127T031500.123Z.manifest.json.zst');
-    expect(() => metadataKey('index/', '../x')).toThrow(UsageError);
+  it('derives object keys named by content hash, and parses them back', () => {
+    const id = 'web1-20261127T031500.123Z';
+    const h = 'ab'.repeat(32);
+    expect(metadataKey('index/', id, h)).toBe(`index/${id}.${h}.db.zst.age`);
+    expect(manifestKey('index/', id, h)).toBe(`index/${id}.${h}.manifest.json.zst`);
+    expect(signatureKey('index/', id, h)).toBe(`index/${id}.${h}.sig`);
+    expect(() => metadataKey('index/', '../x', h)).toThrow(UsageError);
+    expect(() => metadataKey('index/', id, 'AB'.repeat(32))).toThrow(UsageError);
+    expect(parseIndexName(`${id}.${h}.db.zst.age`)).toEqual({ kind: 'root', id, sha256: h });
+    expect(parseIndexName(`${id}.${h}.manifest.json.zst`)).toEqual({ kind: 'manifest', id, sha256: h });
+    expect(parseIndexName(`${id}.${h}.sig`)).toEqual({ kind: 'signature', id, sha256: h });
+    // The name layout of vaultik 0.2.0 (no hash), short hashes, a bad id: not index objects.
+    for (const name of [`${id}.db.zst.age`, `${id}.${h.slice(1)}.db.zst.age`, `x.${h}.db.zst.age`, `${id}${h}.db.zst.age`, `${id}.${h}.txt`]) {
+      expect(parseIndexName(name)).toBeUndefined();
+    }
   });
 });
 
-function listing(id: string): SnapshotListing {
+const H = (n: number): string => n.toString(16).padStart(64, '0');
+
+function listing(id: string, storeTime?: Date): SnapshotListing {
   const { host, time } = parseSnapshotId(id);
-  return { id, host, time, metadataSize: 1, metadataModified: time, hasManifest: true };
+  const root = { key: `index/${id}.${H(1)}.db.zst.age`, sha256: H(1), size: 1, lastModified: storeTime ?? time };
+  const s: SnapshotListing = {
+    id,
+    host,
+    time,
+    root,
+    otherRoots: [],
+    manifests: [],
+    signatures: [],
+    storeTime: root.lastModified,
+    suspect: [],
+    metadataSize: 1,
+    metadataModified: root.lastModified,
+    hasManifest: true,
+  };
+  s.suspect = judgeSnapshot(s);
+  return s;
 }
 
 describe('listing and resolving snapshots (keyless)', () => {
@@ -87,30 +119,71 @@ describe('listing and resolving snapshots (keyless)', () => {
     const a = 'web-1-20261127T031500.123Z';
     const b = 'db-20261127T031500.123Z';
     const c = 'web-1-20261126T000000.000Z';
-    await put(metadataKey('index/', a));
-    await put(manifestKey('index/', a));
-    await put(metadataKey('index/', b));
-    await put(metadataKey('index/', c));
-    await put(manifestKey('index/', c));
-    await put(manifestKey('index/', 'orphan-20261127T000000.000Z'));
+    await put(metadataKey('index/', a, H(1)));
+    await put(manifestKey('index/', a, H(2)));
+    await put(metadataKey('index/', b, H(3)));
+    await put(metadataKey('index/', c, H(4)));
+    await put(manifestKey('index/', c, H(5)));
+    await put(manifestKey('index/', 'orphan-20261127T000000.000Z', H(6)));
+    await put(signatureKey('index/', 'orphan-20261127T000000.000Z', H(7)));
     await put('index/README');
-    await put('index/sub/web-20261127T031500.123Z.db.zst.age');
+    await put(`index/${a}.db.zst.age`);
+    await put(`index/sub/web-20261127T031500.123Z.${H(8)}.db.zst.age`);
     await put('blobs/aa/bb/xyz');
     const scan = await scanIndex(s, 'index/');
-    expect(scan.snapshots.map((x) => [x.id, x.hasManifest, x.metadataSize])).toEqual([
-      [c, true, metadataKey('index/', c).length],
-      [b, false, metadataKey('index/', b).length],
-      [a, true, metadataKey('index/', a).length],
+    expect(scan.snapshots.map((x) => [x.id, x.hasManifest, x.metadataSize, x.root.sha256])).toEqual([
+      [c, true, metadataKey('index/', c, H(4)).length, H(4)],
+      [b, false, metadataKey('index/', b, H(3)).length, H(3)],
+      [a, true, metadataKey('index/', a, H(1)).length, H(1)],
     ]);
-    expect(scan.orphanManifests).toEqual(['orphan-20261127T000000.000Z']);
-    expect(scan.unknownKeys).toEqual(['index/README', 'index/sub/web-20261127T031500.123Z.db.zst.age']);
+    expect(scan.snapshots[2]!.manifests.map((m) => m.sha256)).toEqual([H(2)]);
+    expect(scan.orphanManifests.map((o) => o.key)).toEqual([manifestKey('index/', 'orphan-20261127T000000.000Z', H(6))]);
+    expect(scan.orphanSignatures.map((o) => o.key)).toEqual([signatureKey('index/', 'orphan-20261127T000000.000Z', H(7))]);
+    expect(scan.unknownKeys).toEqual(['index/README', `index/${a}.db.zst.age`, `index/sub/web-20261127T031500.123Z.${H(8)}.db.zst.age`]);
     expect((await listSnapshots(s, 'index/')).map((x) => x.host)).toEqual(['web-1', 'db', 'web-1']);
     expect(s.calls.filter((x) => x.startsWith('get'))).toEqual([]);
   });
 
+  it('judges a snapshot by its id time against the store time, and by how many roots and manifests it has', () => {
+    const id = 'web-20261127T031500.000Z';
+    const t = parseSnapshotId(id).time.getTime();
+    const at = (ms: number): Date => new Date(t + ms);
+    const min = 60_000;
+    expect(listing(id, at(0)).suspect).toEqual([]);
+    expect(listing(id, at(-14 * min)).suspect).toEqual([]); // clocks 14 min apart
+    expect(listing(id, at(-16 * min)).suspect).toEqual(['id time is 16 min after the store recorded it']);
+    expect(listing(id, at(-30 * 86_400_000)).suspect).toEqual(['id time is 30 d after the store recorded it']);
+    expect(listing(id, at(6 * 86_400_000)).suspect).toEqual([]); // a six-day first backup
+    expect(listing(id, at(7 * 86_400_000 + 16 * min)).suspect).toEqual(['stored 7 d after its id time, longer than a backup run (7 d)']);
+    expect(judgeSnapshot({ ...listing(id), storeTime: at(-20 * min) }, { toleranceMs: 30 * min, maxRunMs: 0 })).toEqual([]);
+    const two = { ...listing(id), otherRoots: [listing(id).root], manifests: [listing(id).root, listing(id).root] };
+    expect(judgeSnapshot(two)).toEqual(['2 root objects share its id', '2 manifests share its id']);
+  });
+
+  it('two roots under one id: both listed, the earlier-stored one first, and the snapshot suspect', async () => {
+    const s = new MemoryStorage();
+    const id = 'web-20261127T031500.123Z';
+    await s.put(metadataKey('index/', id, H(9)), Buffer.from('first'));
+    await s.put(metadataKey('index/', id, H(1)), Buffer.from('second'));
+    const [only] = await listSnapshots(s, 'index/');
+    expect(only!.otherRoots).toHaveLength(1);
+    expect(only!.suspect.some((r) => r.includes('2 root objects'))).toBe(true);
+  });
+
+  it('latest never resolves to a suspect snapshot; an explicit id still does', () => {
+    const real = listing('web-20261127T031500.000Z');
+    const future = listing('web-20271127T031500.000Z', real.time);
+    expect(future.suspect).not.toEqual([]);
+    const list = [real, future].sort(compareSnapshots);
+    expect(resolveSnapshotId(list, 'latest').id).toBe(real.id);
+    expect(resolveSnapshotId(list, 'latest', 'web').id).toBe(real.id);
+    expect(resolveSnapshotId(list, future.id).id).toBe(future.id);
+    expect(() => resolveSnapshotId([future], 'latest')).toThrow(/above suspicion/);
+  });
+
   it('resolves latest (per host or overall) and exact ids', () => {
     const ids = ['web-1-20261127T031500.123Z', 'db-20261128T000000.000Z', 'web-1-20261126T000000.000Z', 'web-1-20261125T000000.000Z'];
-    const list = ids.map(listing).sort(compareSnapshots);
+    const list = ids.map((id) => listing(id)).sort(compareSnapshots);
     expect(resolveSnapshotId(list, 'latest').id).toBe('db-20261128T000000.000Z');
     expect(resolveSnapshotId(list, 'latest', 'web-1').id).toBe('web-1-20261127T031500.123Z');
     expect(resolveSnapshotId(list, 'web-1-20261126T000000.000Z').id).toBe('web-1-20261126T000000.000Z');
@@ -120,7 +193,7 @@ describe('listing and resolving snapshots (keyless)', () => {
 
   it('an unknown id is a usage error listing the closest ids', () => {
     const ids = ['web-1-20261127T031500.123Z', 'web-1-20261126T000000.000Z', 'db-20261128T000000.000Z', 'web-1-20251127T031500.123Z', 'mail-20200101T000000.000Z'];
-    const list = ids.map(listing);
+    const list = ids.map((id) => listing(id));
     let err: unknown;
     try {
       resolveSnapshotId(list, 'web-1-20261127T031500.124Z');

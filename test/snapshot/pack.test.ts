@@ -67,16 +67,18 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
     const storage = new MemoryStorage();
     const built = await staged.writer.publish(storage, staged.summary, { indexPrefix: 'index/', recipients, limits: SMALL });
     expect(built.shards.length).toBe(5); // 17 entries, 4 per shard
+    const [listing] = await listSnapshots(storage, 'index/');
+    const rootKey = listing!.root.key;
+    const manifest = listing!.manifests[0]!;
     // Shards first, then the manifest, then the root: a snapshot never exists without them.
-    expect(storage.calls).toEqual([
-      ...built.shards.map((sh) => `put ${blobKey(sh.hash)}`),
-      `put ${manifestKey('index/', SAMPLE_ID)}`,
-      `put ${metadataKey('index/', SAMPLE_ID)}`,
-    ]);
+    // Root and manifest are named by the SHA-256 of their stored bytes, as blobs are.
+    expect(storage.calls).toEqual([...built.shards.map((sh) => `put ${blobKey(sh.hash)}`), `put ${manifest.key}`, `put ${rootKey}`]);
+    expect(rootKey).toBe(metadataKey('index/', SAMPLE_ID, sha256(storage.objects.get(rootKey)!.data).toString('hex')));
+    expect(manifest.key).toBe(manifestKey('index/', SAMPLE_ID, sha256(storage.objects.get(manifest.key)!.data).toString('hex')));
     // The manifest lists the data blobs and the shards.
     const listedBlobs = [...staged.blobs, ...built.shards.map((sh) => ({ hash: sh.hash, size: sh.size }))].sort((a, b) => (a.hash < b.hash ? -1 : 1));
-    expect(parseManifest(storage.objects.get(manifestKey('index/', SAMPLE_ID))!.data, SAMPLE_ID).blobs).toEqual(listedBlobs);
-    expect((await readManifest(storage, 'index/', SAMPLE_ID))?.blobs).toEqual(listedBlobs);
+    expect(parseManifest(storage.objects.get(manifest.key)!.data, SAMPLE_ID).blobs).toEqual(listedBlobs);
+    expect((await readManifest(storage, manifest, SAMPLE_ID))?.blobs).toEqual(listedBlobs);
     const listed = await listSnapshots(storage, 'index/');
     expect(listed.map((l) => [l.id, l.hasManifest])).toEqual([[SAMPLE_ID, true]]);
     // Each shard is named by the SHA-256 of its stored bytes, like every blob.
@@ -90,7 +92,7 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
 
     const restoreTmp = join(tmp.dir, 'restore-tmp');
     runTool('mkdir', ['-p', restoreTmp]);
-    const r = await openSnapshot(storage, 'index/', SAMPLE_ID, identities, restoreTmp);
+    const r = await openSnapshot(storage, listing!, identities, restoreTmp);
     const one = writeSample(join(tmp.dir));
     const original = openShardFile(one.finished.dbPath);
     try {
@@ -115,7 +117,7 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
 
     // One path reads the root and only the shards that cover it.
     storage.calls.length = 0;
-    const sub = await openSnapshot(storage, 'index/', SAMPLE_ID, identities, restoreTmp, { under: Buffer.from('home/u/data/sub') });
+    const sub = await openSnapshot(storage, listing!, identities, restoreTmp, { under: Buffer.from('home/u/data/sub') });
     try {
       expect(sub.complete).toBe(false);
       expect([...sub.entries({ under: Buffer.from('home/u/data/sub') })].map((e) => e.path.toString())).toEqual(['home/u/data/sub', 'home/u/data/sub/x']);
@@ -141,7 +143,7 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
       writeFileSync(db, runTool('zstd', ['-d', '-c'], runTool('age', ['-d', '-i', keyFile, file])));
       return db;
     };
-    const root = decrypt(storage.objects.get(metadataKey('index/', SAMPLE_ID))!.data, 'root');
+    const root = decrypt(storage.objects.get((await listSnapshots(storage, 'index/'))[0]!.root.key)!.data, 'root');
     const shardHashes = runTool('sqlite3', [root, 'SELECT lower(hex(blob)) FROM shards ORDER BY first_path']).toString().trim().split('\n');
     expect(shardHashes).toEqual(built.shards.map((sh) => sh.hash));
     const paths: string[] = [];
@@ -200,28 +202,48 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
     const work = join(tmp.dir, 'work');
     runTool('mkdir', ['-p', work]);
     const other = [parseIdentity(generateKeyPair().identity)];
-    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, other, work)).rejects.toMatchObject({
+    const [listing] = await listSnapshots(storage, 'i/');
+    await expect(openSnapshot(storage, listing!, other, work)).rejects.toMatchObject({
       exitCode: ExitCode.NO_IDENTITY,
       message: expect.stringMatching(/no identity matches this backup/) as unknown,
     });
-    const key = metadataKey('i/', SAMPLE_ID);
+    const key = listing!.root.key;
     const obj = storage.objects.get(key)!;
     const flipped = Buffer.from(obj.data);
     flipped[flipped.length - 100]! ^= 1;
     storage.objects.set(key, { ...obj, data: flipped });
-    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({ exitCode: ExitCode.DATA });
+    await expect(openSnapshot(storage, listing!, identities, work)).rejects.toMatchObject({ exitCode: ExitCode.DATA });
     storage.objects.set(key, { ...obj, data: obj.data.subarray(0, obj.data.length - 10) });
-    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({ exitCode: ExitCode.DATA });
+    await expect(openSnapshot(storage, listing!, identities, work)).rejects.toMatchObject({ exitCode: ExitCode.DATA });
+    // Another root that decrypts fine (the same snapshot written again) in place of this one:
+    // refused by its name, however well it decrypts.
+    const again = stageSample(join(tmp.dir, 'again'));
+    const otherStore = new MemoryStorage();
+    await again.writer.publish(otherStore, again.summary, { indexPrefix: 'i/', recipients, limits: SMALL });
+    const [otherListing] = await listSnapshots(otherStore, 'i/');
+    storage.objects.set(key, otherStore.objects.get(otherListing!.root.key)!);
+    await expect(openSnapshot(storage, listing!, identities, work)).rejects.toMatchObject({
+      exitCode: ExitCode.DATA,
+      message: expect.stringMatching(/hashes to [0-9a-f]{64}, not its name/) as unknown,
+    });
     storage.objects.set(key, obj);
-    await expect(openSnapshot(storage, 'i/', 'web-20000101T000000.000Z', identities, work)).rejects.toMatchObject({
+    storage.objects.delete(key);
+    await expect(openSnapshot(storage, listing!, identities, work)).rejects.toMatchObject({
       exitCode: ExitCode.DATA,
       message: expect.stringMatching(/not found/) as unknown,
     });
+    storage.objects.set(key, obj);
     // Someone renamed another snapshot's root to this id.
-    storage.objects.set(metadataKey('i/', 'web-eu-1-20300101T000000.000Z'), obj);
-    await expect(openSnapshot(storage, 'i/', 'web-eu-1-20300101T000000.000Z', identities, work)).rejects.toMatchObject({
+    const renamed = { id: 'web-eu-1-20300101T000000.000Z', root: { key: metadataKey('i/', 'web-eu-1-20300101T000000.000Z', listing!.root.sha256), sha256: listing!.root.sha256 }, otherRoots: [] };
+    storage.objects.set(renamed.root.key, obj);
+    await expect(openSnapshot(storage, renamed, identities, work)).rejects.toMatchObject({
       exitCode: ExitCode.DATA,
       message: expect.stringMatching(/describes snapshot/) as unknown,
+    });
+    // Two roots under one id: refused, naming both.
+    await expect(openSnapshot(storage, { ...listing!, otherRoots: [renamed.root] }, identities, work)).rejects.toMatchObject({
+      exitCode: ExitCode.DATA,
+      message: expect.stringMatching(/has 2 root objects/) as unknown,
     });
     // A shard corrupted, then missing.
     const shardKey = blobKey(built.shards[2]!.hash);
@@ -229,18 +251,18 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
     const bad = Buffer.from(shard.data);
     bad[bad.length - 20]! ^= 1;
     storage.objects.set(shardKey, { ...shard, data: bad });
-    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({
+    await expect(openSnapshot(storage, listing!, identities, work)).rejects.toMatchObject({
       exitCode: ExitCode.DATA,
       message: expect.stringMatching(/shard [0-9a-f]{64}: metadata failed authentication/) as unknown,
     });
     storage.objects.delete(shardKey);
-    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({
+    await expect(openSnapshot(storage, listing!, identities, work)).rejects.toMatchObject({
       exitCode: ExitCode.DATA,
       message: expect.stringMatching(/shard [0-9a-f]{64}: metadata object blobs\/.* not found/) as unknown,
     });
     // Another shard (decrypting fine) under this shard's name: refused by its hash.
     storage.objects.set(shardKey, storage.objects.get(blobKey(built.shards[3]!.hash))!);
-    await expect(openSnapshot(storage, 'i/', SAMPLE_ID, identities, work)).rejects.toMatchObject({
+    await expect(openSnapshot(storage, listing!, identities, work)).rejects.toMatchObject({
       exitCode: ExitCode.DATA,
       message: expect.stringMatching(/the stored object hashes to [0-9a-f]{64}, not its name/) as unknown,
     });
@@ -261,7 +283,7 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
     });
     const work = join(tmp.dir, 'work');
     runTool('mkdir', ['-p', work]);
-    const err = await openSnapshot(storage, '', SAMPLE_ID, identities, work).catch((e: unknown) => e);
+    const err = await openSnapshot(storage, (await listSnapshots(storage, ''))[0]!, identities, work).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(VaultikError);
     expect((err as VaultikError).exitCode).toBe(ExitCode.DATA);
     expect((err as Error).message).toMatch(/'\.\.' path component: '\.\.\/\.\.\/\.\.\/etc\/cron\.d\/x'/);
@@ -288,9 +310,9 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
       },
     });
     expect(built.shards).toHaveLength(3);
-    const root = await readRoot(storage, '', SAMPLE_ID, identities, tmp.dir);
+    const root = await readRoot(storage, (await listSnapshots(storage, ''))[0]!, identities, tmp.dir);
     expect(root.shards[2]!.firstPath.toString()).toBe('d/a-link/evil');
-    const err = await openSnapshot(storage, '', SAMPLE_ID, identities, tmp.dir).catch((e: unknown) => e);
+    const err = await openSnapshot(storage, (await listSnapshots(storage, ''))[0]!, identities, tmp.dir).catch((e: unknown) => e);
     expect((err as VaultikError).exitCode).toBe(ExitCode.DATA);
     expect((err as Error).message).toMatch(/'d\/a-link\/evil' lies under symlink 'd\/a-link'/);
   });
@@ -307,7 +329,7 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
     for (const e of names) w.addEntry(e);
     const storage = new MemoryStorage();
     await w.publish(storage, summaryOf(SAMPLE_ID), { indexPrefix: '', recipients, limits: { ...SMALL, maxEntries: 50 } });
-    const r = await openSnapshot(storage, '', SAMPLE_ID, identities, tmp.dir);
+    const r = await openSnapshot(storage, (await listSnapshots(storage, ''))[0]!, identities, tmp.dir);
     expect([...r.entries({ under: Buffer.from('d') })].slice(1).map((e) => e.path)).toEqual(names.map((e) => e.path).sort(Buffer.compare));
     r.close();
   });

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { blobKey } from '../../src/blob/index.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
-import { buildManifest, manifestKey } from '../../src/snapshot/index.js';
+import { buildManifest } from '../../src/snapshot/index.js';
+import { listingOf, putIndexObject } from '../helpers/snapshots.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { verifyStore, type VerifyEvent, type VerifyProblem } from '../../src/verify/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -89,8 +90,8 @@ describe('verify', () => {
     // The manifest omits a blob the metadata needs: keyless verify sees a consistent store.
     const id = runs[1]!.id;
     const lie = runs[1]!.blobs.slice(1);
-    await storage.delete([manifestKey(INDEX, id)]);
-    await storage.put(manifestKey(INDEX, id), buildManifest(id, lie));
+    await storage.delete([(await listingOf(storage, INDEX, id)).manifests[0]!.key]);
+    await putIndexObject(storage, 'manifest', INDEX, id, buildManifest(id, lie));
     const keyless = await verifyStore(storage, { indexPrefix: INDEX });
     expect(keyless.problems).toEqual([]);
     const full = await verifyStore(storage, { indexPrefix: INDEX, deep: deep() });
@@ -100,7 +101,7 @@ describe('verify', () => {
   it('reports unreferenced blobs, orphan manifests and foreign objects without failing', async () => {
     const src = new Source(storage, keys, { host: 'h', tmpDir });
     const inflight = await src.backup(new Date(T0 + 7200_000), sampleFiles(5, ['z'], 3000), { publish: false });
-    await storage.put(manifestKey(INDEX, 'h-20200101T000000.000Z'), buildManifest('h-20200101T000000.000Z', []));
+    const orphan = await putIndexObject(storage, 'manifest', INDEX, 'h-20200101T000000.000Z', buildManifest('h-20200101T000000.000Z', []));
     await storage.put('blobs/README', Buffer.from('hello'));
     const report = await verifyStore(storage, { indexPrefix: INDEX });
     expect(report.problems).toEqual([]);
@@ -108,16 +109,35 @@ describe('verify', () => {
     expect(inflight.shards.length).toBeGreaterThan(0);
     expect(report.unreferenced.count).toBe(inflight.uploaded.length);
     expect(report.unreferenced.first).toEqual([...inflight.uploaded].sort());
-    expect(report.orphanManifests).toEqual(['h-20200101T000000.000Z']);
+    expect(report.orphanManifests).toEqual([orphan]);
     expect(report.unknownKeys).toEqual({ count: 1, first: ['blobs/README'] });
   });
 
   it('reports a snapshot without a manifest and an unreadable manifest', async () => {
-    await storage.delete([manifestKey(INDEX, runs[0]!.id)]);
-    await storage.delete([manifestKey(INDEX, runs[1]!.id)]);
-    await storage.put(manifestKey(INDEX, runs[1]!.id), Buffer.from('{}'));
+    await storage.delete([(await listingOf(storage, INDEX, runs[0]!.id)).manifests[0]!.key]);
+    await storage.delete([(await listingOf(storage, INDEX, runs[1]!.id)).manifests[0]!.key]);
+    await putIndexObject(storage, 'manifest', INDEX, runs[1]!.id, Buffer.from('{}'));
     const report = await verifyStore(storage, { indexPrefix: INDEX });
     expect(kinds(report.problems)).toEqual(['bad-manifest', 'no-manifest']);
+  });
+
+  it('keyless: a root or manifest replaced in place no longer matches its name (a store that allows overwrites)', async () => {
+    // What an overwrite with a forged, well-formed object looks like: another snapshot's bytes.
+    const victim = await listingOf(storage, INDEX, runs[0]!.id);
+    const other = await listingOf(storage, INDEX, runs[1]!.id);
+    const bytes = async (key: string): Promise<Buffer> => {
+      const parts: Buffer[] = [];
+      for await (const b of await storage.get(key)) parts.push(b as Buffer);
+      return Buffer.concat(parts);
+    };
+    await storage.delete([victim.root.key, victim.manifests[0]!.key]);
+    await storage.put(victim.root.key, await bytes(other.root.key));
+    await storage.put(victim.manifests[0]!.key, buildManifest(victim.id, []));
+    const report = await verifyStore(storage, { indexPrefix: INDEX });
+    expect(report.problems).toEqual([
+      { kind: 'bad-root', snapshot: victim.id, key: victim.root.key, message: `its bytes hash to ${other.root.sha256}: replaced or damaged` },
+      { kind: 'bad-manifest', snapshot: victim.id, message: expect.stringMatching(/does not hash to its name/) as unknown },
+    ]);
   });
 
   it('samples a subset of the blobs for content checks', async () => {

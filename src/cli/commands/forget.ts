@@ -1,18 +1,21 @@
 /**
- * `vaultik forget <bucket> <prefix> [snapshot_id...] [--keep-* ...] [--host H] [--dry-run]`:
- * removes snapshots (metadata, then manifest) that the retention policy does not keep, or the
- * named ones. Keyless: the policy needs only hosts and times, which the object names carry (see
- * src/prune/forget.ts), so VAULTIK_PRIVATE_KEY is not read. Blobs are left for `prune`.
+ * `vaultik forget <bucket> <prefix> [snapshot_id...] [--keep-* ...] [--host H] [--suspects keep|forget] [--dry-run]`:
+ * removes snapshots (root, then manifest and signature) that the retention policy does not keep,
+ * or the named ones. Keyless: the policy needs only hosts and the store's times, which the
+ * listing carries (see src/prune/forget.ts), so VAULTIK_PRIVATE_KEY is not read. Blobs are left
+ * for `prune`.
  */
 import { parseDuration } from '../../config/index.js';
 import { ExitCode, UsageError } from '../../errors.js';
-import { executeForget, planForget, type ForgetPlan, type RetentionPolicy } from '../../prune/index.js';
+import { executeForget, planForget, type ForgetPlan, type RetentionPolicy, type SuspectChoice } from '../../prune/index.js';
+import { DEFAULT_CLOCK_RULES, type ClockRules, type SnapshotListing } from '../../snapshot/list.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
 import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs } from '../storageArgs.js';
 
 const USAGE =
   'vaultik forget <bucket> <prefix> [snapshot_id...] [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] ' +
-  `[--keep-monthly N] [--keep-yearly N] [--keep-within 30d] [--host H] [--dry-run] [--json] ${STORE_USAGE}`;
+  `[--keep-monthly N] [--keep-yearly N] [--keep-within 30d] [--host H] [--suspects keep|forget] [--clock-tolerance 15m] [--max-run 7d] ` +
+  `[--dry-run] [--json] ${STORE_USAGE}`;
 
 const COUNTS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
 
@@ -41,6 +44,28 @@ export function policyFromOptions(values: Record<string, string | boolean | unde
   return policy;
 }
 
+/** --suspects: what to do with suspect snapshots (undefined: refuse while any exists). */
+export function suspectChoice(value: string | undefined): SuspectChoice | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'keep' || value === 'forget') return value;
+  throw new UsageError(`--suspects: expected 'keep' or 'forget', got '${value}'`);
+}
+
+/** --clock-tolerance and --max-run: when a snapshot's id time and store time disagree too much. */
+export function clockRulesFromOptions(values: Record<string, string | boolean | undefined>): ClockRules {
+  const rules = { ...DEFAULT_CLOCK_RULES };
+  for (const [option, field] of [['clock-tolerance', 'toleranceMs'], ['max-run', 'maxRunMs']] as const) {
+    const v = values[option];
+    if (typeof v !== 'string') continue;
+    try {
+      rules[field] = parseDuration(v);
+    } catch (err) {
+      throw new UsageError(`--${option}: ${(err as Error).message}`);
+    }
+  }
+  return rules;
+}
+
 function printPlan(plan: ForgetPlan, io: CommandIO): void {
   const hosts = [...new Set([...plan.keep, ...plan.remove].map((d) => d.snapshot.host))].sort();
   for (const host of hosts) {
@@ -48,8 +73,12 @@ function printPlan(plan: ForgetPlan, io: CommandIO): void {
     const remove = plan.remove.filter((d) => d.snapshot.host === host);
     io.stdout.write(`host ${host}: keep ${keep.length}, remove ${remove.length}\n`);
     for (const d of keep) io.stdout.write(`  keep    ${d.snapshot.id}  (${d.reasons.join(', ')})\n`);
-    for (const d of remove) io.stdout.write(`  remove  ${d.snapshot.id}\n`);
+    for (const d of remove) io.stdout.write(`  remove  ${d.snapshot.id}${d.snapshot.suspect.length > 0 ? `  (${d.reasons.join(', ')})` : ''}\n`);
   }
+}
+
+function jsonListing(s: SnapshotListing): { id: string; host: string; time: string; storeTime: string; suspect: string[] } {
+  return { id: s.id, host: s.host, time: s.time.toISOString(), storeTime: s.storeTime.toISOString(), suspect: s.suspect };
 }
 
 export const forgetCommand: Command = {
@@ -69,6 +98,9 @@ export const forgetCommand: Command = {
         'keep-yearly': { type: 'string' },
         'keep-within': { type: 'string' },
         host: { type: 'string' },
+        suspects: { type: 'string' },
+        'clock-tolerance': { type: 'string' },
+        'max-run': { type: 'string' },
         'dry-run': { type: 'boolean' },
         json: { type: 'boolean' },
       },
@@ -78,15 +110,16 @@ export const forgetCommand: Command = {
     const policy = policyFromOptions(values);
     const storage = openStore(spec);
     try {
-      const plan = await planForget(storage, { indexPrefix, policy, ids: rest, host: values.host });
+      const suspects = suspectChoice(values.suspects);
+      const plan = await planForget(storage, { indexPrefix, policy, ids: rest, host: values.host, clock: clockRulesFromOptions(values), ...(suspects ? { suspects } : {}) });
       const dryRun = values['dry-run'] === true;
       const result = dryRun ? undefined : await executeForget(storage, plan, { signal: io.signal });
       if (values.json) {
         io.stdout.write(
           `${JSON.stringify({
             dryRun,
-            keep: plan.keep.map((d) => ({ id: d.snapshot.id, host: d.snapshot.host, time: d.snapshot.time.toISOString(), reasons: d.reasons })),
-            remove: plan.remove.map((d) => ({ id: d.snapshot.id, host: d.snapshot.host, time: d.snapshot.time.toISOString() })),
+            keep: plan.keep.map((d) => ({ ...jsonListing(d.snapshot), reasons: d.reasons })),
+            remove: plan.remove.map((d) => jsonListing(d.snapshot)),
             untouched: plan.untouched,
             forgotten: result?.forgotten ?? [],
           })}\n`,

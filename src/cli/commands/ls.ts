@@ -64,7 +64,7 @@ export const lsCommand: Command = {
     try {
       const listing = resolveSnapshotId(await listSnapshots(storage, indexPrefix), snapshotId, values.host);
       // A path: only the shards that cover it are read.
-      const reader = await openSnapshot(storage, indexPrefix, listing.id, identities, tmpdir(), under ? { signal: io.signal, under } : { signal: io.signal });
+      const reader = await openSnapshot(storage, listing, identities, tmpdir(), under ? { signal: io.signal, under } : { signal: io.signal });
       try {
         if (under && !reader.entry(under)) throw new UsageError(`${displayPath(under)} is not in snapshot ${listing.id}`);
         const slash = Buffer.from('/');
