@@ -1,0 +1,2 @@
+export { SignError, type SignErrorKind } from './errors.js';
+export { ED25519, SshPublicKey, SigningKey, parsePublicKey, parsePrivateKey, loadSigningKey } from './keys.js';
