@@ -5,10 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadSigningKey, parsePrivateKey, parsePublicKey, SignError, SshPublicKey } from '../../src/sign/index.js';
+import { loadSigningKey, parsePrivateKey, parsePublicKey, SshPublicKey, type SignError } from '../../src/sign/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { runTool } from '../helpers/tools.js';
-import { fixture, sshKeygen } from './kit.js';
+import { fixture, refusal, sshKeygen } from './kit.js';
 
 const tmp = makeTempDir('vaultik-sign-');
 afterAll(tmp.cleanup);
@@ -20,16 +20,6 @@ function secretsOf(file: string): string[] {
   const text = readFileSync(file, 'utf8');
   const body = text.split('\n').filter((l) => !l.startsWith('-----') && l.trim() !== '');
   return body.map((l) => l.slice(0, 30));
-}
-
-function refusal(fn: () => unknown): SignError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SignError);
-    return err as SignError;
-  }
-  throw new Error('expected a SignError');
 }
 
 /** Re-armors openssh-key-v1 bytes the way ssh-keygen does. */

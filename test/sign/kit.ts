@@ -6,6 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+import { SignError } from '../../src/sign/index.js';
 import { requireTool, runTool } from '../helpers/tools.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/sshsig/', import.meta.url));
@@ -55,4 +57,15 @@ export function sshSign(dir: string, keyPath: string, namespace: string, message
   writeFileSync(file, message);
   runTool('ssh-keygen', ['-Y', 'sign', '-f', keyPath, '-n', namespace, file]);
   return readFileSync(`${file}.sig`, 'utf8');
+}
+
+/** The SignError `fn` throws; fails the test when it throws nothing or something else. */
+export function refusal(fn: () => unknown): SignError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(SignError);
+    return err as SignError;
+  }
+  throw new Error('expected a SignError');
 }
