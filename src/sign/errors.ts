@@ -2,7 +2,8 @@
  * The one error class of the signing layer. `kind` says what was rejected, so a caller can tell
  * a bad key file (the operator's to fix) from a bad signature (data).
  */
-import { readFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { ExitCode, VaultikError } from '../errors.js';
 
 /**
@@ -26,13 +27,28 @@ export class SignError extends VaultikError {
 
 /**
  * Reads a text file the operator named (a key, an allowed_signers file).
- * @throws SignError of `kind`: `cannot read <what> <path>: <errno code>`.
+ * @param refuse looks at the open file's stat (the file read, not one swapped in after a
+ *   check) and returns a reason to refuse it, or undefined.
+ * @throws SignError of `kind`: `cannot read <what> <path>: <errno code>`, or `<what> <path>:
+ *   <reason>`.
  */
-export async function readNamedFile(path: string, kind: SignErrorKind, what: string): Promise<string> {
+export async function readNamedFile(
+  path: string,
+  kind: SignErrorKind,
+  what: string,
+  refuse?: (st: Stats) => string | undefined,
+): Promise<string> {
+  let handle: FileHandle | undefined;
+  let reason: string | undefined;
   try {
-    return await readFile(path, 'utf8');
+    handle = await open(path, 'r');
+    reason = refuse?.(await handle.stat());
+    if (reason === undefined) return await handle.readFile('utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new SignError(kind, `cannot read ${what} ${path}: ${code ?? (err as Error).message}`, { cause: err });
+  } finally {
+    await handle?.close();
   }
+  throw new SignError(kind, `${what} ${path}: ${reason}`);
 }

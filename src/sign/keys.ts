@@ -7,6 +7,7 @@
  * may list them) but never verify. No error message holds key material.
  */
 import { createHash, createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { dearmor } from './armor.js';
 import { readNamedFile, SignError } from './errors.js';
 import { decodeBase64Padded, WireError, WireReader, wireString } from './wire.js';
@@ -198,9 +199,20 @@ export function parsePrivateKey(text: string, source: string): SigningKey {
 }
 
 /**
+ * ssh-keygen's rule (sshkey_perm_ok): a key file of ours that others may read or write is
+ * refused, so a leaked key is not made worse by a signature that still verifies.
+ */
+function tooOpen(st: Stats): string | undefined {
+  if (st.uid !== process.getuid?.() || (st.mode & 0o077) === 0) return undefined;
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+  return `permissions ${mode} are too open: others may read it; chmod 600 it (ssh-keygen refuses it too)`;
+}
+
+/**
  * Reads and parses the private key file at `path` (see parsePrivateKey).
- * @throws SignError 'key' when it cannot be read or parsed.
+ * @throws SignError 'key' when it cannot be read or parsed, or when it is ours and others may
+ *   read or write it.
  */
 export async function loadSigningKey(path: string): Promise<SigningKey> {
-  return parsePrivateKey(await readNamedFile(path, 'key', 'SSH private key'), path);
+  return parsePrivateKey(await readNamedFile(path, 'key', 'SSH private key', tooOpen), path);
 }

@@ -2,13 +2,15 @@
  * SSH key files: vaultik reads what `ssh-keygen` writes, computes the fingerprints it prints,
  * and refuses (with a message that names no key material) what it cannot sign with.
  */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadSigningKey, parsePrivateKey, parsePublicKey, SshPublicKey, type SignError } from '../../src/sign/index.js';
+import { loadSigningKey, parsePrivateKey, parsePublicKey, SigningKey, SshPublicKey, type SignError } from '../../src/sign/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { runTool } from '../helpers/tools.js';
-import { fixture, refusal, sshKeygen } from './kit.js';
+import { fixture, fixtureKeyFile, refusal, sshKeygen } from './kit.js';
 
 const tmp = makeTempDir('vaultik-sign-');
 afterAll(tmp.cleanup);
@@ -40,6 +42,18 @@ describe('the fixture key (made once by ssh-keygen)', () => {
     expect(pub.fingerprint).toBe(FIXTURE_FP);
     expect(pub.comment).toBe('vaultik test fixture (not secret)');
     expect(String(key)).toBe(`[SSH signing key ${FIXTURE_FP}]`);
+  });
+
+  it('neither inspect nor JSON shows the private key', () => {
+    const key = parsePrivateKey(fixture('host1_ed25519'), 'host1_ed25519');
+    const seed = keyBytes(fixture('host1_ed25519')).subarray(0xa1, 0xa1 + 32);
+    // The seed's place in the fixture: the test would pass vacuously if it were wrong.
+    expect(parsePrivateKey(fixture('host1_ed25519'), 'x').sign(Buffer.from('m'))).toEqual(
+      SigningKey.fromSeed(seed).sign(Buffer.from('m')),
+    );
+    for (const shown of [inspect(key, { depth: 9, showHidden: true }), JSON.stringify(key)]) {
+      for (const enc of ['hex', 'base64'] as const) expect(shown).not.toContain(seed.toString(enc).slice(0, 16));
+    }
   });
 });
 
@@ -77,6 +91,17 @@ describe('keys made by ssh-keygen now', () => {
     expect(err.message).toMatch(/encrypted with a passphrase .*cannot ask for it/);
     expect(err.message).not.toContain('secret-passphrase-xyz');
     for (const s of secretsOf(path)) expect(err.message).not.toContain(s);
+  });
+
+  it('a key file others may read is refused, as ssh-keygen refuses it; mode 0600 loads', async () => {
+    const path = fixtureKeyFile(tmp.dir);
+    chmodSync(path, 0o644);
+    await expect(loadSigningKey(path)).rejects.toThrow(`SSH private key ${path}: permissions 0644 are too open`);
+    const ssh = spawnSync('ssh-keygen', ['-Y', 'sign', '-f', path, '-n', 'x'], { input: 'm', encoding: 'utf8' });
+    expect(ssh.status, ssh.stderr).not.toBe(0);
+    expect(ssh.stderr).toContain('UNPROTECTED PRIVATE KEY FILE');
+    chmodSync(path, 0o600);
+    expect((await loadSigningKey(path)).publicKey.fingerprint).toBe(FIXTURE_FP);
   });
 
   it('an unreadable path says so', async () => {
