@@ -48,27 +48,36 @@ get() {
   esac
 }
 
-# The snapshot: 'latest' is the metadata object with the newest time (the last 20 characters
-# of an id are its sortable UTC time).
+# The index: every snapshot's root is <id>.<sha256 of its bytes>.db.zst.age.
+case $STORE in
+  s3://*) names=$(aws s3 ls "$STORE/$INDEX_PREFIX" | awk '{print $4}') ;;
+  *) names=$(ls -1 -- "$STORE/$INDEX_PREFIX") ;;
+esac
+roots=$(printf '%s\n' "$names" | grep -E '\.[0-9a-f]{64}\.db\.zst\.age$' || true)
+# 'latest' is the root with the newest id time (the 20 characters before the hash). It does not
+# skip suspect snapshots as vaultik does: name the snapshot after an incident.
 if [ "$SNAPSHOT" = latest ]; then
-  case $STORE in
-    s3://*) names=$(aws s3 ls "$STORE/$INDEX_PREFIX" | awk '{print $4}') ;;
-    *) names=$(ls -1 -- "$STORE/$INDEX_PREFIX") ;;
-  esac
-  SNAPSHOT=$(printf '%s\n' "$names" | sed -n 's/\.db\.zst\.age$//p' |
+  SNAPSHOT=$(printf '%s\n' "$roots" | sed -n 's/\.[0-9a-f]\{64\}\.db\.zst\.age$//p' |
     awk '{ print substr($0, length($0) - 19) " " $0 }' | sort | tail -n 1 | cut -d' ' -f2)
   [ -n "$SNAPSHOT" ] || die "no snapshot in $STORE/$INDEX_PREFIX"
 fi
 echo "recover: snapshot $SNAPSHOT" >&2
+ROOT=$(printf '%s\n' "$roots" | awk -v p="$SNAPSHOT." 'index($0, p) == 1 && length($0) == length(p) + 64 + 11')
+[ -n "$ROOT" ] || die "no root of snapshot $SNAPSHOT in $STORE/$INDEX_PREFIX"
+[ "$(printf '%s\n' "$ROOT" | wc -l)" = 1 ] || die "snapshot $SNAPSHOT has several roots (someone else wrote all but one): $(echo $ROOT)"
 
-# 1. The root: age, then zstd. It holds the snapshot row and the list of its shards.
-get "$INDEX_PREFIX$SNAPSHOT.db.zst.age" "$WORK/root.db.zst.age"
+# 1. The root: check it against its name, then age, then zstd. It holds the snapshot row and
+#    the list of its shards.
+get "$INDEX_PREFIX$ROOT" "$WORK/root.db.zst.age"
+ROOT_HASH=${ROOT%.db.zst.age}
+ROOT_HASH=${ROOT_HASH##*.}
+[ "$(sha256sum < "$WORK/root.db.zst.age" | cut -d' ' -f1)" = "$ROOT_HASH" ] || die "$ROOT does not hash to its name (replaced or damaged)"
 age -d -i "$KEY" "$WORK/root.db.zst.age" | zstd -d -q > "$WORK/root.db"
 rm -f "$WORK/root.db.zst.age"
 # sql DB QUERY: one query on a decrypted DB; q QUERY: on the shard.
 sql() { sqlite3 -batch -noheader -separator ' ' "$WORK/$1" "$2"; }
 q() { sql shard.db "$1"; }
-[ "$(sql root.db 'PRAGMA application_id')" = 1447777102 ] || die "$SNAPSHOT.db.zst.age is not a vaultik snapshot root"
+[ "$(sql root.db 'PRAGMA application_id')" = 1447777102 ] || die "$ROOT is not a vaultik snapshot root"
 VERSION=$(sql root.db 'PRAGMA user_version')
 [ "$VERSION" = 2 ] || die "snapshot $SNAPSHOT has metadata format version $VERSION; this script reads version 2 (docs/FORMAT.md)"
 

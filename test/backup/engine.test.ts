@@ -17,6 +17,7 @@ import { runRestore } from '../../src/restore/index.js';
 import { ODD_NAMES, buildRichTree, compareTrees, listTree, pseudoRandom } from '../helpers/tree.js';
 import { runTool } from '../helpers/tools.js';
 import { decryptSnapshot, makeWorkspace, sqlite, storeObjects, type DecryptedSnapshot, type Workspace } from './helpers.js';
+import { findIndexKey, localIndexFile } from '../helpers/snapshots.js';
 
 let ws: Workspace | undefined;
 afterEach(() => {
@@ -60,7 +61,7 @@ function metadataObjects(w: Workspace): string[] {
 
 /** Snapshot `id` of a local store, decrypted root and shards (age, zstd and sqlite3 CLIs). */
 function decrypted(store: string, id: string, identity: string): DecryptedSnapshot {
-  return decryptSnapshot(join(store, `index/${id}.db.zst.age`), (key) => join(store, key), identity);
+  return decryptSnapshot(localIndexFile(store, id), (key) => join(store, key), identity);
 }
 
 describe('runBackup to a local store', () => {
@@ -70,7 +71,7 @@ describe('runBackup to a local store', () => {
     const { summary } = await backup(ws.config());
     expect(summary.warnings).toBe(0);
     const metas = metadataObjects(ws);
-    expect(metas).toEqual([`index/${summary.snapshotId}.db.zst.age`]);
+    expect(metas).toEqual([findIndexKey(metas, 'index/', summary.snapshotId)]);
     // The root lists the shards; each is a blob in the store.
     const snapshot = decrypted(ws.store, summary.snapshotId, ws.identity);
     expect(snapshot.shards.length).toBeGreaterThanOrEqual(1);
@@ -141,7 +142,8 @@ describe('runBackup to a local store', () => {
     expect(s.snapshotBlobs).toBe(first.summary.snapshotBlobs);
     const after = storeObjects(ws.store);
     const added = [...after.keys()].filter((k) => !before.has(k));
-    expect(added.filter((k) => !k.startsWith('blobs/')).sort()).toEqual([`index/${s.snapshotId}.db.zst.age`, `index/${s.snapshotId}.manifest.json.zst`]);
+    const index = added.filter((k) => !k.startsWith('blobs/'));
+    expect(index.sort()).toEqual([findIndexKey(index, 'index/', s.snapshotId), findIndexKey(index, 'index/', s.snapshotId, 'manifest')].sort());
     expect(second.events.filter((e) => e.type === 'blob')).toEqual([]);
     // The only blobs added are shards, and only those whose rows changed: none under the source.
     // The source's ancestors (/tmp…) are entries too, and other processes change their mtimes, so
@@ -245,7 +247,7 @@ describe('runBackup to a local store', () => {
     const { summary } = await backup(ws.config());
     const needles = [secret, 'TINYSECRET42', 'secret-notes-file', 'tiny-secret', 'deep.txt', 'hello, vaultik', ws.src.slice(1), 'big.bin', ...ODD_NAMES.filter((n) => n.length > 5)];
     for (const [key, size] of storeObjects(ws.store)) {
-      expect(key).toMatch(/^(blobs\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}|index\/testhost-[0-9TZ.]+\.(db\.zst\.age|manifest\.json\.zst))$/);
+      expect(key).toMatch(/^(blobs\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}|index\/testhost-[0-9TZ.]+\.[0-9a-f]{64}\.(db\.zst\.age|manifest\.json\.zst))$/);
       expect(size).toBeGreaterThan(0);
       const bytes = readFileSync(join(ws.store, key));
       const views: Buffer[] = [bytes];

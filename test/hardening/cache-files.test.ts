@@ -11,6 +11,7 @@ import { StateCache, storeIdentity } from '../../src/cache/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import { decryptSnapshot, makeWorkspace, storeObjects, type Workspace } from '../backup/helpers.js';
 import { pseudoRandom } from '../helpers/tree.js';
+import { localIndexFile } from '../helpers/snapshots.js';
 
 let ws: Workspace | undefined;
 afterEach(() => {
@@ -47,7 +48,7 @@ describe('state cache files', () => {
     const { snapshotId } = await runBackup(config, { storage, workers: 1, progressIntervalMs: 0 });
     await storage.close();
     // The store's blobs are data blobs and the snapshot's shards (listed by its root).
-    const { shardBlobs } = decryptSnapshot(join(ws.store, `index/${snapshotId}.db.zst.age`), (key) => join(ws!.store, key), ws.identity);
+    const { shardBlobs } = decryptSnapshot(localIndexFile(ws.store, snapshotId), (key) => join(ws!.store, key), ws.identity);
     const blobs = [...storeObjects(ws.store)].filter(([k]) => k.startsWith('blobs/'));
     const shards = blobs.filter(([k]) => shardBlobs.includes(k.split('/').at(-1)!));
     expect(shards).toHaveLength(shardBlobs.length);

@@ -23,6 +23,7 @@ import { makeWorkspace, type Workspace } from '../backup/helpers.js';
 import { pseudoRandom } from '../helpers/tree.js';
 import { goldenCopy, restoreDiffs, storeProblems } from './kit.js';
 import { mkdirSync } from 'node:fs';
+import { listingOf } from '../helpers/snapshots.js';
 
 /** Puts everything, then fails once the snapshot metadata is in: "crashed before the cache commit". */
 function failAfterMetadata(inner: Storage): Storage {
@@ -66,7 +67,8 @@ describe('state cache lags the store', () => {
     expect(ids[0]).toBe(s1.snapshotId);
 
     // Retention keeps the latest (S2): forget S1, prune with no grace — b.bin's blob goes.
-    await storage.delete([`index/${s1.snapshotId}.db.zst.age`, `index/${s1.snapshotId}.manifest.json.zst`]);
+    const s1Listing = await listingOf(storage, 'index/', s1.snapshotId);
+    await storage.delete([s1Listing.root.key, s1Listing.manifests[0]!.key]);
     const identities = [parseIdentity(ws.identity)];
     const pruneOptions = { indexPrefix: 'index/', identities, graceMs: 0, tmpDir: ws.root };
     const result = await executePrune(storage, await planPrune(storage, pruneOptions), pruneOptions);

@@ -33,7 +33,7 @@ import {
   type Entry,
 } from '../../src/snapshot/index.js';
 import type { Storage } from '../../src/storage/types.js';
-import { listingOf } from '../helpers/snapshots.js';
+import { listingOf, setStoreTime } from '../helpers/snapshots.js';
 
 export const INDEX = 'index/';
 export const DAY = 24 * 3600 * 1000;
@@ -90,7 +90,16 @@ export class Source {
   constructor(
     readonly storage: Storage,
     readonly keys: Keys,
-    readonly options: { host: string; tmpDir: string; chunkSize?: number; blobLimit?: number; recipients?: Recipient[]; sourceDirs?: string[] },
+    readonly options: {
+      host: string;
+      tmpDir: string;
+      chunkSize?: number;
+      blobLimit?: number;
+      recipients?: Recipient[];
+      sourceDirs?: string[];
+      /** Leave the store's time of the root as the store set it (a forger cannot choose it). */
+      keepStoreTime?: boolean;
+    },
   ) {
     this.chunkSize = options.chunkSize ?? 4096;
     this.blobLimit = options.blobLimit ?? 64 * 1024;
@@ -185,7 +194,10 @@ export class Source {
     // Built now (its shards and blob list), published now or when the test says.
     const built = await w.publish(this.storage, summary, { indexPrefix: INDEX, recipients, holdRoot: true });
     const publish = async (): Promise<void> => {
-      await built.publishRoot();
+      const published = await built.publishRoot();
+      // The store records the root when the backup ends: a second after its start here.
+      if (this.options.keepStoreTime) return;
+      for (const key of [published.metadataKey, published.manifestKey]) setStoreTime(this.storage, key, new Date(time.getTime() + 1000));
     };
     if (options.publish !== false) await publish();
     const shards = built.shards.map((sh) => sh.hash);

@@ -18,6 +18,7 @@ import { compareTrees, pseudoRandom } from '../helpers/tree.js';
 import { captureIO } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { jsonSummary, makeKey, snapPath, snapshotTree, writeKeyFile, type SnapshotTreeResult } from './helpers.js';
+import { localIndexFile } from '../helpers/snapshots.js';
 
 const tmp = makeTempDir('vaultik-restore-faults-');
 afterAll(tmp.cleanup);
@@ -137,7 +138,7 @@ describe('restore with a damaged store', () => {
   it('deleted metadata or a mistyped id: the closest ids are named (exit 2)', async () => {
     const f = await fixture();
     const second = await snapshotTree(f.storage, src, { recipients: key.recipients, tmp: tmp.dir });
-    rmSync(join(f.dir, 'store', 'index', `${second.id}.db.zst.age`));
+    rmSync(localIndexFile(join(f.dir, 'store'), second.id));
     const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile });
     expect(await main(['restore', `file://${join(f.dir, 'store')}`, '', second.id, f.target], c.io)).toBe(ExitCode.USAGE);
     expect(c.err()).toContain(`unknown snapshot '${second.id}'; closest: ${f.snap.id}`);

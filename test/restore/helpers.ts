@@ -73,11 +73,14 @@ export interface SnapshotTreeResult {
   chunksOf: Map<string, ChunkLocation[]>;
 }
 
+/** Ids a minute in the past, one millisecond apart: distinct and in order of creation. */
+const BASE_TIME = Math.floor(Date.now() / 1000) * 1000 - 60_000;
 let counter = 0;
 
 /** Backs up `sourceDir` into `storage` (see the top of this file). */
 export async function snapshotTree(storage: Storage, sourceDir: string, options: SnapshotTreeOptions): Promise<SnapshotTreeResult> {
-  const time = options.time ?? new Date(Date.UTC(2026, 10, 27, 3, 0, 0, counter++));
+  // Dated shortly before the store records it, as a real backup is (older ids are suspect).
+  const time = options.time ?? new Date(BASE_TIME + counter++);
   const id = makeSnapshotId(options.host ?? 'testhost', time);
   const dbPath = join(options.tmp, `snap-${process.pid}-${counter++}.db`);
   const writer = new SnapshotWriter(dbPath);

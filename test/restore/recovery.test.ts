@@ -20,6 +20,7 @@ import { makeTempDir } from '../helpers/tmp.js';
 import { requireTool } from '../helpers/tools.js';
 import { listSnapshots } from '../../src/snapshot/index.js';
 import { cliBackup, makeKey, writeKeyFile } from './helpers.js';
+import { localIndexFile } from '../helpers/snapshots.js';
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/recover-with-stock-tools.sh', import.meta.url));
 const tmp = makeTempDir('vaultik-recover-');
@@ -52,7 +53,7 @@ function sql(db: string, query: string): string[] {
 }
 
 /** The decrypted root of a snapshot. */
-const rootDb = (id: string): string => decrypt(join(root, 'index', `${id}.db.zst.age`));
+const rootDb = (id: string): string => decrypt(localIndexFile(root, id));
 
 /** The shard (its blob hash) that holds a source path in a decrypted root. */
 function shardOf(rootPath: string, abs: string): string {
@@ -172,7 +173,7 @@ describe('recover-with-stock-tools.sh', () => {
     }
     // The keyless manifest lists the data blobs (the shards' blobs tables) and the shards, with
     // their stored sizes; the snapshot row counts them apart.
-    const manifest = JSON.parse(execFileSync('zstd', ['-d', '-q', '-c', join(root, 'index', `${latestId}.manifest.json.zst`)], { encoding: 'utf8' })) as { blobs: [string, number][] };
+    const manifest = JSON.parse(execFileSync('zstd', ['-d', '-q', '-c', localIndexFile(root, latestId, 'manifest')], { encoding: 'utf8' })) as { blobs: [string, number][] };
     const data = new Map<string, number>();
     for (const s of shards(r2)) for (const row of sql(decrypt(blobPath(s)), 'SELECT lower(hex(hash)), size FROM blobs')) data.set(row.split(' ')[0]!, Number(row.split(' ')[1]));
     const shardRows = sql(r2, 'SELECT lower(hex(blob)), size FROM shards').map((row) => [row.split(' ')[0]!, Number(row.split(' ')[1])] as [string, number]);
@@ -200,7 +201,7 @@ describe('recover-with-stock-tools.sh', () => {
     const id = 'testhost-20261127T031500.123Z';
     execFileSync('sh', [
       '-c',
-      'sqlite3 "$1/v1.db" "PRAGMA application_id = 1447777102; PRAGMA user_version = 1; CREATE TABLE snapshot (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;" && zstd -q -c "$1/v1.db" | age -r "$2" > "$1/index/$3.db.zst.age"',
+      'sqlite3 "$1/v1.db" "PRAGMA application_id = 1447777102; PRAGMA user_version = 1; CREATE TABLE snapshot (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;" && zstd -q -c "$1/v1.db" | age -r "$2" > "$1/v1.age" && h=$(sha256sum < "$1/v1.age" | cut -c1-64) && mv "$1/v1.age" "$1/index/$3.$h.db.zst.age"',
       'sh',
       v1,
       key.recipient,

@@ -139,7 +139,7 @@ describe('listing and resolving snapshots (keyless)', () => {
     expect(scan.snapshots[2]!.manifests.map((m) => m.sha256)).toEqual([H(2)]);
     expect(scan.orphanManifests.map((o) => o.key)).toEqual([manifestKey('index/', 'orphan-20261127T000000.000Z', H(6))]);
     expect(scan.orphanSignatures.map((o) => o.key)).toEqual([signatureKey('index/', 'orphan-20261127T000000.000Z', H(7))]);
-    expect(scan.unknownKeys).toEqual(['index/README', `index/${a}.db.zst.age`, `index/sub/web-20261127T031500.123Z.${H(8)}.db.zst.age`]);
+    expect(scan.unknownKeys).toEqual(['index/README', `index/sub/web-20261127T031500.123Z.${H(8)}.db.zst.age`, `index/${a}.db.zst.age`]);
     expect((await listSnapshots(s, 'index/')).map((x) => x.host)).toEqual(['web-1', 'db', 'web-1']);
     expect(s.calls.filter((x) => x.startsWith('get'))).toEqual([]);
   });

@@ -67,12 +67,13 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
     const storage = new MemoryStorage();
     const built = await staged.writer.publish(storage, staged.summary, { indexPrefix: 'index/', recipients, limits: SMALL });
     expect(built.shards.length).toBe(5); // 17 entries, 4 per shard
+    const calls = [...storage.calls];
     const [listing] = await listSnapshots(storage, 'index/');
     const rootKey = listing!.root.key;
     const manifest = listing!.manifests[0]!;
     // Shards first, then the manifest, then the root: a snapshot never exists without them.
     // Root and manifest are named by the SHA-256 of their stored bytes, as blobs are.
-    expect(storage.calls).toEqual([...built.shards.map((sh) => `put ${blobKey(sh.hash)}`), `put ${manifest.key}`, `put ${rootKey}`]);
+    expect(calls).toEqual([...built.shards.map((sh) => `put ${blobKey(sh.hash)}`), `put ${manifest.key}`, `put ${rootKey}`]);
     expect(rootKey).toBe(metadataKey('index/', SAMPLE_ID, sha256(storage.objects.get(rootKey)!.data).toString('hex')));
     expect(manifest.key).toBe(manifestKey('index/', SAMPLE_ID, sha256(storage.objects.get(manifest.key)!.data).toString('hex')));
     // The manifest lists the data blobs and the shards.
@@ -217,6 +218,7 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
     await expect(openSnapshot(storage, listing!, identities, work)).rejects.toMatchObject({ exitCode: ExitCode.DATA });
     // Another root that decrypts fine (the same snapshot written again) in place of this one:
     // refused by its name, however well it decrypts.
+    runTool('mkdir', ['-p', join(tmp.dir, 'again')]);
     const again = stageSample(join(tmp.dir, 'again'));
     const otherStore = new MemoryStorage();
     await again.writer.publish(otherStore, again.summary, { indexPrefix: 'i/', recipients, limits: SMALL });

@@ -9,7 +9,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { blobKey } from '../../src/blob/index.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { buildManifest } from '../../src/snapshot/index.js';
-import { listingOf, putIndexObject } from '../helpers/snapshots.js';
+import { listingOf, putIndexObject, setStoreTime } from '../helpers/snapshots.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { verifyStore, type VerifyEvent, type VerifyProblem } from '../../src/verify/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -133,6 +133,7 @@ describe('verify', () => {
     await storage.delete([victim.root.key, victim.manifests[0]!.key]);
     await storage.put(victim.root.key, await bytes(other.root.key));
     await storage.put(victim.manifests[0]!.key, buildManifest(victim.id, []));
+    setStoreTime(storage, victim.root.key, victim.storeTime); // as an overwrite that keeps the time would look
     const report = await verifyStore(storage, { indexPrefix: INDEX });
     expect(report.problems).toEqual([
       { kind: 'bad-root', snapshot: victim.id, key: victim.root.key, message: `its bytes hash to ${other.root.sha256}: replaced or damaged` },

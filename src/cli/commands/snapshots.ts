@@ -3,7 +3,7 @@
  * Ids, hosts and times come from object names; the number and stored size of the blobs each
  * snapshot references from its keyless manifest (blobs shared between snapshots count in each).
  * Suspect snapshots (id time far from the store's time, several roots: src/snapshot/list.ts) are
- * marked `!` with the reason below the table.
+ * marked SUSPECT, with the reasons on stderr.
  */
 import { ExitCode } from '../../errors.js';
 import { describeSnapshots } from '../../restore/index.js';
@@ -44,16 +44,19 @@ export const snapshotsCommand: Command = {
         io.stderr.write(`no snapshots in ${storage.description}${indexPrefix}\n`);
         return ExitCode.OK;
       }
-      const table = [[' ID', 'HOST', 'TIME (UTC)', 'BLOBS', 'STORED'], ...list.map((s) => [
-        `${s.suspect.length > 0 ? '!' : ' '}${s.id}`,
+      const table = [['ID', 'HOST', 'TIME (UTC)', 'BLOBS', 'STORED'], ...list.map((s) => [
+        s.id,
         s.host,
         s.time.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, ''),
         s.blobCount === undefined ? '?' : String(s.blobCount),
         s.blobBytes === undefined ? '?' : formatBytes(s.blobBytes),
       ])];
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-      for (const row of table) io.stdout.write(`${row.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()}\n`);
-      for (const s of list.filter((x) => x.suspect.length > 0)) io.stdout.write(`! ${s.id} is suspect: ${s.suspect.join('; ')}\n`);
+      table.forEach((row, i) => {
+        const mark = i > 0 && list[i - 1]!.suspect.length > 0 ? '  SUSPECT' : '';
+        io.stdout.write(`${row.map((c, j) => (j >= 3 ? c.padStart(widths[j]!) : c.padEnd(widths[j]!))).join('  ').trimEnd()}${mark}\n`);
+      });
+      for (const s of list.filter((x) => x.suspect.length > 0)) io.stderr.write(`vaultik: ${s.id} is suspect: ${s.suspect.join('; ')}\n`);
       const bad = list.filter((s) => s.manifestError !== undefined);
       if (bad.length > 0) io.stderr.write(`vaultik: ${bad.length} snapshot(s) without a readable manifest (shown as '?'): ${bad[0]!.manifestError}\n`);
       return ExitCode.OK;
