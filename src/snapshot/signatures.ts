@@ -7,9 +7,11 @@
  */
 import { ExitCode, UsageError, VaultikError } from '../errors.js';
 import { SNAPSHOT_NAMESPACE, snapshotStatement, verifySignature, type AllowedSigner } from '../sign/index.js';
-import { isStorageError, type Storage } from '../storage/types.js';
+import type { Storage } from '../storage/types.js';
+import { TaskWindow } from '../util/concurrency.js';
 import { compareSnapshots } from './id.js';
 import { resolveSnapshotId, type IndexObject, type SnapshotListing } from './list.js';
+import { readSmallObject } from './manifest.js';
 
 /**
  * What a snapshot's signature says, checked against an allowed_signers file:
@@ -31,27 +33,6 @@ export function signatureOf(s: Pick<SnapshotListing, 'root' | 'signatures'>): In
   return s.signatures.find((o) => o.sha256 === s.root.sha256);
 }
 
-async function readSignature(storage: Storage, key: string, signal?: AbortSignal): Promise<string | undefined> {
-  let body;
-  try {
-    body = await storage.get(key, undefined, signal ? { signal } : undefined);
-  } catch (err) {
-    if (isStorageError(err, 'not-found')) return undefined; // gone since the listing
-    throw err;
-  }
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const b of body as AsyncIterable<Buffer>) {
-    n += b.length;
-    if (n > MAX_SIGNATURE_BYTES) {
-      body.destroy();
-      throw new VaultikError(`${key}: more than ${MAX_SIGNATURE_BYTES} bytes, not a signature`, ExitCode.DATA);
-    }
-    parts.push(b);
-  }
-  return Buffer.concat(parts).toString('utf8');
-}
-
 /**
  * Checks one snapshot's signature (see SignatureStatus). The time restrictions of the signer's
  * line (valid-after, valid-before) are checked at the store's time of the root: when the
@@ -69,16 +50,17 @@ export async function checkSnapshotSignature(
   if (s.manifests.length !== 1) {
     return { state: 'invalid', reason: `signature invalid: it signs one manifest and the snapshot has ${s.manifests.length}` };
   }
-  let text: string | undefined;
+  const tooLarge = (): Error => new VaultikError(`more than ${MAX_SIGNATURE_BYTES} bytes, not a signature`, ExitCode.DATA);
+  let bytes: Buffer | undefined;
   try {
-    text = await readSignature(storage, object.key, signal);
+    bytes = await readSmallObject(storage, object.key, MAX_SIGNATURE_BYTES, tooLarge, signal);
   } catch (err) {
     if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) return { state: 'invalid', reason: `signature invalid: ${err.message}` };
     throw err;
   }
-  if (text === undefined) return { state: 'unsigned', reason: 'unsigned (its signature was removed meanwhile)' };
+  if (bytes === undefined) return { state: 'unsigned', reason: 'unsigned (its signature was removed meanwhile)' };
   const message = Buffer.from(snapshotStatement({ snapshot: s.id, root: s.root.sha256, manifest: s.manifests[0]!.sha256 }));
-  const r = verifySignature({ allowedSigners, principal: s.host, namespace: SNAPSHOT_NAMESPACE, message, signature: text, at: s.storeTime });
+  const r = verifySignature({ allowedSigners, principal: s.host, namespace: SNAPSHOT_NAMESPACE, message, signature: bytes.toString('utf8'), at: s.storeTime });
   if (r.ok) return { state: 'valid', fingerprint: r.fingerprint, signer: `${r.signer.file}:${r.signer.line}` };
   if (r.reason === 'malformed' || r.reason === 'namespace' || r.reason === 'bad-signature') {
     return { state: 'invalid', reason: `signature invalid: ${r.message}` };
@@ -98,15 +80,11 @@ export async function checkSnapshotSignatures(
   options: { concurrency?: number; signal?: AbortSignal } = {},
 ): Promise<Map<string, SignatureStatus>> {
   const out = new Map<string, SignatureStatus>();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < snapshots.length) {
-      options.signal?.throwIfAborted();
-      const s = snapshots[next++]!;
-      out.set(s.id, await checkSnapshotSignature(storage, s, allowedSigners, options.signal));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 8, snapshots.length) }, worker));
+  const window = new TaskWindow(options.concurrency ?? 8);
+  for (const s of snapshots) {
+    await window.add(async () => out.set(s.id, await checkSnapshotSignature(storage, s, allowedSigners, options.signal)), options.signal);
+  }
+  await window.drain();
   return out;
 }
 
