@@ -666,8 +666,8 @@ function readFilePath(r: Reader, entry: Entry | undefined, baseDir: string, what
   if (!entry) return undefined;
   const p = r.string(entry, what);
   if (p === undefined) return undefined;
-  if (p === '' || p.includes('\0')) {
-    r.fail(entry, p === '' ? 'is empty' : 'contains a NUL character');
+  if (p.includes('\0')) {
+    r.fail(entry, 'contains a NUL character');
     return undefined;
   }
   if (p.startsWith('~')) {
