@@ -40,6 +40,7 @@ import { ChunkPool } from '../compress/pool.js';
 import type { Config } from '../config/index.js';
 import { parseRecipient, type Recipient } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
+import { SNAPSHOT_NAMESPACE, SignError, loadSigningKey, signMessage, snapshotStatement, type SigningKey } from '../sign/index.js';
 import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, sameStat, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
 import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../cache/index.js';
 import { LocationSpool, makeSnapshotId, parseSnapshotId, publishSnapshot, writeRoot, type ChunkLocation, type Entry, type ShardLimits } from '../snapshot/index.js';
@@ -118,6 +119,11 @@ export interface BackupDeps {
   scan?: (config: Config, options: ScanOptions) => AsyncIterable<SourceEntry>;
   /** Where shards are cut (default: snapshot/shardCut.ts); tests make them small. */
   shardLimits?: ShardLimits;
+  /**
+   * The key of `config.signingKey`, already loaded (a daemon loads it once); runBackup loads it
+   * itself when this is undefined and the config names one.
+   */
+  signingKey?: SigningKey;
 }
 
 const DEFAULT_SMALL_FILE = DEFAULT_READ_SIZE;
@@ -155,6 +161,8 @@ export async function runBackup(config: Config, deps: BackupDeps): Promise<Backu
       throw new UsageError(`invalid recipient ${r}: ${errorMessage(err)}`, { cause: err });
     }
   });
+  // Before the lock and any upload: a key that cannot sign fails the run with nothing written.
+  const signingKey = deps.signingKey ?? (config.signingKey !== undefined ? await loadBackupSigningKey(config) : undefined);
   let lock: ReturnType<typeof acquireLock>;
   try {
     lock = acquireLock(lockPathFor(config.indexPath));
@@ -171,13 +179,32 @@ export async function runBackup(config: Config, deps: BackupDeps): Promise<Backu
     if (cache.resetReason !== undefined) {
       deps.onEvent?.({ type: 'notice', message: `state cache reset: ${cache.resetReason}; this backup uploads everything again` });
     }
-    return await new BackupRun(config, deps, cache, recipients).execute();
+    return await new BackupRun(config, { ...deps, ...(signingKey ? { signingKey } : {}) }, cache, recipients).execute();
   } catch (err) {
     throw diskFull(err, config.indexPath) ?? err;
   } finally {
     cache?.close();
     lock.release();
   }
+}
+
+/**
+ * Loads `config.signingKey` (docs/CONFIG.md `signing_key`).
+ * @throws UsageError (exit 2) naming the config key, the file and what is wrong with it; never
+ *   the key's bytes.
+ */
+export async function loadBackupSigningKey(config: Pick<Config, 'signingKey' | 'sourcePath'>): Promise<SigningKey> {
+  try {
+    return await loadSigningKey(config.signingKey!);
+  } catch (err) {
+    if (err instanceof SignError) throw new UsageError(`${config.sourcePath}: signing_key: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** Signs a snapshot's statement (docs/FORMAT.md "Signatures") for publishSnapshot. */
+export function snapshotSigner(key: SigningKey): (names: { snapshot: string; root: string; manifest: string }) => Buffer {
+  return (names) => Buffer.from(signMessage(key, SNAPSHOT_NAMESPACE, Buffer.from(snapshotStatement(names))));
 }
 
 /**
@@ -413,6 +440,7 @@ class BackupRun {
         blobs: [...assembled.blobs, ...assembled.shards.map((sh) => ({ hash: sh.hash, size: sh.size }))],
         recipients: this.recipients,
         signal: this.signal,
+        ...(deps.signingKey ? { sign: snapshotSigner(deps.signingKey) } : {}),
       });
       killPoint('cache-commit'); // test-only
       cache.completeSnapshot(this.snapshotId, dataBlobs, assembled.digests);

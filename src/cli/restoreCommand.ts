@@ -6,7 +6,7 @@
 import type { RestoreOptions, RestoreSummary } from '../restore/index.js';
 import { parseCommandArgs, type CommandIO } from './command.js';
 import { RestoreRenderer } from './render/restore.js';
-import { STORE_OPTIONS, identitiesFromEnv, openStore, parseStoreArgs } from './storageArgs.js';
+import { STORE_OPTIONS, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from './storageArgs.js';
 
 /** Options shared by restore and fetch. */
 export const RESTORE_OPTIONS = {
@@ -21,7 +21,7 @@ export const RESTORE_OPTIONS = {
 type RestoreValues = ReturnType<typeof parseCommandArgs<typeof RESTORE_OPTIONS>>['values'];
 
 /** What restore and fetch hand their engine besides their own arguments. */
-export type SharedRestoreOptions = Pick<RestoreOptions, 'storage' | 'identities' | 'snapshotId' | 'indexPrefix' | 'host' | 'overwrite' | 'signal' | 'onEvent'>;
+export type SharedRestoreOptions = Pick<RestoreOptions, 'storage' | 'identities' | 'snapshotId' | 'indexPrefix' | 'host' | 'signers' | 'overwrite' | 'signal' | 'onEvent'>;
 
 /**
  * The body restore and fetch share. Parses RESTORE_OPTIONS and the store arguments followed by
@@ -38,9 +38,11 @@ export async function runRestoreCommand<A>(
   run: (shared: SharedRestoreOptions, args: A, values: RestoreValues) => Promise<RestoreSummary>,
 ): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, RESTORE_OPTIONS, usage);
-  const { spec, indexPrefix, rest } = parseStoreArgs(values, positionals, io.env, ownArgs + 1, ownArgs + 1, usage);
+  const storeArgs = parseStoreArgs(values, positionals, io.env, ownArgs + 1, ownArgs + 1, usage);
+  const { spec, indexPrefix, rest } = storeArgs;
   const [snapshotId, ...own] = rest as [string, ...string[]];
   const args = prepare(own);
+  const signers = await signersFromArgs(storeArgs);
   const identities = await identitiesFromEnv(io.env);
   const storage = openStore(spec);
   const renderer = new RestoreRenderer(io, values.json === true);
@@ -51,6 +53,7 @@ export async function runRestoreCommand<A>(
       snapshotId,
       indexPrefix,
       host: values.host,
+      ...(signers ? { signers } : {}),
       overwrite: values.overwrite === true,
       signal: io.signal,
       onEvent: renderer.onEvent,

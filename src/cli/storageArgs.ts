@@ -9,9 +9,14 @@
  * overrides where snapshot metadata lives (default `index/`, or the config's `index_prefix`).
  * The private key comes from VAULTIK_PRIVATE_KEY: an `AGE-SECRET-KEY-1…` string or the path of
  * an age identity file (several identities allowed).
+ *
+ * `--signers FILE` (or the config's `allowed_signers`) names an ssh-keygen allowed_signers file:
+ * the command then checks snapshot signatures (docs/FORMAT.md "Signatures") and treats a
+ * snapshot without a valid one as it says in its own usage.
  */
 import { loadConfig } from '../config/index.js';
 import { loadIdentities, type Identity } from '../crypto/index.js';
+import { loadAllowedSigners, type AllowedSigner } from '../sign/index.js';
 import { UsageError } from '../errors.js';
 import { openStorage, storageSpecFromArgs } from '../storage/index.js';
 import type { Storage, StorageSpec } from '../storage/types.js';
@@ -20,16 +25,19 @@ import type { Storage, StorageSpec } from '../storage/types.js';
 export const STORE_OPTIONS = {
   config: { type: 'string' },
   'index-prefix': { type: 'string' },
+  signers: { type: 'string' },
 } as const;
 
 /** Usage text for the store options. */
-export const STORE_USAGE = '[--config FILE] [--index-prefix P]';
+export const STORE_USAGE = '[--config FILE] [--index-prefix P] [--signers FILE]';
 
 export interface StoreArgs {
   spec: StorageSpec;
   indexPrefix: string;
   /** The positionals after `<bucket> <prefix>` (all of them with --config). */
   rest: string[];
+  /** The allowed_signers file: `--signers`, else the config's `allowed_signers`. */
+  signersPath?: string;
 }
 
 /** A valid index prefix: non-empty, relative, ending in '/'. */
@@ -47,7 +55,7 @@ function checkIndexPrefix(prefix: string): string {
  * @throws UsageError for a wrong number of arguments, a bad bucket or prefix, a bad config.
  */
 export function parseStoreArgs(
-  values: { config?: string; 'index-prefix'?: string },
+  values: { config?: string; 'index-prefix'?: string; signers?: string },
   positionals: string[],
   env: NodeJS.ProcessEnv,
   restMin: number,
@@ -63,11 +71,13 @@ export function parseStoreArgs(
   let spec: StorageSpec;
   let indexPrefix = 'index/';
   let rest: string[];
+  let signersPath = values.signers;
   if (values.config !== undefined) {
     count(positionals.length);
     const config = loadConfig(values.config, { env });
     spec = config.storage;
     indexPrefix = config.indexPrefix;
+    signersPath ??= config.allowedSigners;
     rest = positionals;
   } else {
     if (positionals.length < 2) throw new UsageError(`missing <bucket> <prefix> (or --config FILE)\n\nusage: ${usage}`);
@@ -76,7 +86,19 @@ export function parseStoreArgs(
     rest = positionals.slice(2);
   }
   if (values['index-prefix'] !== undefined) indexPrefix = checkIndexPrefix(values['index-prefix']);
-  return { spec, indexPrefix, rest };
+  return { spec, indexPrefix, rest, ...(signersPath !== undefined ? { signersPath } : {}) };
+}
+
+/**
+ * The allowed signers of `--signers` / `allowed_signers`, or undefined when neither is given.
+ * @throws SignError 'allowed-signers' (exit 2) when the file cannot be read or parsed;
+ *   UsageError when it lists no key (every snapshot would be refused).
+ */
+export async function signersFromArgs(args: Pick<StoreArgs, 'signersPath'>): Promise<AllowedSigner[] | undefined> {
+  if (args.signersPath === undefined) return undefined;
+  const signers = await loadAllowedSigners(args.signersPath);
+  if (signers.length === 0) throw new UsageError(`allowed signers file ${args.signersPath} lists no key`);
+  return signers;
 }
 
 /** Opens the store (retry and concurrency wrappers included; no request is made yet). */

@@ -49,6 +49,16 @@ export interface Config {
   compressionLevel: number;
   /** First part of snapshot ids: [A-Za-z0-9._-], starting with a letter or digit. */
   hostname: string;
+  /**
+   * Absolute path of the OpenSSH Ed25519 private key that signs each snapshot (opt-in;
+   * docs/FORMAT.md "Signatures"). Only the path: the backup loads the key when it starts.
+   */
+  signingKey?: string;
+  /**
+   * Absolute path of an ssh-keygen allowed_signers file: the commands that read the store with
+   * `--config` then require valid snapshot signatures, as with `--signers`.
+   */
+  allowedSigners?: string;
   /** Absolute path of the file this config came from (or the name given to parseConfig). */
   sourcePath: string;
 }
@@ -134,6 +144,8 @@ const TOP_KEYS = [
   'index_prefix',
   'compression_level',
   'hostname',
+  'signing_key',
+  'allowed_signers',
 ] as const;
 const S3_KEYS = [
   'endpoint',
@@ -646,6 +658,25 @@ function readExcludes(r: Reader, entry: Entry | undefined, sourceDirs: readonly 
   return ok ? items.map((i) => i.value) : undefined;
 }
 
+/**
+ * A file path key (`signing_key`, `allowed_signers`): a relative path is relative to the config
+ * file's directory, like `age_recipients_file`. The file is not read here.
+ */
+function readFilePath(r: Reader, entry: Entry | undefined, baseDir: string, what: string): string | undefined {
+  if (!entry) return undefined;
+  const p = r.string(entry, what);
+  if (p === undefined) return undefined;
+  if (p.includes('\0')) {
+    r.fail(entry, 'contains a NUL character');
+    return undefined;
+  }
+  if (p.startsWith('~')) {
+    r.fail(entry, `${JSON.stringify(p)}: "~" is not expanded; write the full path or one relative to the config file`);
+    return undefined;
+  }
+  return resolve(baseDir, p);
+}
+
 function readRecipients(r: Reader, top: Map<string, Entry>, baseDir: string, readFile: (path: string) => string): string[] | undefined {
   const found: string[] = [];
   let ok = true;
@@ -849,6 +880,9 @@ export function parseConfig(text: string, sourceName: string, options: ParseConf
     else r.add('hostname', undefined, `this machine's host name ${JSON.stringify(h)} cannot be used in snapshot ids; set hostname: in the config`);
   }
 
+  const signingKey = readFilePath(r, top.get('signing_key'), baseDir, 'the path of an SSH Ed25519 private key');
+  const allowedSigners = readFilePath(r, top.get('allowed_signers'), baseDir, 'the path of an allowed_signers file');
+
   if (r.issues.length > 0) throw new ConfigError(sortIssues(r.issues, sourceName));
   return {
     sourceDirs: sourceDirs!,
@@ -864,6 +898,8 @@ export function parseConfig(text: string, sourceName: string, options: ParseConf
     indexPrefix: indexPrefix!,
     compressionLevel: compressionLevel!,
     hostname: hostname!,
+    ...(signingKey !== undefined ? { signingKey } : {}),
+    ...(allowedSigners !== undefined ? { allowedSigners } : {}),
     sourcePath: options.sourcePath ?? sourceName,
   };
 }

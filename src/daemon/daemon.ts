@@ -27,11 +27,12 @@
  * - Core code: it emits DaemonEvents and never writes to the terminal itself.
  */
 import { availableParallelism } from 'node:os';
-import { runBackup, scanSources, selfPaths, type BackupDeps, type BackupSummary, type ScanOptions } from '../backup/index.js';
+import { loadBackupSigningKey, runBackup, scanSources, selfPaths, type BackupDeps, type BackupSummary, type ScanOptions } from '../backup/index.js';
 import { ChunkPool } from '../compress/pool.js';
 import type { Config } from '../config/index.js';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { displayPath } from '../fs/index.js';
+import type { SigningKey } from '../sign/index.js';
 import type { StoreWriter } from '../storage/types.js';
 import { DEFAULT_DIRTY_LIMIT, DirtySet } from './dirty.js';
 import type { DaemonEvent, DaemonEventBody, ScanKind } from './events.js';
@@ -87,6 +88,7 @@ function changedKeys(a: Config, b: Config): string[] {
     ['index_prefix', a.indexPrefix, b.indexPrefix],
     ['compression_level', a.compressionLevel, b.compressionLevel],
     ['hostname', a.hostname, b.hostname],
+    ['signing_key', a.signingKey, b.signingKey],
   ];
   return pairs.filter(([, x, y]) => JSON.stringify(x) !== JSON.stringify(y)).map(([k]) => k);
 }
@@ -107,6 +109,8 @@ export class Daemon {
   private lastRunEnd: number | undefined;
   private failures = 0;
   private wake: (() => void) | undefined;
+  /** The signing key loaded for the config's `signing_key` path (loaded again when it changes). */
+  private signer: { path: string; key: SigningKey } | undefined;
 
   constructor(private readonly options: DaemonOptions) {
     this.config = options.config;
@@ -143,6 +147,8 @@ export class Daemon {
   async run(): Promise<void> {
     if (this.started) throw new VaultikError('the daemon is already running');
     this.started = true;
+    // A key that cannot sign stops the daemon at start (exit 2), before any run.
+    await this.signingKeyFor(this.config);
     const { signal } = this.options;
     const onAbort = (): void => {
       this.emit({ type: 'stopping', reason: errorMessage(signal.reason), runInProgress: this.running });
@@ -362,7 +368,18 @@ export class Daemon {
     }
   }
 
+  /**
+   * The key of `config.signingKey`, loaded once per path: a reload that names another key loads
+   * it before the next run (a bad one fails that run, reported like any failed run).
+   */
+  private async signingKeyFor(config: Config): Promise<SigningKey | undefined> {
+    if (config.signingKey === undefined) return undefined;
+    if (this.signer?.path !== config.signingKey) this.signer = { path: config.signingKey, key: await loadBackupSigningKey(config) };
+    return this.signer.key;
+  }
+
   private async backup(config: Config, scan: ScanFn): Promise<BackupSummary> {
+    const signingKey = await this.signingKeyFor(config);
     this.pool ??= this.options.makePool?.(config) ?? new ChunkPool({ size: this.options.workers ?? availableParallelism(), level: config.compressionLevel });
     const storage = this.options.openStorage(config);
     try {
@@ -372,6 +389,7 @@ export class Daemon {
         pool: this.pool,
         scan,
         progressIntervalMs: 0,
+        ...(signingKey ? { signingKey } : {}),
         ...this.options.backup,
         onEvent: (e) => {
           if (e.type === 'warning') this.emit({ type: 'warning', message: e.message, path: e.path });

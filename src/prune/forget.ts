@@ -14,7 +14,8 @@
  * and a snapshot whose id time and store time disagree beyond the clock rules (list.ts
  * judgeSnapshot), or whose id has several roots, is *suspect*: it never takes a keep slot or
  * counts as a host's latest, and while any exists forget refuses (SuspectSnapshotsError) unless
- * told to keep them all or forget them all.
+ * told to keep them all or forget them all. With allowed signers (`--signers`), a snapshot
+ * without a valid signature is suspect too (src/snapshot/signatures.ts).
  *
  * One policy per host name (the id's host part). Two configs backing up different directories
  * under the same host name would share one "latest": give each its own `hostname:` (prune
@@ -25,6 +26,8 @@
  * snapshot or orphan manifests, which prune removes; never a snapshot without its manifest.
  */
 import { ExitCode, UsageError, VaultikError } from '../errors.js';
+import type { AllowedSigner } from '../sign/index.js';
+import { judgeSignatures } from '../snapshot/signatures.js';
 import { DEFAULT_CLOCK_RULES, scanIndex, type ClockRules, type SnapshotListing } from '../snapshot/list.js';
 import { compareSnapshots } from '../snapshot/id.js';
 import type { Storage } from '../storage/types.js';
@@ -66,6 +69,8 @@ export interface ForgetOptions {
   suspects?: SuspectChoice;
   /** When a snapshot's id time and store time disagree too much (default DEFAULT_CLOCK_RULES). */
   clock?: ClockRules;
+  /** Require valid signatures by these signers: a snapshot without one is suspect. */
+  signers?: readonly AllowedSigner[];
 }
 
 export interface ForgetPlan {
@@ -129,7 +134,8 @@ function decide(considered: readonly SnapshotListing[], policy: RetentionPolicy,
 /**
  * Decides which snapshots to forget. Lists the index only (no key, nothing downloaded).
  * @throws UsageError when neither a keep rule nor ids are given, when both are, when a named id
- *   does not exist, or when a named id is its host's latest snapshot (always kept);
+ *   does not exist, or when a named id is its host's latest snapshot (always kept; with
+ *   `signers`, the newest validly signed one);
  *   SuspectSnapshotsError (a policy while suspects exist and no `suspects` choice);
  *   StorageError from listing.
  */
@@ -141,6 +147,7 @@ export async function planForget(storage: Storage, options: ForgetOptions): Prom
     throw new UsageError('forget needs at least one --keep-* option (or snapshot ids): refusing to guess what to remove');
   }
   const { snapshots } = await scanIndex(storage, options.indexPrefix, options.clock ?? DEFAULT_CLOCK_RULES);
+  if (options.signers) await judgeSignatures(storage, snapshots, options.signers);
   const considered = options.host === undefined ? snapshots : snapshots.filter((s) => s.host === options.host);
   const untouched = snapshots.length - considered.length;
   const countSuspects = (list: readonly PolicyDecision<SnapshotListing>[]): number => list.filter((d) => d.snapshot.suspect.length > 0).length;

@@ -31,7 +31,9 @@ import { tmpdir } from 'node:os';
 import { blobHashOf, blobKey } from '../blob/key.js';
 import type { Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
+import type { AllowedSigner } from '../sign/index.js';
 import { parseIndexName } from '../snapshot/id.js';
+import { checkSnapshotSignatures } from '../snapshot/signatures.js';
 import { scanIndex, type IndexObject, type SnapshotListing } from '../snapshot/list.js';
 import { blobListDifference, readManifest, type Manifest } from '../snapshot/manifest.js';
 import type { BlobRef } from '../snapshot/types.js';
@@ -65,6 +67,11 @@ export interface PruneOptions {
    * forget had run. Their metadata and manifests are neither read nor deleted here.
    */
   assumeForgotten?: ReadonlySet<string>;
+  /**
+   * Check snapshot signatures against these signers and note the snapshots without a valid one.
+   * Their blobs are kept all the same: a forged snapshot can only make prune keep more.
+   */
+  signers?: readonly AllowedSigner[];
   signal?: AbortSignal;
   onEvent?: (event: PruneEvent) => void;
 }
@@ -289,6 +296,13 @@ export async function planPrune(storage: Storage, options: PruneOptions): Promis
   }
   let referencedBytes = 0;
   for (const size of refs.blobs.values()) referencedBytes += size;
+  if (options.signers) {
+    const statuses = await checkSnapshotSignatures(storage, snapshots, options.signers, options.signal ? { signal: options.signal } : {});
+    for (const s of snapshots) {
+      const st = statuses.get(s.id);
+      if (st && st.state !== 'valid') notes.push(`snapshot ${s.id}: ${st.reason}; its blobs are kept like any snapshot's (\`vaultik forget --signers\` treats it as suspect)`);
+    }
+  }
 
   // 2. Orphan manifests and signatures (their snapshot has no root), by their own timestamps.
   const deleteManifests: ObjectInfo[] = [];

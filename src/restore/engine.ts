@@ -28,7 +28,8 @@ import { decryptRange, decryptSegments, type AgeFileInfo, type Identity } from '
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
 import { RestoreError, TargetWriter, utimesSeconds } from '../fs/restoreWriter.js';
 import { displayPath } from '../fs/paths.js';
-import { listSnapshots, openSnapshot, resolveSnapshotId, type SnapshotReader } from '../snapshot/index.js';
+import type { AllowedSigner } from '../sign/index.js';
+import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId, type SnapshotReader } from '../snapshot/index.js';
 import type { ChunkPlacement } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/types.js';
 import type { Storage } from '../storage/types.js';
@@ -51,6 +52,11 @@ export interface RestoreOptions {
   indexPrefix?: string;
   /** With 'latest': the newest snapshot of this host (default: of any host). */
   host?: string;
+  /**
+   * Require a valid snapshot signature by these signers (`--signers`): an unsigned or badly
+   * signed snapshot is refused (DATA), and `latest` is the newest validly signed one.
+   */
+  signers?: readonly AllowedSigner[];
   /** Directory to restore into (created if missing). */
   target: string;
   select?: RestoreSelection;
@@ -139,7 +145,10 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const mapPath = relocator(options.relocate);
 
   signal?.throwIfAborted();
-  const listing = resolveSnapshotId(await listSnapshots(storage, indexPrefix), options.snapshotId, options.host);
+  const snapshots = await listSnapshots(storage, indexPrefix);
+  const listing = options.signers
+    ? await resolveSignedSnapshot(storage, snapshots, options.snapshotId, options.host, options.signers, signal)
+    : resolveSnapshotId(snapshots, options.snapshotId, options.host);
   // One selected path (fetch, or restore of one subtree): only the shards that cover it are read.
   const under = selector.paths?.length === 1 ? selector.paths[0] : undefined;
   // A shard missing or damaged fails the entries of its range, not the whole restore.

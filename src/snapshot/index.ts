@@ -73,6 +73,14 @@ export {
   type ShardFacts,
 } from './reader.js';
 export { ENTRY_TYPES, MAX_CHUNK_PLAIN_LENGTH, SHARD_APPLICATION_ID, SNAPSHOT_APPLICATION_ID, SNAPSHOT_FORMAT_VERSION } from './schema.js';
+export {
+  checkSnapshotSignature,
+  checkSnapshotSignatures,
+  judgeSignatures,
+  resolveSignedSnapshot,
+  signatureOf,
+  type SignatureStatus,
+} from './signatures.js';
 export { shardRefKey, snapshotReferences, type SnapshotReferences } from './references.js';
 export { DEFAULT_SHARD_LIMITS, ShardCutter, cutPoints, pathHash, type ShardLimits } from './shardCut.js';
 export { LocationSpool, ShardWriter, writeRoot, type FinishedShard, type RootContents, type ShardWriterOptions } from './writer.js';

@@ -120,6 +120,38 @@ export function parseManifest(data: Buffer, expectedId?: string): Manifest {
 const MAX_MANIFEST_OBJECT = 64 * 1024 * 1024;
 
 /**
+ * Downloads a whole keyless object (anyone's input) into memory, refusing more than `maxBytes`.
+ * @returns undefined when it does not exist.
+ * @throws what `tooLarge` makes past `maxBytes`; StorageError from the store.
+ */
+export async function readSmallObject(
+  storage: Storage,
+  key: string,
+  maxBytes: number,
+  tooLarge: () => Error,
+  signal?: AbortSignal,
+): Promise<Buffer | undefined> {
+  let body;
+  try {
+    body = await storage.get(key, undefined, { signal });
+  } catch (err) {
+    if (isStorageError(err, 'not-found')) return undefined;
+    throw err;
+  }
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const b of body as AsyncIterable<Buffer>) {
+    n += b.length;
+    if (n > maxBytes) {
+      body.destroy();
+      throw tooLarge();
+    }
+    parts.push(b);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
  * Downloads and parses a manifest of snapshot `id` (keyless), checking that its bytes hash to its
  * name (a replaced manifest is refused).
  * @returns undefined when the manifest object does not exist: prune, verify and the snapshot
@@ -133,24 +165,8 @@ export async function readManifest(
   id: string,
   signal?: AbortSignal,
 ): Promise<Manifest | undefined> {
-  let body;
-  try {
-    body = await storage.get(object.key, undefined, { signal });
-  } catch (err) {
-    if (isStorageError(err, 'not-found')) return undefined;
-    throw err;
-  }
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const b of body as AsyncIterable<Buffer>) {
-    n += b.length;
-    if (n > MAX_MANIFEST_OBJECT) {
-      body.destroy();
-      throw bad('object too large', id);
-    }
-    parts.push(b);
-  }
-  const bytes = Buffer.concat(parts);
+  const bytes = await readSmallObject(storage, object.key, MAX_MANIFEST_OBJECT, () => bad('object too large', id), signal);
+  if (bytes === undefined) return undefined;
   if (createHash('sha256').update(bytes).digest('hex') !== object.sha256) throw bad(`${object.key} does not hash to its name (replaced or damaged)`, id);
   return parseManifest(bytes, id);
 }

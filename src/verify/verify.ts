@@ -5,7 +5,9 @@
  * - every blob's SHA-256 equals its name (each object is streamed through the hash: memory stays
  *   bounded by the number of blobs checked at once, never by blob size);
  * - every blob named by a snapshot's manifest exists, with the size the manifest records;
- * - every snapshot has a valid manifest.
+ * - every snapshot has a valid manifest;
+ * - with allowed signers (`--signers`), every snapshot has a valid signature (its root and
+ *   manifest, by a key allowed for its host: src/snapshot/signatures.ts).
  * It reports missing and corrupt blobs as problems, and unreferenced blobs (prune's garbage, or
  * a backup in flight), orphan manifests and foreign objects as information.
  * `sample` checks the content of a random subset of the blobs; existence and sizes of all are
@@ -26,6 +28,8 @@ import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
 import { blobListDifference, readManifest } from '../snapshot/manifest.js';
 import { openShard, readRoot } from '../snapshot/open.js';
+import type { AllowedSigner } from '../sign/index.js';
+import { checkSnapshotSignatures } from '../snapshot/signatures.js';
 import type { MetadataReader } from '../snapshot/reader.js';
 import { shardRefKey, snapshotReferences } from '../snapshot/references.js';
 import type { BlobRef, ChunkLocation, ShardRef } from '../snapshot/types.js';
@@ -49,6 +53,8 @@ export interface VerifyOptions {
   concurrency?: number;
   /** Deep verification with these identities; tmpDir receives decrypted metadata while it runs. */
   deep?: { identities: readonly Identity[]; tmpDir?: string };
+  /** Check every snapshot's signature against these signers; each failure is a problem. */
+  signers?: readonly AllowedSigner[];
   signal?: AbortSignal;
   onEvent?: (event: VerifyEvent) => void;
 }
@@ -67,7 +73,8 @@ export type VerifyProblem =
   | { kind: 'manifest-mismatch'; snapshot: string; message: string }
   | { kind: 'bad-chunk'; hash: string; offset: number; message: string }
   | { kind: 'suspect'; snapshot: string; reasons: string[] }
-  | { kind: 'bad-root'; snapshot: string; key: string; message: string };
+  | { kind: 'bad-root'; snapshot: string; key: string; message: string }
+  | { kind: 'signature'; snapshot: string; message: string };
 
 export interface VerifyReport {
   deep: boolean;
@@ -85,6 +92,8 @@ export interface VerifyReport {
   chunks: { count: number; bytes: number };
   /** Manifests and signatures whose snapshot has no root. */
   orphanManifests: string[];
+  /** With signers: snapshots whose signature is valid. */
+  validSignatures?: number;
   unknownKeys: { count: number; first: string[] };
   problems: VerifyProblem[];
   durationMs: number;
@@ -111,6 +120,8 @@ export function describeProblem(p: VerifyProblem): string {
       return `snapshot ${p.snapshot} is suspect: ${p.reasons.join('; ')}`;
     case 'bad-root':
       return `snapshot ${p.snapshot}: root ${p.key}: ${p.message}`;
+    case 'signature':
+      return `snapshot ${p.snapshot}: ${p.message}`;
   }
 }
 
@@ -140,6 +151,16 @@ export async function verifyStore(storage: Storage, options: VerifyOptions): Pro
   emit({ type: 'phase', phase: 'index' });
   const index = await scanIndex(storage, options.indexPrefix);
   index.unknownKeys.forEach(addUnknown);
+  let validSignatures: number | undefined;
+  if (options.signers) {
+    const statuses = await checkSnapshotSignatures(storage, index.snapshots, options.signers, options.signal ? { signal: options.signal } : {});
+    validSignatures = 0;
+    for (const s of index.snapshots) {
+      const st = statuses.get(s.id)!;
+      if (st.state === 'valid') validSignatures++;
+      else problem({ kind: 'signature', snapshot: s.id, message: st.reason });
+    }
+  }
 
   // Referenced blobs: hash → recorded size (the first recorded; a disagreement is reported).
   const referenced = new Map<string, number>();
@@ -248,6 +269,7 @@ export async function verifyStore(storage: Storage, options: VerifyOptions): Pro
       unreferenced,
       chunks,
       orphanManifests: [...index.orphanManifests, ...index.orphanSignatures].map((o) => o.key),
+      ...(validSignatures !== undefined ? { validSignatures } : {}),
       unknownKeys: unknown,
       problems,
       durationMs: Date.now() - started,

@@ -3,14 +3,15 @@
  * removes snapshots (root, then manifest and signature) that the retention policy does not keep,
  * or the named ones. Keyless: the policy needs only hosts and the store's times, which the
  * listing carries (see src/prune/forget.ts), so VAULTIK_PRIVATE_KEY is not read. Blobs are left
- * for `prune`.
+ * for `prune`. With `--signers FILE`, a snapshot without a valid signature is suspect: it takes
+ * no keep slot, and forget refuses while one exists unless `--suspects` says what to do.
  */
 import { parseDuration } from '../../config/index.js';
 import { ExitCode, UsageError } from '../../errors.js';
 import { executeForget, planForget, type ForgetPlan, type RetentionPolicy, type SuspectChoice } from '../../prune/index.js';
 import { DEFAULT_CLOCK_RULES, type ClockRules, type SnapshotListing } from '../../snapshot/list.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
-import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs } from '../storageArgs.js';
+import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE =
   'vaultik forget <bucket> <prefix> [snapshot_id...] [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] ' +
@@ -106,12 +107,14 @@ export const forgetCommand: Command = {
       },
       USAGE,
     );
-    const { spec, indexPrefix, rest } = parseStoreArgs(values, positionals, io.env, 0, Number.MAX_SAFE_INTEGER, USAGE);
+    const storeArgs = parseStoreArgs(values, positionals, io.env, 0, Number.MAX_SAFE_INTEGER, USAGE);
+    const { spec, indexPrefix, rest } = storeArgs;
     const policy = policyFromOptions(values);
+    const signers = await signersFromArgs(storeArgs);
     const storage = openStore(spec);
     try {
       const suspects = suspectChoice(values.suspects);
-      const plan = await planForget(storage, { indexPrefix, policy, ids: rest, host: values.host, clock: clockRulesFromOptions(values), ...(suspects ? { suspects } : {}) });
+      const plan = await planForget(storage, { indexPrefix, policy, ids: rest, host: values.host, clock: clockRulesFromOptions(values), ...(suspects ? { suspects } : {}), ...(signers ? { signers } : {}) });
       const dryRun = values['dry-run'] === true;
       const result = dryRun ? undefined : await executeForget(storage, plan, { signal: io.signal });
       if (values.json) {

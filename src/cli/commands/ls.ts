@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { ExitCode, UsageError } from '../../errors.js';
 import { displayPath } from '../../fs/paths.js';
 import { snapshotPathArg } from '../../restore/index.js';
-import { listSnapshots, openSnapshot, resolveSnapshotId, type Entry } from '../../snapshot/index.js';
+import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId, type Entry } from '../../snapshot/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
 import { jsonPath } from '../render/json.js';
-import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs } from '../storageArgs.js';
+import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE = `vaultik ls <bucket> <prefix> <snapshot_id|latest> [path] [-l] [--json] [--host H] ${STORE_USAGE}`;
 
@@ -56,13 +56,18 @@ export const lsCommand: Command = {
       { ...STORE_OPTIONS, long: { type: 'boolean', short: 'l' }, json: { type: 'boolean' }, host: { type: 'string' } },
       USAGE,
     );
-    const { spec, indexPrefix, rest } = parseStoreArgs(values, positionals, io.env, 1, 2, USAGE);
+    const storeArgs = parseStoreArgs(values, positionals, io.env, 1, 2, USAGE);
+    const { spec, indexPrefix, rest } = storeArgs;
     const [snapshotId, pathArg] = rest as [string, string | undefined];
     const under = pathArg === undefined || pathArg.split('/').every((s) => s === '') ? undefined : snapshotPathArg(pathArg);
+    const signers = await signersFromArgs(storeArgs);
     const identities = await identitiesFromEnv(io.env);
     const storage = openStore(spec);
     try {
-      const listing = resolveSnapshotId(await listSnapshots(storage, indexPrefix), snapshotId, values.host);
+      const snapshots = await listSnapshots(storage, indexPrefix);
+      const listing = signers
+        ? await resolveSignedSnapshot(storage, snapshots, snapshotId, values.host, signers, io.signal)
+        : resolveSnapshotId(snapshots, snapshotId, values.host);
       // A path: only the shards that cover it are read.
       const reader = await openSnapshot(storage, listing, identities, tmpdir(), under ? { signal: io.signal, under } : { signal: io.signal });
       try {

@@ -4,7 +4,8 @@
  * --dry-run. `--keep-latest` first forgets every snapshot but each host's latest (the original
  * one-line specification of prune), after the key has been checked against the snapshots that
  * stay. Exit codes: 0; DATA (5) when snapshots are damaged or cannot be trusted; NO_IDENTITY (4)
- * for the wrong key (nothing deleted); STORAGE (6).
+ * for the wrong key (nothing deleted); STORAGE (6). `--signers FILE` notes each snapshot without
+ * a valid signature (its blobs are kept all the same: forging can only add).
  */
 import { parseDuration } from '../../config/index.js';
 import { ExitCode, UsageError } from '../../errors.js';
@@ -27,7 +28,7 @@ import type { StorageSpec } from '../../storage/types.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
 import { formatBytes } from '../render/format.js';
 import { ProgressLine } from '../render/progress.js';
-import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs } from '../storageArgs.js';
+import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE = `vaultik prune <bucket> <prefix> [--dry-run] [--grace 24h] [--keep-latest] [--json] ${STORE_USAGE}`;
 
@@ -111,8 +112,10 @@ export const pruneCommand: Command = {
       { ...STORE_OPTIONS, 'dry-run': { type: 'boolean' }, grace: { type: 'string' }, 'keep-latest': { type: 'boolean' }, json: { type: 'boolean' } },
       USAGE,
     );
-    const { spec, indexPrefix } = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
+    const storeArgs = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
+    const { spec, indexPrefix } = storeArgs;
     const graceMs = parseGrace(values.grace);
+    const signers = await signersFromArgs(storeArgs);
     const dryRun = values['dry-run'] === true;
     const json = values.json === true;
     const identities = await identitiesFromEnv(io.env);
@@ -126,6 +129,7 @@ export const pruneCommand: Command = {
       identities,
       graceMs,
       janitor,
+      ...(signers ? { signers } : {}),
       signal: io.signal,
       onEvent: (e: PruneEvent): void => {
         const text = progressText(e, state);
@@ -134,7 +138,7 @@ export const pruneCommand: Command = {
     };
     try {
       let forget: ForgetPlan | undefined;
-      if (values['keep-latest']) forget = await planForget(storage, { indexPrefix, policy: { last: 1 } });
+      if (values['keep-latest']) forget = await planForget(storage, { indexPrefix, policy: { last: 1 }, ...(signers ? { signers } : {}) });
       // Plans as if the forget had happened: this reads every snapshot that stays, so a wrong key
       // stops here, before anything (even a snapshot) is deleted.
       const plan = await planPrune(storage, { ...options, assumeForgotten: new Set(forget?.remove.map((d) => d.snapshot.id)) });

@@ -4,11 +4,16 @@
  * snapshot references from its keyless manifest (blobs shared between snapshots count in each).
  * Suspect snapshots (id time far from the store's time, several roots: src/snapshot/list.ts) are
  * marked SUSPECT, with the reasons on stderr.
+ *
+ * Signatures (docs/FORMAT.md "Signatures"): without `--signers` a signed snapshot shows
+ * `signed (unchecked)`; with `--signers FILE` every signature is checked, and a snapshot without
+ * a valid one is suspect (`unsigned`, `invalid`, `not allowed`, the reason on stderr).
  */
 import { ExitCode } from '../../errors.js';
 import { describeSnapshots } from '../../restore/index.js';
+import { judgeSignatures, signatureOf } from '../../snapshot/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
-import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs } from '../storageArgs.js';
+import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 import { formatBytes } from '../render/format.js';
 
 const USAGE = `vaultik snapshots <bucket> <prefix> [--json] [--host H] ${STORE_USAGE}`;
@@ -19,24 +24,39 @@ export const snapshotsCommand: Command = {
   usage: USAGE,
   async run(argv: string[], io: CommandIO): Promise<number> {
     const { values, positionals } = parseCommandArgs(argv, { ...STORE_OPTIONS, json: { type: 'boolean' }, host: { type: 'string' } }, USAGE);
-    const { spec, indexPrefix } = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
+    const storeArgs = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
+    const { spec, indexPrefix } = storeArgs;
+    const signers = await signersFromArgs(storeArgs);
     const storage = openStore(spec);
     try {
       let list = await describeSnapshots(storage, indexPrefix);
       if (values.host !== undefined) list = list.filter((s) => s.host === values.host);
+      const statuses = signers ? await judgeSignatures(storage, list, signers, { signal: io.signal }) : undefined;
+      const signature = (s: (typeof list)[number]): string => {
+        const st = statuses?.get(s.id);
+        if (st) return st.state === 'not-allowed' ? 'not allowed' : st.state;
+        return signatureOf(s) ? 'signed (unchecked)' : 'unsigned';
+      };
+      // Without --signers the column appears only once some snapshot is signed.
+      const showSignature = statuses !== undefined || list.some((s) => signatureOf(s) !== undefined);
       if (values.json) {
-        const rows = list.map((s) => ({
-          id: s.id,
-          host: s.host,
-          time: s.time.toISOString(),
-          completed: s.metadataModified.toISOString(),
-          storeTime: s.storeTime.toISOString(),
-          suspect: s.suspect,
-          metadataSize: s.metadataSize,
-          blobs: s.blobCount ?? null,
-          blobBytes: s.blobBytes ?? null,
-          ...(s.manifestError !== undefined ? { manifestError: s.manifestError } : {}),
-        }));
+        const rows = list.map((s) => {
+          const st = statuses?.get(s.id);
+          return {
+            id: s.id,
+            host: s.host,
+            time: s.time.toISOString(),
+            completed: s.metadataModified.toISOString(),
+            storeTime: s.storeTime.toISOString(),
+            suspect: s.suspect,
+            signature: signature(s),
+            ...(st?.state === 'valid' ? { signer: st.fingerprint } : {}),
+            metadataSize: s.metadataSize,
+            blobs: s.blobCount ?? null,
+            blobBytes: s.blobBytes ?? null,
+            ...(s.manifestError !== undefined ? { manifestError: s.manifestError } : {}),
+          };
+        });
         io.stdout.write(`${JSON.stringify(rows)}\n`);
         return ExitCode.OK;
       }
@@ -44,17 +64,18 @@ export const snapshotsCommand: Command = {
         io.stderr.write(`no snapshots in ${storage.description}${indexPrefix}\n`);
         return ExitCode.OK;
       }
-      const table = [['ID', 'HOST', 'TIME (UTC)', 'BLOBS', 'STORED'], ...list.map((s) => [
+      const table = [['ID', 'HOST', 'TIME (UTC)', 'BLOBS', 'STORED', ...(showSignature ? ['SIGNATURE'] : [])], ...list.map((s) => [
         s.id,
         s.host,
         s.time.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, ''),
         s.blobCount === undefined ? '?' : String(s.blobCount),
         s.blobBytes === undefined ? '?' : formatBytes(s.blobBytes),
+        ...(showSignature ? [signature(s)] : []),
       ])];
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
       table.forEach((row, i) => {
         const mark = i > 0 && list[i - 1]!.suspect.length > 0 ? '  SUSPECT' : '';
-        io.stdout.write(`${row.map((c, j) => (j >= 3 ? c.padStart(widths[j]!) : c.padEnd(widths[j]!))).join('  ').trimEnd()}${mark}\n`);
+        io.stdout.write(`${row.map((c, j) => (j === 3 || j === 4 ? c.padStart(widths[j]!) : c.padEnd(widths[j]!))).join('  ').trimEnd()}${mark}\n`);
       });
       for (const s of list.filter((x) => x.suspect.length > 0)) io.stderr.write(`vaultik: ${s.id} is suspect: ${s.suspect.join('; ')}\n`);
       const bad = list.filter((s) => s.manifestError !== undefined);

@@ -2,14 +2,15 @@
  * `vaultik verify <bucket> <prefix> [--deep] [--sample 10%]`: checks the store's integrity.
  * Without --deep no key is read (blob hashes and manifests only); --deep needs
  * VAULTIK_PRIVATE_KEY and checks every referenced chunk. Exit code DATA (5) on any problem,
- * NO_IDENTITY (4) when --deep's key opens no snapshot.
+ * NO_IDENTITY (4) when --deep's key opens no snapshot. `--signers FILE` also checks every
+ * snapshot's signature (keyless); each one missing or invalid is a problem.
  */
 import { ExitCode, UsageError } from '../../errors.js';
 import { describeProblem, verifyStore, type VerifyEvent, type VerifyReport } from '../../verify/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
 import { formatBytes } from '../render/format.js';
 import { ProgressLine } from '../render/progress.js';
-import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs } from '../storageArgs.js';
+import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE = `vaultik verify <bucket> <prefix> [--deep] [--sample 10%] [--json] ${STORE_USAGE}`;
 /** Problems printed one by one; the rest are counted. */
@@ -35,6 +36,7 @@ function reportJson(r: VerifyReport): Record<string, unknown> {
     unreferenced: r.unreferenced,
     chunks: r.chunks,
     orphanManifests: r.orphanManifests,
+    ...(r.validSignatures !== undefined ? { validSignatures: r.validSignatures } : {}),
     unknownKeys: r.unknownKeys,
     problems: r.problems,
     seconds: r.durationMs / 1000,
@@ -48,8 +50,10 @@ export const verifyCommand: Command = {
   usage: USAGE,
   async run(argv: string[], io: CommandIO): Promise<number> {
     const { values, positionals } = parseCommandArgs(argv, { ...STORE_OPTIONS, deep: { type: 'boolean' }, sample: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
-    const { spec, indexPrefix } = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
+    const storeArgs = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
+    const { spec, indexPrefix } = storeArgs;
     const sample = parseSample(values.sample);
+    const signers = await signersFromArgs(storeArgs);
     const json = values.json === true;
     const deep = values.deep ? { identities: await identitiesFromEnv(io.env) } : undefined;
     const storage = openStore(spec);
@@ -61,7 +65,7 @@ export const verifyCommand: Command = {
       else if (!json && printed++ < MAX_PRINTED) status.print(`vaultik verify: ${describeProblem(e.problem)}`);
     };
     try {
-      const report = await verifyStore(storage, { indexPrefix, sample, deep, signal: io.signal, onEvent });
+      const report = await verifyStore(storage, { indexPrefix, sample, deep, ...(signers ? { signers } : {}), signal: io.signal, onEvent });
       status.clear();
       const code = report.problems.length > 0 ? ExitCode.DATA : ExitCode.OK;
       if (json) {
@@ -73,6 +77,7 @@ export const verifyCommand: Command = {
         `${report.snapshots} snapshot(s), ${report.blobs.count} blob(s) (${formatBytes(report.blobs.bytes)}); ` +
           `hashed ${report.hashed.count} blob(s), ${formatBytes(report.hashed.bytes)}${sampled}\n`,
       );
+      if (report.validSignatures !== undefined) io.stdout.write(`signatures: ${report.validSignatures} of ${report.snapshots} snapshot(s) validly signed\n`);
       if (report.deep) io.stdout.write(`deep: ${report.chunks.count} chunk(s), ${formatBytes(report.chunks.bytes)} decrypted and checked\n`);
       if (report.unreferenced.count > 0) {
         io.stdout.write(`${report.unreferenced.count} unreferenced blob(s), ${formatBytes(report.unreferenced.bytes)}: prune removes them once older than its grace period\n`);
