@@ -48,7 +48,7 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ExitCode, VaultikError } from '../errors.js';
 import type { FileStat } from '../fs/walk.js';
 import { OrderedFiles } from './orderedFiles.js';
@@ -88,8 +88,7 @@ export interface StateCacheOptions {
  * Where a store is, normalized so that two specs of the same store give the same value and two
  * specs that may reach different stores do not (another bucket on another endpoint can hold the
  * same keys, and a cache of one would make a backup to the other upload nothing).
- * - local: the store root with symlinks resolved (the path itself when it does not exist yet),
- *   and the prefix.
+ * - local: the store root with symlinks resolved (resolvedPath), and the prefix.
  * - s3: the endpoint as the S3 client resolves it (the config's, else AWS_ENDPOINT_URL_S3, else
  *   AWS_ENDPOINT_URL, else AWS's endpoint of the region), reduced to scheme, host, port and any
  *   path; the bucket; the prefix. The region counts only for AWS's own endpoints, where it picks
@@ -97,16 +96,25 @@ export interface StateCacheOptions {
  *   they rotate, the store stays.
  */
 export function storeLocation(spec: StorageSpec, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  if (spec.type === 'local') {
-    let root = resolve(spec.path);
-    try {
-      root = realpathSync(root);
-    } catch {
-      // Not there yet: the backup creates it, and the next run resolves the same path.
-    }
-    return { type: 'local', path: root, prefix: spec.prefix };
-  }
+  if (spec.type === 'local') return { type: 'local', path: resolvedPath(spec.path), prefix: spec.prefix };
   return { type: 's3', endpoint: s3Endpoint(spec, env), bucket: spec.bucket, prefix: spec.prefix };
+}
+
+/**
+ * `path` with symlinks resolved. A root that does not exist yet (the first backup creates it)
+ * resolves its nearest existing ancestor, so the next run, which finds it, gives the same value.
+ */
+function resolvedPath(path: string): string {
+  const abs = resolve(path);
+  const rest: string[] = [];
+  for (let dir = abs; ; dir = dirname(dir)) {
+    try {
+      return join(realpathSync(dir), ...rest);
+    } catch {
+      if (dirname(dir) === dir) return abs;
+      rest.unshift(basename(dir));
+    }
+  }
 }
 
 /** The endpoint an S3StorageSpec reaches, as src/storage/s3.ts builds its client (see storeLocation). */
