@@ -173,7 +173,8 @@ export async function runBackup(config: Config, deps: BackupDeps): Promise<Backu
   try {
     cache = StateCache.open(
       config.indexPath,
-      storeIdentity({ description: deps.storage.description, indexPrefix: config.indexPrefix, recipients: config.recipients }),
+      // The config's store, not deps.storage.description: that leaves out the endpoint.
+      storeIdentity({ spec: config.storage, indexPrefix: config.indexPrefix, recipients: config.recipients }),
       deps.cache,
     );
     if (cache.resetReason !== undefined) {

@@ -47,13 +47,14 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, rmSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ExitCode, VaultikError } from '../errors.js';
 import type { FileStat } from '../fs/walk.js';
 import { OrderedFiles } from './orderedFiles.js';
 import { rowToCachedFile, rowToLocation, toI64, type Row } from './rows.js';
 import type { ChunkLocation, ShardRef } from '../snapshot/types.js';
+import type { S3StorageSpec, StorageSpec } from '../storage/types.js';
 import { CACHE_DDL, CACHE_SCHEMA_VERSION, CACHE_TABLES } from './schema.js';
 
 /** A stored shard a run may reuse: how a root lists it, and the data blobs it references (hex). */
@@ -84,16 +85,78 @@ export interface StateCacheOptions {
 }
 
 /**
- * The identity a cache is bound to: where the store is (its description, e.g.
- * "s3://bucket/prefix/", and the index prefix) and which keys the data is encrypted to (a
- * fingerprint of the sorted recipients, not the keys themselves).
+ * Where a store is, normalized so that two specs of the same store give the same value and two
+ * specs that may reach different stores do not (another bucket on another endpoint can hold the
+ * same keys, and a cache of one would make a backup to the other upload nothing).
+ * - local: the store root with symlinks resolved (resolvedPath), and the prefix.
+ * - s3: the endpoint as the S3 client resolves it (the config's, else AWS_ENDPOINT_URL_S3, else
+ *   AWS_ENDPOINT_URL, else AWS's endpoint of the region), reduced to scheme, host, port and any
+ *   path; the bucket; the prefix. The region counts only for AWS's own endpoints, where it picks
+ *   the endpoint (and the partition); elsewhere it only signs requests. Credentials do not count:
+ *   they rotate, the store stays.
  */
-export function storeIdentity(store: { description: string; indexPrefix?: string; recipients: readonly string[] }): string {
+export function storeLocation(spec: StorageSpec, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  if (spec.type === 'local') return { type: 'local', path: resolvedPath(spec.path), prefix: spec.prefix };
+  return { type: 's3', endpoint: s3Endpoint(spec, env), bucket: spec.bucket, prefix: spec.prefix };
+}
+
+/**
+ * `path` with symlinks resolved. A root that does not exist yet (the first backup creates it)
+ * resolves its nearest existing ancestor, so the next run, which finds it, gives the same value.
+ */
+function resolvedPath(path: string): string {
+  const abs = resolve(path);
+  const rest: string[] = [];
+  for (let dir = abs; ; dir = dirname(dir)) {
+    try {
+      return join(realpathSync(dir), ...rest);
+    } catch {
+      if (dirname(dir) === dir) return abs;
+      rest.unshift(basename(dir));
+    }
+  }
+}
+
+/** The endpoint an S3StorageSpec reaches, as src/storage/s3.ts builds its client (see storeLocation). */
+function s3Endpoint(spec: S3StorageSpec, env: NodeJS.ProcessEnv): string {
+  const set = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
+  // The AWS SDK takes these when the client is given no endpoint (and AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is not set).
+  const fromEnv = env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS === 'true' ? undefined : (set(env.AWS_ENDPOINT_URL_S3) ?? set(env.AWS_ENDPOINT_URL));
+  const given = set(spec.endpoint) ?? fromEnv;
+  if (given === undefined) return `https://s3.${(set(spec.region) ?? 'us-east-1').toLowerCase()}.amazonaws.com`;
+  let url: URL;
+  try {
+    url = new URL(given);
+  } catch {
+    return given; // Not a URL: the store cannot be reached anyway; compare it as written.
+  }
+  // URL lower-cases scheme and host and drops a scheme's default port.
+  const path = url.pathname.replace(/\/+$/, '');
+  return `${url.protocol}//${url.host}${path}`;
+}
+
+/**
+ * The identity a cache is bound to: where the store is (storeLocation, and the index prefix) and
+ * which keys the data is encrypted to (a fingerprint of the sorted recipients, not the keys
+ * themselves). The `v` marks identities that include the endpoint: a cache written before it
+ * (format 1 lacked the endpoint) may describe another store, so it is reset once.
+ */
+export function storeIdentity(store: { spec: StorageSpec; indexPrefix?: string; recipients: readonly string[]; env?: NodeJS.ProcessEnv }): string {
   const fp = createHash('sha256')
     .update([...store.recipients].sort().join('\n'))
     .digest('hex')
     .slice(0, 32);
-  return JSON.stringify({ store: store.description, indexPrefix: store.indexPrefix ?? '', recipients: fp });
+  return JSON.stringify({ v: 2, store: storeLocation(store.spec, store.env), indexPrefix: store.indexPrefix ?? '', recipients: fp });
+}
+
+/** The `v` of a stored identity; 1 for identities from before it existed (or unreadable ones). */
+function identityVersion(stored: string | undefined): number {
+  try {
+    const v = (JSON.parse(stored ?? '') as { v?: unknown }).v;
+    return typeof v === 'number' ? v : 1;
+  } catch {
+    return 1;
+  }
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -246,7 +309,9 @@ export class StateCache {
       } else {
         const stored = (db.prepare("SELECT value FROM meta WHERE key = 'store_identity'").get() as { value: string } | undefined)?.value;
         if (stored !== identity) {
-          reset ??= 'the cache belonged to a different store or encryption key';
+          reset ??= identityVersion(stored) < 2
+            ? 'the cache was written by an older vaultik, whose store identity left out the endpoint (it may describe another store)'
+            : 'the cache belonged to a different store or encryption key';
           db.transaction(() => {
             for (const t of CACHE_TABLES) if (t !== 'meta') db.exec(`DELETE FROM ${t}`);
             db.exec("DELETE FROM meta WHERE key NOT IN ('schema_version')");

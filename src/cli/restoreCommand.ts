@@ -16,12 +16,20 @@ export const RESTORE_OPTIONS = {
   exclude: { type: 'string', multiple: true },
   host: { type: 'string' },
   json: { type: 'boolean' },
+  // What not to restore of a snapshot not to be trusted with it (src/restore/safety.ts).
+  'no-owner': { type: 'boolean' },
+  'no-devices': { type: 'boolean' },
+  'no-specials': { type: 'boolean' },
+  'no-setuid': { type: 'boolean' },
 } as const;
+
+/** Usage text of the options every restore and fetch takes. */
+export const RESTORE_USAGE = '[--overwrite] [--include PATTERN]... [--exclude PATTERN]... [--host H] [--no-owner] [--no-devices] [--no-specials] [--no-setuid] [--json]';
 
 type RestoreValues = ReturnType<typeof parseCommandArgs<typeof RESTORE_OPTIONS>>['values'];
 
 /** What restore and fetch hand their engine besides their own arguments. */
-export type SharedRestoreOptions = Pick<RestoreOptions, 'storage' | 'identities' | 'snapshotId' | 'indexPrefix' | 'host' | 'signers' | 'overwrite' | 'signal' | 'onEvent'>;
+export type SharedRestoreOptions = Pick<RestoreOptions, 'storage' | 'identities' | 'snapshotId' | 'indexPrefix' | 'host' | 'signers' | 'overwrite' | 'safety' | 'signal' | 'onEvent'>;
 
 /**
  * The body restore and fetch share. Parses RESTORE_OPTIONS and the store arguments followed by
@@ -55,6 +63,12 @@ export async function runRestoreCommand<A>(
       host: values.host,
       ...(signers ? { signers } : {}),
       overwrite: values.overwrite === true,
+      safety: {
+        noOwner: values['no-owner'] === true,
+        noDevices: values['no-devices'] === true,
+        noSpecials: values['no-specials'] === true,
+        noSetuid: values['no-setuid'] === true,
+      },
       signal: io.signal,
       onEvent: renderer.onEvent,
     };

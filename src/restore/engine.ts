@@ -39,6 +39,7 @@ import { SharedBuffers } from './buffers.js';
 import { BlobFetcher, isDataError } from './fetcher.js';
 import { FileTable, diskFullError, isAllZero, isFatalWriteError } from './files.js';
 import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
+import { SafetyPolicy, type RestoreSafety } from './safety.js';
 import { Selector, relocator, type Relocation, type RestoreSelection } from './select.js';
 import { ByteBudget, TaskWindow } from '../util/concurrency.js';
 
@@ -69,6 +70,8 @@ export interface RestoreOptions {
   overwrite?: boolean;
   /** Fetch: allow a non-empty target directory without replacing anything in it. */
   allowNonEmptyTarget?: boolean;
+  /** What not to restore of an untrusted snapshot (--no-owner, --no-devices, ...: safety.ts). */
+  safety?: RestoreSafety;
   signal?: AbortSignal;
   onEvent?: (event: RestoreEvent) => void;
   /** Where the decrypted metadata DB is kept while restoring (default os.tmpdir()). */
@@ -204,6 +207,7 @@ class RestoreRun {
   private pool: DecodePool | undefined;
   /** Ciphertext of pooled ranges and their decoded batches. */
   private readonly buffers: SharedBuffers;
+  private readonly safety: SafetyPolicy;
 
   constructor(
     private readonly options: RestoreOptions,
@@ -215,6 +219,15 @@ class RestoreRun {
     this.fetcher = new BlobFetcher(options.storage, options.identities, options.signal);
     // In use is bounded by the budget (in size classes, up to twice it); what is free was in use once.
     this.buffers = new SharedBuffers(4 * (options.memoryBudget ?? DEFAULT_BUDGET));
+    this.safety = new SafetyPolicy(options.safety);
+  }
+
+  /**
+   * The entry as written: its path in the target, its mode as the safety options leave it. Every
+   * entry reaches the writer (and the decode workers) through here.
+   */
+  private view(e: Entry): Entry {
+    return this.safety.apply(at(e, this.mapPath(e.path)));
   }
 
   private get skipUnchanged(): boolean {
@@ -225,6 +238,8 @@ class RestoreRun {
     const { options } = this;
     this.writer = await TargetWriter.open(options.target, {
       overwrite: options.overwrite === true || options.allowNonEmptyTarget === true,
+      // undefined: as root only, the writer's default.
+      owners: options.safety?.noOwner === true ? false : undefined,
       onWarning: (w) => {
         this.counts.warnings++;
         this.emit({ type: 'warning', path: w.path, message: w.message });
@@ -234,7 +249,7 @@ class RestoreRun {
       writer: this.writer,
       lookup: (path) => {
         const e = this.reader.entry(path);
-        return e ? at(e, this.mapPath(e.path)) : undefined;
+        return e ? this.view(e) : undefined;
       },
       skipUnchanged: this.skipUnchanged,
       onDone: (_entry, written) => {
@@ -279,6 +294,7 @@ class RestoreRun {
       failed: this.progress.failed,
       failures: this.failures,
       warnings: this.counts.warnings,
+      withheld: { ...this.safety.withheld },
       downloaded: this.fetcher.downloaded,
       requests: this.fetcher.requests,
       elapsedMs: Date.now() - started,
@@ -349,9 +365,15 @@ class RestoreRun {
 
   /** Starts the work of one entry, or returns undefined when it waits for a later pass. */
   private startEntry(e: Entry): Promise<void> | undefined {
-    const target = at(e, this.mapPath(e.path));
+    const target = this.view(e);
     const w = this.writer;
     const ancestors = this.selector.hasIncludes ? this.ensureAncestors(e.path) : undefined;
+    const skipped = this.safety.skips(e);
+    if (skipped) {
+      this.totals.specials++;
+      this.safety.countSkipped(skipped);
+      return ancestors;
+    }
     const after = (fn: () => Promise<void>): Promise<void> =>
       this.guarded(e.path, async () => {
         if (ancestors) await ancestors;
@@ -360,6 +382,7 @@ class RestoreRun {
     switch (e.type) {
       case 'dir':
         this.totals.dirs++;
+        this.safety.count(e);
         if (this.selector.hasIncludes) this.madeDirs.add(e.path.toString('latin1'));
         return after(async () => {
           await w.prepareDir(target.path);
@@ -382,6 +405,7 @@ class RestoreRun {
             if (e.size > 0 && !this.hasChunks(e.path)) this.orphans.set(e.linkGroup, e.path);
           }
         }
+        this.safety.count(e); // once per file: not for the followers, other names of it
         this.totals.bytes += e.size;
         if (e.size > 0) return ancestors;
         return after(async () => {
@@ -398,6 +422,7 @@ class RestoreRun {
       }
       case 'symlink':
         this.totals.symlinks++;
+        this.safety.count(e);
         return after(async () => {
           if (this.skipUnchanged && !(await w.needsWrite(target))) {
             this.counts.unchanged++;
@@ -409,6 +434,7 @@ class RestoreRun {
         });
       default:
         this.totals.specials++;
+        this.safety.count(e);
         return after(async () => {
           if (this.skipUnchanged && !(await w.needsWrite(target))) {
             this.counts.unchanged++;
@@ -445,7 +471,8 @@ class RestoreRun {
       this.madeDirs.add(key);
       const e = this.reader.entry(Buffer.from(dir));
       if (e?.type !== 'dir') continue;
-      const target = at(e, this.mapPath(e.path));
+      this.safety.count(e);
+      const target = this.view(e);
       await this.writer.prepareDir(target.path);
       await this.writer.applyMetadata(target);
       this.counts.dirs++;

@@ -2,6 +2,7 @@
  * What the restore engine tells its caller while it runs, and what it returns. Renderers (text
  * progress, JSON) subscribe to these events; the engine never prints.
  */
+import type { Withheld } from './safety.js';
 
 /** Totals of what the selection holds, known after the first pass over the entries. */
 export interface RestoreTotals {
@@ -64,6 +65,8 @@ export interface RestoreSummary {
   failed: number;
   failures: FailedPath[];
   warnings: number;
+  /** What the safety options (--no-owner, --no-devices, ...) withheld; not errors. */
+  withheld: Withheld;
   /** Bytes downloaded from blobs, and the number of GET requests for them. */
   downloaded: number;
   requests: number;

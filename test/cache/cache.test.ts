@@ -1,11 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { copyFileSync, existsSync, lstatSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { makeTempDir } from '../helpers/tmp.js';
 import { fileStatOf, sameStat, type FileStat } from '../../src/fs/index.js';
-import { StateCache, storeIdentity } from '../../src/cache/index.js';
+import { StateCache, storeIdentity, storeLocation } from '../../src/cache/index.js';
+import type { StorageSpec } from '../../src/storage/types.js';
 import type { ChunkLocation } from '../../src/snapshot/types.js';
 
 let tmp: { dir: string; cleanup: () => void };
@@ -16,7 +17,8 @@ beforeEach(() => {
 });
 afterEach(() => tmp.cleanup());
 
-const ID = storeIdentity({ description: 's3://bucket/prefix/', indexPrefix: 'index/', recipients: ['age1b', 'age1a'] });
+const S3 = { type: 's3', bucket: 'bucket', prefix: 'prefix/', endpoint: 'https://s3.example.com' } as const;
+const ID = storeIdentity({ spec: S3, indexPrefix: 'index/', recipients: ['age1b', 'age1a'] });
 const sha = (s: string): Buffer => createHash('sha256').update(s).digest();
 const blobHash = (s: string): string => sha(`blob:${s}`).toString('hex');
 const loc = (chunk: string, blob: string, offset = 0): ChunkLocation => ({ id: sha(chunk), blob: blobHash(blob), offset, length: 50, plainLength: 100 });
@@ -199,10 +201,10 @@ describe('StateCache', () => {
     c.recordFile(P('f'), stat(), [sha('c1')]);
     c.completeSnapshot('h-20260101T000000.000Z', [blobHash('A')]);
     c.close();
-    expect(StateCache.open(path, storeIdentity({ description: 's3://bucket/prefix/', indexPrefix: 'index/', recipients: ['age1a', 'age1b'] })).resetReason).toBeUndefined();
+    expect(StateCache.open(path, storeIdentity({ spec: S3, indexPrefix: 'index/', recipients: ['age1a', 'age1b'] })).resetReason).toBeUndefined();
 
-    const otherKey = storeIdentity({ description: 's3://bucket/prefix/', indexPrefix: 'index/', recipients: ['age1c'] });
-    const otherStore = storeIdentity({ description: 's3://other/prefix/', indexPrefix: 'index/', recipients: ['age1a', 'age1b'] });
+    const otherKey = storeIdentity({ spec: S3, indexPrefix: 'index/', recipients: ['age1c'] });
+    const otherStore = storeIdentity({ spec: { ...S3, bucket: 'other' }, indexPrefix: 'index/', recipients: ['age1a', 'age1b'] });
     expect(otherKey).not.toBe(ID);
     expect(otherStore).not.toBe(ID);
     const d = StateCache.open(path, otherKey);
@@ -213,6 +215,80 @@ describe('StateCache', () => {
     expect(d.findChunk(sha('c1'))).toBeUndefined();
     d.close();
     const e = StateCache.open(path, otherKey);
+    expect(e.resetReason).toBeUndefined();
+    e.close();
+  });
+
+  it('the store identity tells endpoints, buckets, prefixes, local roots and index prefixes apart, and normalizes the rest', () => {
+    const id = (spec: StorageSpec, env: NodeJS.ProcessEnv = {}, indexPrefix = 'index/', recipients = ['age1a']): string =>
+      storeIdentity({ spec, indexPrefix, recipients, env });
+    const a = id(S3);
+    // Another store: each of these may hold the same keys with other contents.
+    for (const other of [
+      id({ ...S3, endpoint: 'https://s3.example.org' }),
+      id({ ...S3, endpoint: 'https://s3.example.com:9000' }),
+      id({ ...S3, endpoint: 'http://s3.example.com' }),
+      id({ ...S3, endpoint: 'https://s3.example.com/tenant2' }),
+      id({ ...S3, bucket: 'other' }),
+      id({ ...S3, prefix: 'other/' }),
+      id(S3, {}, 'index2/'),
+      id(S3, {}, 'index/', ['age1b']),
+    ]) {
+      expect(other).not.toBe(a);
+    }
+    // The same store, written another way; the region and credentials only sign requests.
+    for (const same of [
+      id({ ...S3, endpoint: 'HTTPS://S3.Example.COM:443/' }),
+      id({ ...S3, region: 'eu-west-1', accessKeyId: 'AKIA1', secretAccessKey: 'x', forcePathStyle: false }),
+      id({ ...S3, endpoint: undefined }, { AWS_ENDPOINT_URL: 'https://s3.example.com' }),
+      id({ ...S3, endpoint: undefined }, { AWS_ENDPOINT_URL_S3: 'https://s3.example.com', AWS_ENDPOINT_URL: 'https://elsewhere' }),
+    ]) {
+      expect(same).toBe(a);
+    }
+    // No endpoint anywhere: AWS, whose endpoint (and partition) the region picks.
+    const aws = { ...S3, endpoint: undefined };
+    expect(storeLocation(aws, {})).toEqual({ type: 's3', endpoint: 'https://s3.us-east-1.amazonaws.com', bucket: 'bucket', prefix: 'prefix/' });
+    expect(id({ ...aws, region: 'us-east-1' })).toBe(id(aws));
+    expect(id({ ...aws, region: 'cn-north-1' })).not.toBe(id(aws));
+    expect(id(aws, { AWS_ENDPOINT_URL: 'https://s3.example.com', AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: 'true' })).toBe(id(aws));
+
+    // A local store is its resolved root: a symlink to it is the same store, a repointed one is not.
+    const disk1 = join(tmp.dir, 'disk1');
+    const disk2 = join(tmp.dir, 'disk2');
+    mkdirSync(disk1);
+    mkdirSync(disk2);
+    const link = join(tmp.dir, 'backup');
+    symlinkSync(disk1, link);
+    const local = (path: string, prefix = 'host1/'): string => id({ type: 'local', path, prefix });
+    const before = local(link);
+    expect(before).toBe(local(disk1));
+    expect(local(`${disk1}/.`)).toBe(before);
+    expect(local(link, 'host2/')).not.toBe(before);
+    rmSync(link);
+    symlinkSync(disk2, link);
+    expect(local(link)).not.toBe(before);
+    // Not there yet (the first backup creates it): the same value as once it exists.
+    const later = local(join(link, 'sub', 'store'));
+    mkdirSync(join(disk2, 'sub', 'store'), { recursive: true });
+    expect(local(join(link, 'sub', 'store'))).toBe(later);
+    expect(later).toBe(local(join(disk2, 'sub', 'store')));
+  });
+
+  it('a cache whose identity was written without an endpoint (before format 2) is reset once, saying why', () => {
+    const c = StateCache.open(path, ID);
+    c.beginRun('r1');
+    c.recordFile(P('f'), stat(), []);
+    c.completeSnapshot('h-20260101T000000.000Z', []);
+    c.close();
+    const db = new Database(path);
+    const legacy = JSON.stringify({ store: 's3://bucket/prefix/', indexPrefix: 'index/', recipients: 'f'.repeat(32) });
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'store_identity'").run(legacy);
+    db.close();
+    const d = StateCache.open(path, ID);
+    expect(d.resetReason).toMatch(/older vaultik.*left out the endpoint/);
+    expect(d.lookupFile(P('f'))).toBeUndefined();
+    d.close();
+    const e = StateCache.open(path, ID);
     expect(e.resetReason).toBeUndefined();
     e.close();
   });

@@ -54,7 +54,7 @@ describe('state cache files', () => {
     expect(shards).toHaveLength(shardBlobs.length);
     const data = blobs.filter(([k]) => !shardBlobs.includes(k.split('/').at(-1)!));
     expect(data.length).toBeGreaterThan(0);
-    const cache = StateCache.open(config.indexPath, storeIdentity({ description: storage.description, indexPrefix: config.indexPrefix, recipients: config.recipients }));
+    const cache = StateCache.open(config.indexPath, storeIdentity({ spec: config.storage, indexPrefix: config.indexPrefix, recipients: config.recipients }));
     try {
       expect(cache.resetReason).toBeUndefined();
       for (const [key, size] of data) expect(cache.blobSize(key.split('/').at(-1)!)).toBe(size);

@@ -7,10 +7,10 @@
  */
 import { runFetch, snapshotPathArg } from '../../restore/index.js';
 import type { Command, CommandIO } from '../command.js';
-import { runRestoreCommand } from '../restoreCommand.js';
+import { RESTORE_USAGE, runRestoreCommand } from '../restoreCommand.js';
 import { STORE_USAGE } from '../storageArgs.js';
 
-const USAGE = `vaultik fetch <bucket> <prefix> <snapshot_id|latest> <filepath> <target_file_or_dir> [--overwrite] [--include PATTERN]... [--exclude PATTERN]... [--host H] [--json] ${STORE_USAGE}`;
+const USAGE = `vaultik fetch <bucket> <prefix> <snapshot_id|latest> <filepath> <target_file_or_dir> ${RESTORE_USAGE} ${STORE_USAGE}`;
 
 export const fetchCommand: Command = {
   name: 'fetch',

@@ -5,10 +5,10 @@
  */
 import { runRestore } from '../../restore/index.js';
 import type { Command, CommandIO } from '../command.js';
-import { runRestoreCommand } from '../restoreCommand.js';
+import { RESTORE_USAGE, runRestoreCommand } from '../restoreCommand.js';
 import { STORE_USAGE } from '../storageArgs.js';
 
-const USAGE = `vaultik restore <bucket> <prefix> <snapshot_id|latest> <target_dir> [--overwrite] [--include PATTERN]... [--exclude PATTERN]... [--host H] [--json] ${STORE_USAGE}`;
+const USAGE = `vaultik restore <bucket> <prefix> <snapshot_id|latest> <target_dir> ${RESTORE_USAGE} ${STORE_USAGE}`;
 
 export const restoreCommand: Command = {
   name: 'restore',

@@ -22,9 +22,22 @@ export function restoreSummaryLines(s: RestoreSummary): string[] {
     `files:     ${formatCount(s.files)}${links}, ${plural(s.dirs, 'dir')}, ${plural(s.symlinks, 'symlink')}${others}${unchanged}`,
     `data:      ${formatBytes(s.bytes)} (downloaded ${formatBytes(s.downloaded)} in ${plural(s.requests, 'request')})`,
     `duration:  ${formatDuration(s.elapsedMs)} (${formatRate(s.bytes, s.elapsedMs)})`,
+    ...withheldLines(s),
     ...(s.warnings > 0 ? [`warnings:  ${formatCount(s.warnings)} (see above)`] : []),
     ...(s.failed > 0 ? [`failed:    ${plural(s.failed, 'entry', 'entries')} not restored (listed above): missing or corrupted data in the store`] : []),
   ];
+}
+
+/** What --no-owner, --no-devices, --no-specials and --no-setuid kept out of the target, if anything. */
+function withheldLines(s: RestoreSummary): string[] {
+  const w = s.withheld;
+  const parts = [
+    ...(w.devices > 0 ? [plural(w.devices, 'device node')] : []),
+    ...(w.specials > 0 ? [plural(w.specials, 'special file')] : []),
+    ...(w.setuid > 0 ? [`setuid/setgid bits of ${plural(w.setuid, 'entry', 'entries')}`] : []),
+    ...(w.owners > 0 ? [`the owner of ${plural(w.owners, 'entry', 'entries')}`] : []),
+  ];
+  return parts.length > 0 ? [`withheld:  ${parts.join(', ')} (as asked)`] : [];
 }
 
 /**
@@ -106,6 +119,7 @@ export class RestoreRenderer {
         bytes: s.bytes,
         unchanged: s.unchanged,
         warnings: s.warnings,
+        withheld: s.withheld,
         failed: s.failed,
         failures: s.failures.map((f) => ({ ...jsonPath(f.path), message: f.message })),
         downloaded: s.downloaded,
