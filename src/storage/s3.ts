@@ -98,6 +98,9 @@ export class S3Storage implements Storage {
   private readonly partConcurrency: number;
   private readonly partRetry: RetryOptions;
   private bucketKnownToExist = false;
+  /** Puts carry If-None-Match: * (off once a server refused it under 'auto'). */
+  private conditional: boolean;
+  private readonly warn: (message: string) => void;
 
   /** @throws StorageError 'permanent' for an invalid prefix or part settings. */
   constructor(
@@ -114,6 +117,8 @@ export class S3Storage implements Storage {
     this.partConcurrency = spec.concurrency ?? S3_DEFAULTS.concurrency;
     checkS3Spec(spec, options);
     this.partRetry = options.partRetry ?? { maxAttempts: 4, maxElapsedMs: 60_000 };
+    this.conditional = spec.conditionalWrites !== false;
+    this.warn = options.warn ?? ((message) => process.stderr.write(`vaultik: warning: ${message}\n`));
     const maxSockets = options.maxSockets ?? S3_DEFAULTS.maxSockets;
     this.client = new S3Client({
       region,
@@ -196,6 +201,7 @@ export class S3Storage implements Storage {
       Key: this.prefix + key,
       ContentLength: size,
       ContentType: 'application/octet-stream',
+      IfNoneMatch: this.conditional ? '*' : undefined,
       ...this.lockHeaders(),
     };
     if (options?.sha256) {
@@ -225,17 +231,45 @@ export class S3Storage implements Storage {
       input.Body = source.pipe(checked);
       streams = [source, checked];
     }
+    let again = false;
     try {
       await this.client.send(new PutObjectCommand(input), { abortSignal: controller.signal });
     } catch (err) {
       if (bodyFailure !== undefined) throw this.bodyError(bodyFailure, key);
-      throw this.classify(err, 'put', key);
+      // Keys are content hashes: an object already under this key holds these bytes (often our
+      // own, from an attempt whose answer was lost).
+      if (preconditionFailed(err)) return;
+      again = this.conditionalRefused(err, key);
+      if (!again) throw this.classify(err, 'put', key);
     } finally {
       controller.dispose();
       // After a failure (or an early 4xx answer to Expect: 100-continue) the body may be unread:
       // release its file descriptor now.
       for (const s of streams) s.destroy();
     }
+    if (again) await this.put(key, body, options);
+  }
+
+  /**
+   * Whether `err` is a server refusing If-None-Match (501 NotImplemented) and the put should be
+   * sent again without it: under 'auto' conditional writes are then off for this store, with one
+   * warning. @throws StorageError 'permanent' when conditional_writes is true.
+   */
+  private conditionalRefused(err: unknown, key: string): boolean {
+    if (!this.conditional || (errorName(err) !== 'NotImplemented' && httpStatus(err) !== 501)) return false;
+    if (this.spec.conditionalWrites === true) {
+      throw new StorageError(
+        `${this.endpointName} does not support conditional writes (If-None-Match), required by conditional_writes: true (writing ${this.location(key)}): set conditional_writes: auto or false in the s3: block`,
+        'permanent',
+        key,
+        { cause: err },
+      );
+    }
+    this.conditional = false;
+    this.warn(
+      `${this.endpointName} does not support conditional writes (If-None-Match: *), so it cannot refuse to replace an existing object; uploading without them (set conditional_writes: false in the s3: block to silence this, or true to make it an error)`,
+    );
+    return true;
   }
 
   private lockHeaders(): Pick<PutObjectCommandInput, 'ObjectLockMode' | 'ObjectLockRetainUntilDate'> {
@@ -309,18 +343,29 @@ export class S3Storage implements Storage {
         throw new StorageError(`refusing to complete the upload of ${this.location(key)}: its bytes do not match the SHA-256 given by the caller`, 'permanent', key);
       }
       completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-      try {
-        await this.client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: objectKey,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: completed },
-          }),
-          { abortSignal: options?.signal },
-        );
-      } catch (err) {
-        throw this.classify(err, 'put', key);
+      for (;;) {
+        try {
+          // Some servers (radosgw) answer an empty ETag here: nothing reads the answer.
+          await this.client.send(
+            new CompleteMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: objectKey,
+              UploadId: uploadId,
+              MultipartUpload: { Parts: completed },
+              IfNoneMatch: this.conditional ? '*' : undefined,
+            }),
+            { abortSignal: options?.signal },
+          );
+          break;
+        } catch (err) {
+          if (preconditionFailed(err)) {
+            // The object exists (see put); drop our parts.
+            const problem = await this.abortUpload(objectKey, key, uploadId);
+            if (problem) this.warn(`${this.location(key)} already exists, but ${problem}`);
+            return;
+          }
+          if (!this.conditionalRefused(err, key)) throw this.classify(err, 'put', key);
+        }
       }
     } catch (caught) {
       // When a part failed or the caller aborted, the read loop died of the source's destruction;
@@ -595,6 +640,8 @@ export class S3Storage implements Storage {
       case 'EntityTooSmall':
         return make('permanent', `${this.endpointName} rejected a multipart upload of ${where}: parts must be at least 5 MiB (part_size)`);
       case 'NoSuchUpload':
+      // A conditional write raced with another one to the same key (AWS): try again.
+      case 'ConditionalRequestConflict':
       case 'SlowDown':
       case 'InternalError':
       case 'ServiceUnavailable':
@@ -682,6 +729,11 @@ function errorName(err: unknown): string {
     if ('name' in err && typeof err.name === 'string') return err.name;
   }
   return 'Error';
+}
+
+/** A 412 answer to If-None-Match: *: the key already holds an object. */
+function preconditionFailed(err: unknown): boolean {
+  return errorName(err) === 'PreconditionFailed' || httpStatus(err) === 412;
 }
 
 function httpStatus(err: unknown): number | undefined {

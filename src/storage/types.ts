@@ -122,6 +122,11 @@ export interface S3StorageSpec {
   /** Path-style addressing (default true when an endpoint is set). */
   forcePathStyle?: boolean;
   objectLock?: { mode: 'governance' | 'compliance'; days: number };
+  /**
+   * Send If-None-Match: * on every put so no object is ever replaced (default 'auto': if the
+   * server answers 501 NotImplemented, warn once and put without it; true makes that an error).
+   */
+  conditionalWrites?: 'auto' | boolean;
   /** Objects larger than this go up as multipart uploads. */
   multipartThreshold?: number;
   partSize?: number;
