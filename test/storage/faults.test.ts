@@ -341,6 +341,33 @@ describe('requests and headers on the wire', () => {
     }
   });
 
+  it('PutObject and CompleteMultipartUpload carry If-None-Match: *, unless conditional_writes is false', async () => {
+    await open('h6/').put('small', randomBytes(100));
+    await open('h6/').put('big', randomBytes(THRESHOLD + 1));
+    await open('h6/', { conditionalWrites: false }).put('off', randomBytes(100));
+    const conditional = proxy.requests.filter((r) => r.headers['if-none-match'] === '*').map((r) => `${r.op} ${r.key}`);
+    expect(conditional).toEqual(['PutObject h6/small', 'CompleteMultipartUpload h6/big']);
+  });
+
+  it('a server answering 501 to If-None-Match: auto warns once and puts without it; true fails naming the key', async () => {
+    const warnings: string[] = [];
+    const refuse = (): (() => void) =>
+      proxy.addFault({ match: (r) => r.headers['if-none-match'] !== undefined, fault: { kind: 'error', status: 501, code: 'NotImplemented' } });
+    const removeRefusal = refuse();
+    const auto = new S3Storage(spec('h7/'), { ...s3Options, warn: (m) => warnings.push(m) });
+    stores.push(auto);
+    await auto.put('a', Buffer.from('a'));
+    await auto.put('b', randomBytes(THRESHOLD + 1));
+    await auto.put('c', Buffer.from('c'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/does not support conditional writes.*conditional_writes/);
+    expect(proxy.requests.filter((r) => r.status === 501).map((r) => r.op)).toEqual(['PutObject']);
+    expect((await readAll(await direct('h7/').get('a'))).toString()).toBe('a');
+    const strict = open('h7/', { conditionalWrites: true });
+    await expectStorageError(strict.put('d', Buffer.from('d')), 'permanent', /conditional_writes: true.*set conditional_writes: auto or false/);
+    removeRefusal();
+  });
+
   it('DeleteObjects sends Content-MD5 instead of CRC32, in batches of at most 1000', async () => {
     const store = open('h3/');
     const keys = Array.from({ length: 2001 }, (_, i) => `k${i}`);
