@@ -33,6 +33,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectsCommand,
+  ListObjectVersionsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -41,6 +42,8 @@ import {
   S3Client,
   UploadPartCommand,
   type CompletedPart,
+  type DeleteObjectsCommandOutput,
+  type ObjectIdentifier,
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { checkKey, normalizePrefix } from './keys.js';
@@ -50,6 +53,7 @@ import { withRetry, type RetryOptions } from './retry.js';
 import { BodyLengthError, bodySize, emptyStream, guardDownload, lengthChecker, openBody } from './streams.js';
 import { TaskWindow } from '../util/concurrency.js';
 import {
+  DeleteRefusedError,
   StorageError,
   type ByteRange,
   type ObjectInfo,
@@ -74,7 +78,7 @@ const SILENT_LOGGER: SdkLogger = {
   error: () => undefined,
 };
 
-type Op = 'put' | 'get' | 'stat' | 'list' | 'delete' | 'abort';
+type Op = 'put' | 'get' | 'stat' | 'list' | 'versions' | 'delete' | 'abort';
 
 /** What the user is told to check, per operation, when access is denied. */
 const PERMISSION: Record<Op, { verb: string; action: string }> = {
@@ -82,7 +86,8 @@ const PERMISSION: Record<Op, { verb: string; action: string }> = {
   get: { verb: 'reading', action: 's3:GetObject' },
   stat: { verb: 'reading', action: 's3:GetObject' },
   list: { verb: 'listing', action: 's3:ListBucket' },
-  delete: { verb: 'deleting', action: 's3:DeleteObject' },
+  versions: { verb: 'listing the versions of', action: 's3:ListBucketVersions' },
+  delete: { verb: 'deleting', action: 's3:DeleteObject (and s3:DeleteObjectVersion in a versioned bucket)' },
   abort: { verb: 'aborting the upload of', action: 's3:AbortMultipartUpload' },
 };
 
@@ -98,6 +103,8 @@ export class S3Storage implements Storage {
   private readonly partConcurrency: number;
   private readonly partRetry: RetryOptions;
   private bucketKnownToExist = false;
+  /** The bucket keeps versions: delete() deletes them by id (known from object_lock, or learnt). */
+  private versioned: boolean;
   /** Puts carry If-None-Match: * (off once a server refused it under 'auto'). */
   private conditional: boolean;
   private readonly warn: (message: string) => void;
@@ -118,6 +125,7 @@ export class S3Storage implements Storage {
     checkS3Spec(spec, options);
     this.partRetry = options.partRetry ?? { maxAttempts: 4, maxElapsedMs: 60_000 };
     this.conditional = spec.conditionalWrites !== false;
+    this.versioned = spec.objectLock !== undefined;
     this.warn = options.warn ?? ((message) => process.stderr.write(`vaultik: warning: ${message}\n`));
     const maxSockets = options.maxSockets ?? S3_DEFAULTS.maxSockets;
     this.client = new S3Client({
@@ -530,36 +538,110 @@ export class S3Storage implements Storage {
     } while (token);
   }
 
-  /** DeleteObjects in batches of 1,000; missing keys are fine. */
+  /**
+   * DeleteObjects in batches of 1,000; missing keys are fine. In a versioned bucket (Object Lock
+   * buckets always are) a delete without version ids only hides an object behind a delete
+   * marker, even a locked one: so there every version of the key is deleted by id instead. A
+   * version the server refuses to delete (retention, legal hold) keeps its key listed: the
+   * markers go, and DeleteRefusedError names the keys once the batch is done.
+   */
   async delete(keys: string[]): Promise<void> {
     for (const key of keys) checkKey(key);
+    const refused: string[] = [];
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
-      let result;
-      try {
-        result = await this.client.send(
-          new DeleteObjectsCommand({
-            Bucket: this.bucket,
-            Delete: { Objects: batch.map((k) => ({ Key: this.prefix + k })), Quiet: true },
-          }),
-        );
-      } catch (err) {
-        throw this.classify(err, 'delete', batch[0] ?? '');
+      if (this.versioned) {
+        refused.push(...(await this.deleteVersions(batch)));
+        continue;
       }
-      const failed = (result.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-      const first = failed[0];
-      if (first) {
-        const key = (first.Key ?? '').slice(this.prefix.length);
-        const synthetic = Object.assign(new Error(first.Message ?? first.Code ?? 'delete failed'), {
-          name: first.Code ?? 'Unknown',
-          $metadata: { httpStatusCode: statusForCode(first.Code) },
-        });
-        const error = this.classify(synthetic, 'delete', key);
-        throw new StorageError(`${error.message} (${failed.length} of ${batch.length} keys in the batch failed)`, error instanceof StorageError ? error.kind : 'permanent', key, {
-          cause: error,
-        });
+      const result = await this.deleteObjects(batch.map((k) => ({ Key: this.prefix + k })), false);
+      const hidden = (result.Deleted ?? []).filter((d) => d.DeleteMarker && d.Key !== undefined).map((d) => d.Key!.slice(this.prefix.length));
+      if (hidden.length > 0) {
+        // The answer told us the bucket keeps versions: from now on, delete them by id.
+        this.versioned = true;
+        refused.push(...(await this.deleteVersions(hidden)));
       }
     }
+    if (refused.length > 0) {
+      throw new DeleteRefusedError(
+        `${this.endpointName} refused to delete ${refused.length} object(s) under ${this.description} (first: ${refused[0]}): Object Lock retention or a legal hold keeps them until it ends; they stay in the store and in listings`,
+        refused,
+      );
+    }
+  }
+
+  /**
+   * Deletes every version and delete marker of `keys` by id. @returns the keys with a version
+   * the server refused to delete (AccessDenied: locked).
+   */
+  private async deleteVersions(keys: string[]): Promise<string[]> {
+    const targets: ObjectIdentifier[] = [];
+    const window = new TaskWindow(16);
+    for (const key of keys) {
+      await window.add(async () => {
+        targets.push(...(await this.versionsOf(key)));
+      });
+    }
+    await window.drain();
+    const refused = new Set<string>();
+    for (let i = 0; i < targets.length; i += DELETE_BATCH) {
+      const result = await this.deleteObjects(targets.slice(i, i + DELETE_BATCH), true);
+      for (const e of result.Errors ?? []) refused.add((e.Key ?? '').slice(this.prefix.length));
+    }
+    return [...refused];
+  }
+
+  /** The version ids (objects and delete markers) of exactly `key`. */
+  private async versionsOf(key: string): Promise<ObjectIdentifier[]> {
+    const out: ObjectIdentifier[] = [];
+    const objectKey = this.prefix + key;
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: objectKey, KeyMarker: keyMarker, VersionIdMarker: versionMarker }),
+        );
+      } catch (err) {
+        throw this.classify(err, 'versions', key);
+      }
+      for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) {
+        if (v.Key === objectKey && v.VersionId !== undefined) out.push({ Key: objectKey, VersionId: v.VersionId });
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      versionMarker = page.NextVersionIdMarker;
+    } while (keyMarker);
+    return out;
+  }
+
+  /**
+   * One DeleteObjects request. `versions`: AccessDenied per entry is a refusal returned to the
+   * caller, not an error (see delete). @throws StorageError for any other failed entry.
+   */
+  private async deleteObjects(objects: ObjectIdentifier[], versions: boolean): Promise<DeleteObjectsCommandOutput> {
+    const firstKey = (objects[0]?.Key ?? this.prefix).slice(this.prefix.length);
+    let result;
+    try {
+      // Not Quiet: the answer says whether a delete marker was made (a versioned bucket).
+      result = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: objects, Quiet: versions } }));
+    } catch (err) {
+      throw this.classify(err, 'delete', firstKey);
+    }
+    const failed = (result.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey' && !(versions && e.Code === 'AccessDenied'));
+    const first = failed[0];
+    if (first) {
+      const key = (first.Key ?? '').slice(this.prefix.length);
+      const synthetic = Object.assign(new Error(first.Message ?? first.Code ?? 'delete failed'), {
+        name: first.Code ?? 'Unknown',
+        $metadata: { httpStatusCode: statusForCode(first.Code) },
+      });
+      const error = this.classify(synthetic, 'delete', key);
+      throw new StorageError(`${error.message} (${failed.length} of ${objects.length} keys in the batch failed)`, error instanceof StorageError ? error.kind : 'permanent', key, {
+        cause: error,
+      });
+    }
+    return { ...result, Errors: (result.Errors ?? []).filter((e) => e.Code === 'AccessDenied') };
   }
 
   async close(): Promise<void> {
@@ -640,8 +722,7 @@ export class S3Storage implements Storage {
       case 'EntityTooSmall':
         return make('permanent', `${this.endpointName} rejected a multipart upload of ${where}: parts must be at least 5 MiB (part_size)`);
       case 'NoSuchUpload':
-      // A conditional write raced with another one to the same key (AWS): try again.
-      case 'ConditionalRequestConflict':
+      case 'ConditionalRequestConflict': // a conditional write raced another to the key (AWS)
       case 'SlowDown':
       case 'InternalError':
       case 'ServiceUnavailable':

@@ -63,7 +63,10 @@ export interface Storage extends StoreWriter {
   stat(key: string): Promise<ObjectInfo>;
   /** Every object whose key starts with `prefix`, in lexicographic key order, any number of keys. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
-  /** Delete objects; keys that do not exist are not an error. */
+  /**
+   * Delete objects; keys that do not exist are not an error.
+   * @throws DeleteRefusedError after deleting the rest, when the store refuses some keys.
+   */
   delete(keys: string[]): Promise<void>;
   /** Release connections and resources. */
   close(): Promise<void>;
@@ -88,6 +91,20 @@ export class StorageError extends VaultikError {
   ) {
     super(message, kind === 'not-found' ? ExitCode.DATA : ExitCode.STORAGE, options);
     this.name = 'StorageError';
+  }
+}
+
+/**
+ * The store deleted what it could but refused some keys (S3 Object Lock retention, a legal
+ * hold): those objects are still there, and still listed. Not retried (kind 'permission').
+ */
+export class DeleteRefusedError extends StorageError {
+  constructor(
+    message: string,
+    readonly refused: string[],
+  ) {
+    super(message, 'permission', refused[0]);
+    this.name = 'DeleteRefusedError';
   }
 }
 
