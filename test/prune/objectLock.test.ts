@@ -29,6 +29,15 @@ afterAll(() => tmp.cleanup());
 const keys = newKeys();
 const T0 = Date.UTC(2026, 0, 1, 3);
 
+/** The environment of `vaultik prune <bucket> <prefix>` for `spec`'s server. */
+const cliEnv = (spec: S3StorageSpec): NodeJS.ProcessEnv => ({
+  AWS_ENDPOINT_URL_S3: spec.endpoint,
+  AWS_REGION: 'us-east-1',
+  AWS_ACCESS_KEY_ID: spec.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: spec.secretAccessKey,
+  VAULTIK_PRIVATE_KEY: keys.secret,
+});
+
 /** Every version and delete marker under `spec`'s prefix, as "key version|marker". */
 async function versions(spec: S3StorageSpec): Promise<string[]> {
   const s3 = new S3Storage(spec);
@@ -68,14 +77,7 @@ describe.skipIf(rgw.missing)(`Object Lock on radosgw${rgw.label}`, () => {
 
     // prune through the CLI, with only <bucket> <prefix>: no object_lock setting to go by.
     const before = await blobKeys(storage);
-    const env = {
-      AWS_ENDPOINT_URL_S3: server.endpoint,
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: locked.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: locked.secretAccessKey,
-      VAULTIK_PRIVATE_KEY: keys.secret,
-    };
-    const pruned = await runMain(['prune', bucket, 'locked/', '--grace', '0'], env);
+    const pruned = await runMain(['prune', bucket, 'locked/', '--grace', '0'], cliEnv(locked));
     expect(pruned.code, pruned.stderr).toBe(ExitCode.STORAGE);
     expect(pruned.stderr).toMatch(new RegExp(`refused to delete ${orphan.uploaded.length} object\\(s\\).*Object Lock.*Deleted 0 of ${orphan.uploaded.length} unreferenced blob`));
     // Nothing vanished from the listing, no delete marker was left.
@@ -101,13 +103,7 @@ describe.skipIf(rgw.missing)(`Object Lock on radosgw${rgw.label}`, () => {
     src.resetDedup();
     const second = await src.backup(new Date(T0 + DAY), sampleFiles(3, ['b'], 6000));
     await executeForget(storage, await planForget(storage, { indexPrefix: INDEX, ids: [first.id] }));
-    const pruned = await runMain(['prune', bucket, 'open/', '--grace', '0'], {
-      AWS_ENDPOINT_URL_S3: server.endpoint,
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: spec.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: spec.secretAccessKey,
-      VAULTIK_PRIVATE_KEY: keys.secret,
-    });
+    const pruned = await runMain(['prune', bucket, 'open/', '--grace', '0'], cliEnv(spec));
     expect(pruned.code, pruned.stderr).toBe(ExitCode.OK);
     const listed = await blobKeys(storage);
     for (const hash of first.uploaded) expect(listed.some((k) => k.endsWith(hash))).toBe(false);

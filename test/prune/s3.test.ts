@@ -20,11 +20,10 @@ import { S3MultipartJanitor, executeForget, executePrune, planForget, planPrune,
 import { readManifest } from '../../src/snapshot/index.js';
 import { openStorage } from '../../src/storage/open.js';
 import { S3Storage } from '../../src/storage/s3.js';
-import type { S3StorageSpec, Storage } from '../../src/storage/types.js';
+import type { Storage } from '../../src/storage/types.js';
 import { verifyStore } from '../../src/verify/index.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
-import { radosgwTarget } from '../helpers/radosgw.js';
-import { startS3rver } from '../helpers/s3rver.js';
+import { s3Servers, type S3Server } from '../helpers/s3servers.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { DAY, INDEX, Source, allKeys, blobKeys, keysUnder, newKeys, readSnapshot, sampleFiles } from './kit.js';
 
@@ -33,13 +32,6 @@ const keys = newKeys();
 const T0 = Date.UTC(2026, 0, 1, 3);
 let n = 0;
 afterAll(() => tmp.cleanup());
-
-/** One real S3 server for the cycle below: a spec maker for its bucket, behind a fault proxy. */
-interface S3Server {
-  spec(prefix: string): S3StorageSpec;
-  /** s3rver cannot list multipart uploads; radosgw can. */
-  listsUploads: boolean;
-}
 
 const later = (ms: number) => (): Date => new Date(Date.now() + ms);
 
@@ -53,13 +45,13 @@ async function referenced(storage: Storage): Promise<Set<string>> {
   return out;
 }
 
-function pruneOnS3(name: string, start: () => Promise<S3Server & { stop(): Promise<void> }>): void {
-  describe(`prune on S3 (${name})`, () => {
-    let server: S3Server & { stop(): Promise<void> };
+for (const kind of s3Servers()) {
+  describe.skipIf(kind.missing)(`prune on S3 (${kind.name})${kind.label}`, () => {
+    let server: S3Server;
     let proxy: FaultProxy;
     beforeAll(async () => {
-      server = await start();
-      proxy = await startFaultProxy(server.spec('').endpoint!);
+      server = await kind.start();
+      proxy = await startFaultProxy(server.endpoint);
     });
     afterAll(async () => {
       await proxy?.close();
@@ -113,7 +105,7 @@ function pruneOnS3(name: string, start: () => Promise<S3Server & { stop(): Promi
       const raw = new S3Storage(server.spec(prefix));
       const withJanitor = await planPrune(storage, { ...opts, janitor: new S3MultipartJanitor(raw) });
       await raw.close();
-      if (server.listsUploads) expect(withJanitor.notes.join('\n')).not.toMatch(/incomplete multipart uploads were not checked/);
+      if (kind.listsUploads) expect(withJanitor.notes.join('\n')).not.toMatch(/incomplete multipart uploads were not checked/);
       else expect(withJanitor.notes.join('\n')).toMatch(/incomplete multipart uploads were not checked/);
       expect(withJanitor.warnings).toEqual([]);
     });
@@ -167,20 +159,6 @@ function pruneOnS3(name: string, start: () => Promise<S3Server & { stop(): Promi
     });
   });
 }
-
-pruneOnS3('s3rver', async () => {
-  const s3 = await startS3rver();
-  return { spec: (prefix) => s3.spec(prefix), listsUploads: false, stop: () => s3.stop() };
-});
-
-const rgw = radosgwTarget();
-describe.skipIf(rgw.missing)(`radosgw${rgw.label}`, () => {
-  pruneOnS3('radosgw', async () => {
-    const server = await rgw.ready();
-    const bucket = await server.createBucket();
-    return { spec: (prefix) => server.spec(bucket, prefix), listsUploads: true, stop: async () => undefined };
-  });
-});
 
 describe('multipart janitor (stub S3 server)', () => {
   let server: Server;
