@@ -1,11 +1,13 @@
 /**
  * The S3 store, on the AWS SDK v3. Runs against AWS S3 and S3-compatible servers (MinIO, Backblaze
- * B2, Cloudflare R2, Wasabi, Ceph RGW); tested here against s3rver.
+ * B2, Cloudflare R2, Wasabi, Ceph RGW); tested here against s3rver and Ceph radosgw.
  *
  * Contract (beyond Storage):
  * - put issues only PutObject, or CreateMultipartUpload / UploadPart / CompleteMultipartUpload
  *   (and AbortMultipartUpload on failure): never HeadObject, GetObject, ListObjects or
  *   DeleteObject, so backup works with a write-only credential.
+ * - PutObject and CompleteMultipartUpload send If-None-Match: * (unless conditional_writes is
+ *   false): keys are content hashes, so a 412 means the object is there and the put succeeds.
  * - A single PutObject sends Content-Length and an integrity checksum: x-amz-checksum-sha256 when
  *   the caller gives the SHA-256, otherwise Content-MD5 (a stream body is then read twice: once to
  *   hash it, once to send it; callers should pass sha256). Every UploadPart sends Content-MD5 of
@@ -22,6 +24,7 @@
  *   policy, and it knows which errors are worth retrying. Automatic request checksums are
  *   'WHEN_REQUIRED' because several S3-compatible servers reject the SDK's default CRC32 trailers
  *   (aws-chunked encoding); DeleteObjects gets a Content-MD5 instead of CRC32 for the same reason.
+ * - delete deletes by version id in a versioned bucket (see delete), so nothing is merely hidden.
  * - Errors are StorageErrors whose messages name the bucket, the key and the fix.
  */
 import { createHash } from 'node:crypto';

@@ -4,7 +4,9 @@
  *
  * Keys are relative to the store's prefix and use '/' separators ("blobs/ab/cd/<hash>",
  * "index/<snapshot>.db.zst.age"). Objects are immutable: callers never put the same key twice
- * with different bytes. A put is atomic: afterwards the object exists whole, or not at all.
+ * with different bytes. A put is atomic: afterwards the object exists whole, or not at all. A put
+ * never replaces an existing object: it succeeds and leaves it (where the store allows: local
+ * always, S3 through If-None-Match).
  */
 import type { Readable } from 'node:stream';
 import { ExitCode, VaultikError } from '../errors.js';
