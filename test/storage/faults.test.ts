@@ -89,6 +89,18 @@ describe('transient faults are retried until the operation succeeds', () => {
     expect(proxy.requests.filter((r) => r.fault === 'error').length).toBeGreaterThan(5);
   });
 
+  it('409 ConditionalRequestConflict (a concurrent conditional write) is retried', async () => {
+    const store = open('t9/');
+    const conflict = { kind: 'error', status: 409, code: 'ConditionalRequestConflict' } as const;
+    proxy.addFault({ match: 'PutObject', fault: conflict, times: 1 });
+    proxy.addFault({ match: 'CompleteMultipartUpload', fault: conflict, times: 1 });
+    const bytes = randomBytes(THRESHOLD + 1);
+    await store.put('small', Buffer.from('s'));
+    await store.put('big', bytes);
+    expect(proxy.requests.filter((r) => r.status === 409).map((r) => r.op)).toEqual(['PutObject', 'CompleteMultipartUpload']);
+    expectBytes(await readAll(await direct('t9/').get('big')), bytes);
+  });
+
   it('a connection reset mid request body: the put is retried with the body reopened and lands whole', async () => {
     const store = open('t2/');
     proxy.addFault({ match: 'PutObject', fault: { kind: 'reset-request' }, times: 2 });
@@ -366,6 +378,13 @@ describe('requests and headers on the wire', () => {
     const strict = open('h7/', { conditionalWrites: true });
     await expectStorageError(strict.put('d', Buffer.from('d')), 'permanent', /conditional_writes: true.*set conditional_writes: auto or false/);
     removeRefusal();
+  });
+
+  it('412 to CompleteMultipartUpload: the object exists, the put succeeds and aborts its upload', async () => {
+    const store = open('h8/');
+    proxy.addFault({ match: 'CompleteMultipartUpload', fault: { kind: 'error', status: 412, code: 'PreconditionFailed' }, times: 1 });
+    await store.put('big', randomBytes(THRESHOLD + 1));
+    expect(ops((r) => r.op !== 'UploadPart')).toEqual(['CreateMultipartUpload', 'CompleteMultipartUpload', 'AbortMultipartUpload']);
   });
 
   it('DeleteObjects sends Content-MD5 instead of CRC32, in batches of at most 1000', async () => {
