@@ -1,7 +1,8 @@
 /**
  * vitest global setup: starts radosgw (test/helpers/radosgw.ts) once for the whole run, in the
  * background, and provides its endpoint and credentials to the test files. Writes `<dir>/state`
- * ('ready' or the error) when the start settles; files wait for it.
+ * ('ready' or the error) when the start settles; files wait for it, and fail (not skip) when it
+ * failed. VAULTIK_RADOSGW_TIMING=1 prints how long the start took.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
