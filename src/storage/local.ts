@@ -359,20 +359,24 @@ async function linkBody(file: string, tempPath: string, size: number, key: strin
  * could then replace an object, with the same bytes).
  */
 async function linkNoReplace(temp: string, final: string): Promise<boolean> {
+  let linkError: unknown;
   try {
     await link(temp, final);
     return true;
   } catch (err) {
     const code = errnoCode(err);
-    if (code === 'EEXIST') return false;
-    if (!NO_LINKS.has(code ?? '')) throw err;
+    if (code !== 'EEXIST' && !NO_LINKS.has(code ?? '')) throw err;
+    linkError = err;
   }
-  try {
-    await lstat(final);
-    return false;
-  } catch (err) {
-    if (errnoCode(err) !== 'ENOENT') throw err;
-  }
+  const existing = await lstat(final).catch((err: unknown) => {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (existing?.isFile()) return false;
+  // A directory of that name is no object: the key is used as a directory too.
+  if (existing) throw Object.assign(new Error(`${final} is not a file`), { code: 'EISDIR' });
+  // EEXIST, yet gone since (deleted meanwhile): let the caller's retry or error handling see it.
+  if (errnoCode(linkError) === 'EEXIST') throw linkError;
   await rename(temp, final);
   return true;
 }

@@ -110,6 +110,14 @@ describe('local store specifics', () => {
     expect(readdirSync(join(dir, 'p/blobs/aa/bb'))).toEqual(['k']);
   });
 
+  it('a put where a directory has the key fails and replaces nothing', async () => {
+    const { dir, store } = fresh();
+    await store.put('d/inner', Buffer.from('x'));
+    await expectStorageError(store.put('d', Buffer.from('y')), 'permanent', /used as a directory/);
+    expect(readdirSync(join(dir, 'p'))).toEqual(['d']);
+    expect(readdirSync(join(dir, 'p/d'))).toEqual(['inner']);
+  });
+
   it('an empty or missing store lists nothing', async () => {
     const { store } = fresh();
     const keys: string[] = [];
