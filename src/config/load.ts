@@ -156,6 +156,7 @@ const S3_KEYS = [
   'session_token',
   'region',
   'force_path_style',
+  'conditional_writes',
   'object_lock',
   'multipart_threshold',
   'part_size',
@@ -309,7 +310,7 @@ class Reader {
   }
 
   /** A non-empty value is present, else an issue. */
-  private present(e: Entry): boolean {
+  present(e: Entry): boolean {
     if (isScalar(e.value) && (e.value.value === null || e.value.value === undefined)) {
       this.fail(e, 'has no value (remove the key to use the default, if it has one)');
       return false;
@@ -532,6 +533,18 @@ function readStorage(r: Reader, top: Map<string, Entry>): StorageSpec | undefine
     const v = r.boolean(pathStyle);
     if (v === undefined) ok = false;
     else spec.forcePathStyle = v;
+  }
+
+  const conditional = keys.get('conditional_writes');
+  if (conditional) {
+    // YAML gives true/false as booleans and auto as a string.
+    const v = conditional.value;
+    if (isScalar(v) && (v.value === true || v.value === false)) spec.conditionalWrites = v.value;
+    else if (isScalar(v) && typeof v.value === 'string' && v.value.toLowerCase() === 'auto') spec.conditionalWrites = 'auto';
+    else if (r.present(conditional)) {
+      r.fail(conditional, `expected auto, true or false, got ${r.describe(v)}`);
+      ok = false;
+    } else ok = false;
   }
 
   const lockEntry = keys.get('object_lock');

@@ -37,7 +37,7 @@ import { checkSnapshotSignatures } from '../snapshot/signatures.js';
 import { scanIndex, type IndexObject, type SnapshotListing } from '../snapshot/list.js';
 import { blobListDifference, readManifest, type Manifest } from '../snapshot/manifest.js';
 import type { BlobRef } from '../snapshot/types.js';
-import type { ObjectInfo, Storage } from '../storage/types.js';
+import { DeleteRefusedError, type ObjectInfo, type Storage } from '../storage/types.js';
 import { DELETE_BATCH, deleteInBatches } from './forget.js';
 import type { IncompleteUpload, MultipartJanitor } from './janitor.js';
 import { ShardBlobs, forEachLimited, readMetadataBlobs, readSnapshotReferences } from './snapshots.js';
@@ -430,7 +430,9 @@ export async function planPrune(storage: Storage, options: PruneOptions): Promis
  * orphan manifests and the stale multipart uploads, in batches of 1000.
  * Safe to interrupt and to rerun (see the file comment).
  * @throws VaultikError NO_IDENTITY / PruneRefusedError when a new snapshot cannot be read
- *   (nothing is deleted then); StorageError from the store; the abort reason between batches.
+ *   (nothing is deleted then); DeleteRefusedError (exit 6) at the end, when the store refused to
+ *   delete some objects (Object Lock): everything else was done; StorageError from the store;
+ *   the abort reason between batches.
  */
 export async function executePrune(storage: Storage, plan: PrunePlan, options: PruneOptions): Promise<PruneResult> {
   const started = Date.now();
@@ -454,20 +456,29 @@ export async function executePrune(storage: Storage, plan: PrunePlan, options: P
   }
 
   const batch = Math.min(DELETE_BATCH, Math.max(1, options.deleteBatch ?? DELETE_BATCH));
+  // Keys the store refuses to delete (Object Lock) stay, listed: go on, and say so at the end.
+  const refused = new Set<string>();
+  const deleter = {
+    delete: (keys: string[]): Promise<void> =>
+      storage.delete(keys).catch((err: unknown) => {
+        if (!(err instanceof DeleteRefusedError)) throw err;
+        for (const k of err.refused) refused.add(k);
+      }),
+  };
   emit({ type: 'phase', phase: 'delete-blobs' });
   let freedBytes = 0;
   await deleteInBatches(
-    storage,
+    deleter,
     blobs.map((b) => b.key),
     (done) => emit({ type: 'deleted', what: 'blobs', done, total: blobs.length }),
     options.signal,
     batch,
   );
-  for (const b of blobs) freedBytes += b.size;
+  for (const b of blobs) if (!refused.has(b.key)) freedBytes += b.size;
 
   emit({ type: 'phase', phase: 'delete-manifests' });
   await deleteInBatches(
-    storage,
+    deleter,
     manifests.map((m) => m.key),
     (done) => emit({ type: 'deleted', what: 'manifests', done, total: manifests.length }),
     options.signal,
@@ -487,6 +498,17 @@ export async function executePrune(storage: Storage, plan: PrunePlan, options: P
       }
       emit({ type: 'deleted', what: 'uploads', done: abortedUploads, total: plan.abortUploads.length });
     }
+  }
+
+  if (refused.size > 0) {
+    const deletedBlobs = blobs.filter((b) => !refused.has(b.key)).length;
+    const keys = [...refused];
+    throw new DeleteRefusedError(
+      `the store refused to delete ${keys.length} object(s) (first: ${keys[0]}), locked by Object Lock retention or a legal hold; ` +
+        `they stay in the store, and a later prune deletes them once the lock ends. Deleted ${deletedBlobs} of ${blobs.length} unreferenced blob(s), ` +
+        `${manifests.filter((m) => !refused.has(m.key)).length} of ${manifests.length} orphan manifest(s); nothing any snapshot needs was touched`,
+      keys,
+    );
   }
 
   return {

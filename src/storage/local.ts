@@ -6,9 +6,12 @@
  *
  * Contract (beyond Storage):
  * - A put is atomic and durable: the bytes go to a temp file in the target directory, which is
- *   fsynced, renamed over the final name and followed by an fsync of the directory (and of any
+ *   fsynced, hard-linked to the final name and followed by an fsync of the directory (and of any
  *   directory the put created). A crash leaves either no object or the whole object under its
  *   name, never a partial one; readers never see a partial object.
+ * - A put never replaces an object: link() fails with EEXIST where rename() would overwrite, and
+ *   the put then succeeds leaving the existing object (keys are content hashes, so it holds the
+ *   same bytes; see Storage). Without hard links, rename() after an existence check.
  * - A body with a `file` (PutBody) on the same file system is hard-linked to the temp name
  *   instead of copied (a blob spool file: no second read, write or hash of its bytes); its size
  *   is checked, its SHA-256 is the caller's (see PutBody). Across file systems, or where links are
@@ -26,7 +29,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { Readable, addAbortSignal } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -45,6 +48,9 @@ import {
 
 /** Prefix of in-flight temp files; never a valid key segment. */
 export const TEMP_PREFIX = '.vaultik-tmp-';
+
+/** link() errors of file systems (or mounts) without hard links. */
+const NO_LINKS: ReadonlySet<string> = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
 
 /** How many files are stat'ed or unlinked at once. */
 const FS_PARALLELISM = 32;
@@ -76,9 +82,9 @@ export class LocalStorage implements Storage {
   }
 
   /**
-   * Writes the object atomically (temp file, fsync, rename, fsync directory). When
-   * `options.sha256` is given the bytes are verified against it before the rename (unless the
-   * body's `file` is linked, see the file comment).
+   * Writes the object atomically (temp file, fsync, link, fsync directory); an existing object is
+   * left as it is. When `options.sha256` is given the bytes are verified against it before the
+   * link (unless the body's `file` is linked, see the file comment).
    * @throws StorageError 'permanent' on a length or SHA-256 mismatch, a full disk, a read-only
    *   file system; 'permission' on EACCES/EPERM.
    */
@@ -94,7 +100,6 @@ export class LocalStorage implements Storage {
     }
     const tempPath = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     let handle: FileHandle | undefined;
-    let renamed = false;
     try {
       const size = bodySize(body);
       handle = Buffer.isBuffer(body) || body.file === undefined ? undefined : await linkBody(body.file, tempPath, size, key, this.description);
@@ -128,9 +133,9 @@ export class LocalStorage implements Storage {
       await handle.sync();
       await handle.close();
       handle = undefined;
-      await rename(tempPath, finalPath);
-      renamed = true;
-      // The rename is only durable once the directory entry is; new directories need their own
+      // link(), unlike rename(), never replaces: an existing object stays as it is.
+      if (!(await linkNoReplace(tempPath, finalPath))) return;
+      // The link is only durable once the directory entry is; new directories need their own
       // entries in their parents synced too.
       await syncDir(dir);
       if (created !== undefined) {
@@ -145,7 +150,8 @@ export class LocalStorage implements Storage {
       throw fsError(err, 'writing', key, this.description);
     } finally {
       await handle?.close().catch(() => undefined);
-      if (!renamed) await unlink(tempPath).catch(() => undefined);
+      // After the link, the object has its own name; the temp name goes either way.
+      await unlink(tempPath).catch(() => undefined);
     }
   }
 
@@ -328,7 +334,7 @@ async function linkBody(file: string, tempPath: string, size: number, key: strin
     await link(file, tempPath);
   } catch (err) {
     const code = errnoCode(err);
-    if (code === 'EXDEV' || code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EMLINK' || code === 'ENOSYS') return undefined;
+    if (code === 'EXDEV' || NO_LINKS.has(code ?? '')) return undefined;
     throw err;
   }
   const handle = await open(tempPath, 'r');
@@ -344,6 +350,35 @@ async function linkBody(file: string, tempPath: string, size: number, key: strin
     await handle.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Gives the temp file `temp` the name `final` unless that name exists; false when it does (the
+ * object is there already: keys are content hashes). On a file system without hard links it
+ * falls back to rename() after checking that `final` is absent (a race between two writers
+ * could then replace an object, with the same bytes).
+ */
+async function linkNoReplace(temp: string, final: string): Promise<boolean> {
+  let linkError: unknown;
+  try {
+    await link(temp, final);
+    return true;
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code !== 'EEXIST' && !NO_LINKS.has(code ?? '')) throw err;
+    linkError = err;
+  }
+  const existing = await lstat(final).catch((err: unknown) => {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (existing?.isFile()) return false;
+  // A directory of that name is no object: the key is used as a directory too.
+  if (existing) throw Object.assign(new Error(`${final} is not a file`), { code: 'EISDIR' });
+  // EEXIST, yet gone since (deleted meanwhile): let the caller's retry or error handling see it.
+  if (errnoCode(linkError) === 'EEXIST') throw linkError;
+  await rename(temp, final);
+  return true;
 }
 
 async function syncDir(path: string): Promise<void> {

@@ -8,7 +8,9 @@
  *   and non-storage errors (a put body that cannot be read) go straight to the caller.
  * - put: each attempt calls the inner put again, which reopens a stream body (PutBody.open), so a
  *   retry never resumes a half-consumed stream. Safe because objects are immutable: re-putting
- *   the same key with the same bytes is idempotent.
+ *   the same key with the same bytes is idempotent. When the first attempt landed but its answer
+ *   was lost, the retry finds the object there (S3: 412 to If-None-Match), which the backends
+ *   report as success, not as an error to classify here.
  * - get: the returned stream survives transient failures mid-body: it re-requests the remaining
  *   byte range and continues where it stopped (objects are immutable, so the bytes match). For a
  *   whole-object get the size is learnt with one stat on the first such failure.

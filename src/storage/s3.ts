@@ -1,11 +1,13 @@
 /**
  * The S3 store, on the AWS SDK v3. Runs against AWS S3 and S3-compatible servers (MinIO, Backblaze
- * B2, Cloudflare R2, Wasabi, Ceph RGW); tested here against s3rver.
+ * B2, Cloudflare R2, Wasabi, Ceph RGW); tested here against s3rver and Ceph radosgw.
  *
  * Contract (beyond Storage):
  * - put issues only PutObject, or CreateMultipartUpload / UploadPart / CompleteMultipartUpload
  *   (and AbortMultipartUpload on failure): never HeadObject, GetObject, ListObjects or
  *   DeleteObject, so backup works with a write-only credential.
+ * - PutObject and CompleteMultipartUpload send If-None-Match: * (unless conditional_writes is
+ *   false): keys are content hashes, so a 412 means the object is there and the put succeeds.
  * - A single PutObject sends Content-Length and an integrity checksum: x-amz-checksum-sha256 when
  *   the caller gives the SHA-256, otherwise Content-MD5 (a stream body is then read twice: once to
  *   hash it, once to send it; callers should pass sha256). Every UploadPart sends Content-MD5 of
@@ -22,6 +24,7 @@
  *   policy, and it knows which errors are worth retrying. Automatic request checksums are
  *   'WHEN_REQUIRED' because several S3-compatible servers reject the SDK's default CRC32 trailers
  *   (aws-chunked encoding); DeleteObjects gets a Content-MD5 instead of CRC32 for the same reason.
+ * - delete deletes by version id in a versioned bucket (see delete), so nothing is merely hidden.
  * - Errors are StorageErrors whose messages name the bucket, the key and the fix.
  */
 import { createHash } from 'node:crypto';
@@ -33,6 +36,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectsCommand,
+  ListObjectVersionsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -41,6 +45,8 @@ import {
   S3Client,
   UploadPartCommand,
   type CompletedPart,
+  type DeleteObjectsCommandOutput,
+  type ObjectIdentifier,
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { checkKey, normalizePrefix } from './keys.js';
@@ -50,6 +56,7 @@ import { withRetry, type RetryOptions } from './retry.js';
 import { BodyLengthError, bodySize, emptyStream, guardDownload, lengthChecker, openBody } from './streams.js';
 import { TaskWindow } from '../util/concurrency.js';
 import {
+  DeleteRefusedError,
   StorageError,
   type ByteRange,
   type ObjectInfo,
@@ -74,7 +81,7 @@ const SILENT_LOGGER: SdkLogger = {
   error: () => undefined,
 };
 
-type Op = 'put' | 'get' | 'stat' | 'list' | 'delete' | 'abort';
+type Op = 'put' | 'get' | 'stat' | 'list' | 'versions' | 'delete' | 'abort';
 
 /** What the user is told to check, per operation, when access is denied. */
 const PERMISSION: Record<Op, { verb: string; action: string }> = {
@@ -82,7 +89,8 @@ const PERMISSION: Record<Op, { verb: string; action: string }> = {
   get: { verb: 'reading', action: 's3:GetObject' },
   stat: { verb: 'reading', action: 's3:GetObject' },
   list: { verb: 'listing', action: 's3:ListBucket' },
-  delete: { verb: 'deleting', action: 's3:DeleteObject' },
+  versions: { verb: 'listing the versions of', action: 's3:ListBucketVersions' },
+  delete: { verb: 'deleting', action: 's3:DeleteObject (and s3:DeleteObjectVersion in a versioned bucket)' },
   abort: { verb: 'aborting the upload of', action: 's3:AbortMultipartUpload' },
 };
 
@@ -98,6 +106,11 @@ export class S3Storage implements Storage {
   private readonly partConcurrency: number;
   private readonly partRetry: RetryOptions;
   private bucketKnownToExist = false;
+  /** The bucket keeps versions: delete() deletes them by id (known from object_lock, or learnt). */
+  private versioned: boolean;
+  /** Puts carry If-None-Match: * (off once a server refused it under 'auto'). */
+  private conditional: boolean;
+  private readonly warn: (message: string) => void;
 
   /** @throws StorageError 'permanent' for an invalid prefix or part settings. */
   constructor(
@@ -114,6 +127,9 @@ export class S3Storage implements Storage {
     this.partConcurrency = spec.concurrency ?? S3_DEFAULTS.concurrency;
     checkS3Spec(spec, options);
     this.partRetry = options.partRetry ?? { maxAttempts: 4, maxElapsedMs: 60_000 };
+    this.conditional = spec.conditionalWrites !== false;
+    this.versioned = spec.objectLock !== undefined;
+    this.warn = options.warn ?? ((message) => process.stderr.write(`vaultik: warning: ${message}\n`));
     const maxSockets = options.maxSockets ?? S3_DEFAULTS.maxSockets;
     this.client = new S3Client({
       region,
@@ -196,6 +212,7 @@ export class S3Storage implements Storage {
       Key: this.prefix + key,
       ContentLength: size,
       ContentType: 'application/octet-stream',
+      IfNoneMatch: this.conditional ? '*' : undefined,
       ...this.lockHeaders(),
     };
     if (options?.sha256) {
@@ -225,17 +242,45 @@ export class S3Storage implements Storage {
       input.Body = source.pipe(checked);
       streams = [source, checked];
     }
+    let again = false;
     try {
       await this.client.send(new PutObjectCommand(input), { abortSignal: controller.signal });
     } catch (err) {
       if (bodyFailure !== undefined) throw this.bodyError(bodyFailure, key);
-      throw this.classify(err, 'put', key);
+      // Keys are content hashes: an object already under this key holds these bytes (often our
+      // own, from an attempt whose answer was lost).
+      if (preconditionFailed(err)) return;
+      again = this.conditionalRefused(err, key);
+      if (!again) throw this.classify(err, 'put', key);
     } finally {
       controller.dispose();
       // After a failure (or an early 4xx answer to Expect: 100-continue) the body may be unread:
       // release its file descriptor now.
       for (const s of streams) s.destroy();
     }
+    if (again) await this.put(key, body, options);
+  }
+
+  /**
+   * Whether `err` is a server refusing If-None-Match (501 NotImplemented) and the put should be
+   * sent again without it: under 'auto' conditional writes are then off for this store, with one
+   * warning. @throws StorageError 'permanent' when conditional_writes is true.
+   */
+  private conditionalRefused(err: unknown, key: string): boolean {
+    if (!this.conditional || (errorName(err) !== 'NotImplemented' && httpStatus(err) !== 501)) return false;
+    if (this.spec.conditionalWrites === true) {
+      throw new StorageError(
+        `${this.endpointName} does not support conditional writes (If-None-Match), required by conditional_writes: true (writing ${this.location(key)}): set conditional_writes: auto or false in the s3: block`,
+        'permanent',
+        key,
+        { cause: err },
+      );
+    }
+    this.conditional = false;
+    this.warn(
+      `${this.endpointName} does not support conditional writes (If-None-Match: *), so it cannot refuse to replace an existing object; uploading without them (set conditional_writes: false in the s3: block to silence this, or true to make it an error)`,
+    );
+    return true;
   }
 
   private lockHeaders(): Pick<PutObjectCommandInput, 'ObjectLockMode' | 'ObjectLockRetainUntilDate'> {
@@ -309,18 +354,29 @@ export class S3Storage implements Storage {
         throw new StorageError(`refusing to complete the upload of ${this.location(key)}: its bytes do not match the SHA-256 given by the caller`, 'permanent', key);
       }
       completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-      try {
-        await this.client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: objectKey,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: completed },
-          }),
-          { abortSignal: options?.signal },
-        );
-      } catch (err) {
-        throw this.classify(err, 'put', key);
+      for (;;) {
+        try {
+          // Some servers (radosgw) answer an empty ETag here: nothing reads the answer.
+          await this.client.send(
+            new CompleteMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: objectKey,
+              UploadId: uploadId,
+              MultipartUpload: { Parts: completed },
+              IfNoneMatch: this.conditional ? '*' : undefined,
+            }),
+            { abortSignal: options?.signal },
+          );
+          break;
+        } catch (err) {
+          if (preconditionFailed(err)) {
+            // The object exists (see put); drop our parts.
+            const problem = await this.abortUpload(objectKey, key, uploadId);
+            if (problem) this.warn(`${this.location(key)} already exists, but ${problem}`);
+            return;
+          }
+          if (!this.conditionalRefused(err, key)) throw this.classify(err, 'put', key);
+        }
       }
     } catch (caught) {
       // When a part failed or the caller aborted, the read loop died of the source's destruction;
@@ -485,36 +541,110 @@ export class S3Storage implements Storage {
     } while (token);
   }
 
-  /** DeleteObjects in batches of 1,000; missing keys are fine. */
+  /**
+   * DeleteObjects in batches of 1,000; missing keys are fine. In a versioned bucket (Object Lock
+   * buckets always are) a delete without version ids only hides an object behind a delete
+   * marker, even a locked one: so there every version of the key is deleted by id instead. A
+   * version the server refuses to delete (retention, legal hold) keeps its key listed: the
+   * markers go, and DeleteRefusedError names the keys once the batch is done.
+   */
   async delete(keys: string[]): Promise<void> {
     for (const key of keys) checkKey(key);
+    const refused: string[] = [];
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
-      let result;
-      try {
-        result = await this.client.send(
-          new DeleteObjectsCommand({
-            Bucket: this.bucket,
-            Delete: { Objects: batch.map((k) => ({ Key: this.prefix + k })), Quiet: true },
-          }),
-        );
-      } catch (err) {
-        throw this.classify(err, 'delete', batch[0] ?? '');
+      if (this.versioned) {
+        refused.push(...(await this.deleteVersions(batch)));
+        continue;
       }
-      const failed = (result.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-      const first = failed[0];
-      if (first) {
-        const key = (first.Key ?? '').slice(this.prefix.length);
-        const synthetic = Object.assign(new Error(first.Message ?? first.Code ?? 'delete failed'), {
-          name: first.Code ?? 'Unknown',
-          $metadata: { httpStatusCode: statusForCode(first.Code) },
-        });
-        const error = this.classify(synthetic, 'delete', key);
-        throw new StorageError(`${error.message} (${failed.length} of ${batch.length} keys in the batch failed)`, error instanceof StorageError ? error.kind : 'permanent', key, {
-          cause: error,
-        });
+      const result = await this.deleteObjects(batch.map((k) => ({ Key: this.prefix + k })), false);
+      const hidden = (result.Deleted ?? []).filter((d) => d.DeleteMarker && d.Key !== undefined).map((d) => d.Key!.slice(this.prefix.length));
+      if (hidden.length > 0) {
+        // The answer told us the bucket keeps versions: from now on, delete them by id.
+        this.versioned = true;
+        refused.push(...(await this.deleteVersions(hidden)));
       }
     }
+    if (refused.length > 0) {
+      throw new DeleteRefusedError(
+        `${this.endpointName} refused to delete ${refused.length} object(s) under ${this.description} (first: ${refused[0]}): Object Lock retention or a legal hold keeps them until it ends; they stay in the store and in listings`,
+        refused,
+      );
+    }
+  }
+
+  /**
+   * Deletes every version and delete marker of `keys` by id. @returns the keys with a version
+   * the server refused to delete (AccessDenied: locked).
+   */
+  private async deleteVersions(keys: string[]): Promise<string[]> {
+    const targets: ObjectIdentifier[] = [];
+    const window = new TaskWindow(16);
+    for (const key of keys) {
+      await window.add(async () => {
+        targets.push(...(await this.versionsOf(key)));
+      });
+    }
+    await window.drain();
+    const refused = new Set<string>();
+    for (let i = 0; i < targets.length; i += DELETE_BATCH) {
+      const result = await this.deleteObjects(targets.slice(i, i + DELETE_BATCH), true);
+      for (const e of result.Errors ?? []) refused.add((e.Key ?? '').slice(this.prefix.length));
+    }
+    return [...refused];
+  }
+
+  /** The version ids (objects and delete markers) of exactly `key`. */
+  private async versionsOf(key: string): Promise<ObjectIdentifier[]> {
+    const out: ObjectIdentifier[] = [];
+    const objectKey = this.prefix + key;
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: objectKey, KeyMarker: keyMarker, VersionIdMarker: versionMarker }),
+        );
+      } catch (err) {
+        throw this.classify(err, 'versions', key);
+      }
+      for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) {
+        if (v.Key === objectKey && v.VersionId !== undefined) out.push({ Key: objectKey, VersionId: v.VersionId });
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      versionMarker = page.NextVersionIdMarker;
+    } while (keyMarker);
+    return out;
+  }
+
+  /**
+   * One DeleteObjects request. `versions`: AccessDenied per entry is a refusal returned to the
+   * caller, not an error (see delete). @throws StorageError for any other failed entry.
+   */
+  private async deleteObjects(objects: ObjectIdentifier[], versions: boolean): Promise<DeleteObjectsCommandOutput> {
+    const firstKey = (objects[0]?.Key ?? this.prefix).slice(this.prefix.length);
+    let result;
+    try {
+      // Not Quiet: the answer says whether a delete marker was made (a versioned bucket).
+      result = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: objects, Quiet: versions } }));
+    } catch (err) {
+      throw this.classify(err, 'delete', firstKey);
+    }
+    const failed = (result.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey' && !(versions && e.Code === 'AccessDenied'));
+    const first = failed[0];
+    if (first) {
+      const key = (first.Key ?? '').slice(this.prefix.length);
+      const synthetic = Object.assign(new Error(first.Message ?? first.Code ?? 'delete failed'), {
+        name: first.Code ?? 'Unknown',
+        $metadata: { httpStatusCode: statusForCode(first.Code) },
+      });
+      const error = this.classify(synthetic, 'delete', key);
+      throw new StorageError(`${error.message} (${failed.length} of ${objects.length} keys in the batch failed)`, error instanceof StorageError ? error.kind : 'permanent', key, {
+        cause: error,
+      });
+    }
+    return { ...result, Errors: (result.Errors ?? []).filter((e) => e.Code === 'AccessDenied') };
   }
 
   async close(): Promise<void> {
@@ -595,6 +725,7 @@ export class S3Storage implements Storage {
       case 'EntityTooSmall':
         return make('permanent', `${this.endpointName} rejected a multipart upload of ${where}: parts must be at least 5 MiB (part_size)`);
       case 'NoSuchUpload':
+      case 'ConditionalRequestConflict': // a conditional write raced another to the key (AWS)
       case 'SlowDown':
       case 'InternalError':
       case 'ServiceUnavailable':
@@ -682,6 +813,11 @@ function errorName(err: unknown): string {
     if ('name' in err && typeof err.name === 'string') return err.name;
   }
   return 'Error';
+}
+
+/** A 412 answer to If-None-Match: *: the key already holds an object. */
+function preconditionFailed(err: unknown): boolean {
+  return errorName(err) === 'PreconditionFailed' || httpStatus(err) === 412;
 }
 
 function httpStatus(err: unknown): number | undefined {

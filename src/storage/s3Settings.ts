@@ -34,6 +34,8 @@ export interface S3StorageOptions {
   minPartSize?: number;
   /** Retries of one multipart part (the whole put is retried by RetryStorage). Default 4 attempts. */
   partRetry?: RetryOptions;
+  /** Where warnings go (a server without conditional writes); default stderr. */
+  warn?: (message: string) => void;
   /** Where the AWS SDK's own log lines go (debugging); silent by default. */
   sdkLogger?: SdkLogger;
 }

@@ -4,7 +4,9 @@
  *
  * Keys are relative to the store's prefix and use '/' separators ("blobs/ab/cd/<hash>",
  * "index/<snapshot>.db.zst.age"). Objects are immutable: callers never put the same key twice
- * with different bytes. A put is atomic: afterwards the object exists whole, or not at all.
+ * with different bytes. A put is atomic: afterwards the object exists whole, or not at all. A put
+ * never replaces an existing object: it succeeds and leaves it (where the store allows: local
+ * always, S3 through If-None-Match).
  */
 import type { Readable } from 'node:stream';
 import { ExitCode, VaultikError } from '../errors.js';
@@ -63,7 +65,10 @@ export interface Storage extends StoreWriter {
   stat(key: string): Promise<ObjectInfo>;
   /** Every object whose key starts with `prefix`, in lexicographic key order, any number of keys. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
-  /** Delete objects; keys that do not exist are not an error. */
+  /**
+   * Delete objects; keys that do not exist are not an error.
+   * @throws DeleteRefusedError after deleting the rest, when the store refuses some keys.
+   */
   delete(keys: string[]): Promise<void>;
   /** Release connections and resources. */
   close(): Promise<void>;
@@ -88,6 +93,20 @@ export class StorageError extends VaultikError {
   ) {
     super(message, kind === 'not-found' ? ExitCode.DATA : ExitCode.STORAGE, options);
     this.name = 'StorageError';
+  }
+}
+
+/**
+ * The store deleted what it could but refused some keys (S3 Object Lock retention, a legal
+ * hold): those objects are still there, and still listed. Not retried (kind 'permission').
+ */
+export class DeleteRefusedError extends StorageError {
+  constructor(
+    message: string,
+    readonly refused: string[],
+  ) {
+    super(message, 'permission', refused[0]);
+    this.name = 'DeleteRefusedError';
   }
 }
 
@@ -122,6 +141,11 @@ export interface S3StorageSpec {
   /** Path-style addressing (default true when an endpoint is set). */
   forcePathStyle?: boolean;
   objectLock?: { mode: 'governance' | 'compliance'; days: number };
+  /**
+   * Send If-None-Match: * on every put so no object is ever replaced (default 'auto': if the
+   * server answers 501 NotImplemented, warn once and put without it; true makes that an error).
+   */
+  conditionalWrites?: 'auto' | boolean;
   /** Objects larger than this go up as multipart uploads. */
   multipartThreshold?: number;
   partSize?: number;

@@ -100,6 +100,7 @@ describe('parseConfig: a valid config', () => {
       '  secret_access_key: SK',
       '  session_token: TOK',
       '  force_path_style: false',
+      '  conditional_writes: false',
       '  object_lock: {mode: COMPLIANCE, days: 30}',
       '  multipart_threshold: 64MiB',
       '  part_size: 16MiB',
@@ -115,11 +116,19 @@ describe('parseConfig: a valid config', () => {
       secretAccessKey: 'SK',
       sessionToken: 'TOK',
       forcePathStyle: false,
+      conditionalWrites: false,
       objectLock: { mode: 'compliance', days: 30 },
       multipartThreshold: 64 * 1024 * 1024,
       partSize: 16 * 1024 * 1024,
       concurrency: 8,
     });
+  });
+
+  it('reads conditional_writes: auto, and leaves it unset when omitted', () => {
+    const s3 = (extra: string): unknown => parse(base().replace('local: {path: /srv/backup}', `s3:\n  bucket: b${extra}`)).storage;
+    expect(s3('\n  conditional_writes: auto')).toMatchObject({ conditionalWrites: 'auto' });
+    expect(s3('\n  conditional_writes: true')).toMatchObject({ conditionalWrites: true });
+    expect(s3('')).not.toHaveProperty('conditionalWrites');
   });
 
   it('leaves omitted S3 credentials to the AWS SDK chain (environment, profiles)', () => {
@@ -269,6 +278,8 @@ const cases: Case[] = [
   ['access key without secret', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  access_key_id: AK'), ['config.yaml:3: s3.secret_access_key: missing: access_key_id and secret_access_key go together']],
   ['session token alone', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  session_token: T'), ['config.yaml:5: s3.session_token: needs access_key_id and secret_access_key']],
   ['force_path_style: yes', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  force_path_style: yes'), ['config.yaml:5: s3.force_path_style: expected true or false, got "yes"']],
+  ['conditional_writes: maybe', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  conditional_writes: maybe'), ['config.yaml:5: s3.conditional_writes: expected auto, true or false, got "maybe"']],
+  ['conditional_writes: 1', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  conditional_writes: 1'), ['config.yaml:5: s3.conditional_writes: expected auto, true or false, got 1']],
   ['object_lock bad mode', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  object_lock: {mode: strict, days: 3}'), ['config.yaml:5: s3.object_lock.mode: expected governance or compliance, got "strict"']],
   ['object_lock bad days', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  object_lock:\n    mode: governance\n    days: 0'), ['config.yaml:7: s3.object_lock.days: 0 is out of range (1–36500)']],
   ['object_lock fractional days', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  object_lock: {mode: governance, days: 1.5}'), ['config.yaml:5: s3.object_lock.days: expected a whole number from 1 to 36500, got 1.5']],

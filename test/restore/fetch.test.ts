@@ -1,6 +1,6 @@
 /**
  * fetch: one small file out of a snapshot whose blob is large downloads only the segments that
- * hold it (counted by the fault proxy in front of s3rver); where fetched entries land (cp's
+ * hold it (counted by the fault proxy in front of s3rver, and of radosgw when installed); where fetched entries land (cp's
  * rule); subtrees, hard links whose content lives under another name, include/exclude, and
  * refusing to replace an existing destination without --overwrite.
  */
@@ -13,18 +13,14 @@ import { openStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
 import { compareTrees, mtimeUs, pseudoRandom } from '../helpers/tree.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { s3Servers, type S3Server } from '../helpers/s3servers.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
 import { CountingStorage, makeKey, snapshotTree, type SnapshotTreeResult } from './helpers.js';
 
 const tmp = makeTempDir('vaultik-restore-fetch-');
 const key = makeKey();
 const src = join(tmp.dir, 'src');
-let s3: S3rverHandle;
-let proxy: FaultProxy;
-let s3store: Storage;
 let local: CountingStorage;
-let snap: SnapshotTreeResult;
 
 beforeAll(async () => {
   mkdirSync(join(src, 'docs', 'deep'), { recursive: true });
@@ -38,55 +34,66 @@ beforeAll(async () => {
   linkSync(join(src, 'h1'), join(src, 'docs', 'h2'));
   const t = 1_650_000_000.5;
   for (const p of ['a-big.bin', 'docs/note.txt', 'docs/deep/x.log', 'docs/deep/y.txt', 'z-big.bin', 'h1', 'docs/deep', 'docs', '']) utimesSync(join(src, p), t, t);
-  s3 = await startS3rver();
-  proxy = await startFaultProxy(s3.endpoint);
-  s3store = openStorage(s3.spec('fetch/', { endpoint: proxy.endpoint }));
-  // One entry per shard: a fetch of one file must read only the shard that holds it.
-  snap = await snapshotTree(s3store, src, {
-    recipients: key.recipients,
-    tmp: tmp.dir,
-    chunkSize: 1024 * 1024,
-    shardLimits: { boundaryBits: 0, minEntries: 1, maxEntries: 1, maxBytes: 2 ** 40 },
-  });
   local = new CountingStorage(openStorage({ type: 'local', path: join(tmp.dir, 'store'), prefix: '' }));
   await snapshotTree(local, src, { recipients: key.recipients, tmp: tmp.dir });
 }, 120_000);
 
-afterAll(async () => {
-  await s3store?.close();
-  await proxy?.close();
-  await s3?.stop();
-  tmp.cleanup();
-});
+afterAll(() => tmp.cleanup());
+
+for (const server of s3Servers()) {
+  describe.skipIf(server.missing)(`fetch on S3 (${server.name})${server.label}`, () => {
+    let s3: S3Server;
+    let proxy: FaultProxy;
+    let s3store: Storage;
+    let snap: SnapshotTreeResult;
+    beforeAll(async () => {
+      s3 = await server.start();
+      proxy = await startFaultProxy(s3.endpoint);
+      s3store = openStorage(s3.spec('fetch/', { endpoint: proxy.endpoint }));
+      // One entry per shard: a fetch of one file must read only the shard that holds it.
+      snap = await snapshotTree(s3store, src, {
+        recipients: key.recipients,
+        tmp: tmp.dir,
+        chunkSize: 1024 * 1024,
+        shardLimits: { boundaryBits: 0, minEntries: 1, maxEntries: 1, maxBytes: 2 ** 40 },
+      });
+    }, 120_000);
+    afterAll(async () => {
+      await s3store?.close();
+      await proxy?.close();
+      await s3?.stop();
+    });
+
+    it('one small file from a 24 MiB blob downloads a few segments only (S3, counted by the proxy)', async () => {
+      expect(snap.blobs).toHaveLength(1);
+      const blobSize = snap.blobs[0]!.size;
+      expect(blobSize).toBeGreaterThan(24 * 1024 * 1024);
+      proxy.resetStats();
+      const out = join(tmp.dir, `one-${server.name}`);
+      mkdirSync(out);
+      const s = await runFetch({ storage: s3store, identities: key.identities, snapshotId: 'latest', path: snapshotPathArg(join(src, 'docs/note.txt')), target: out });
+      expect(s.failed).toBe(0);
+      expect(readFileSync(join(out, 'note.txt'), 'utf8')).toBe('the one file we want\n');
+      expect(mtimeUs(join(out, 'note.txt'))).toBe(1_650_000_000_500_000n);
+      const gets = proxy.requests.filter((r) => r.op === 'GetObject');
+      const dataGets = gets.filter((r) => r.key === `fetch/${blobKey(snap.blobs[0]!.hash)}`).length;
+      expect(dataGets).toBe(2); // the header, then one range
+      // The metadata: the root, then only the shard that holds the file, of one per entry.
+      expect(snap.shards.length).toBeGreaterThan(8);
+      const shardGets = gets.filter((r) => snap.shards.some((sh) => r.key === `fetch/${blobKey(sh.hash)}`)).length;
+      expect(shardGets).toBe(1);
+      expect(gets.filter((r) => r.key?.startsWith('fetch/index/') && r.key.endsWith('.db.zst.age'))).toHaveLength(1);
+      expect(gets).toHaveLength(dataGets + shardGets + 1);
+      // Downloaded from the data blob: ≤ 2 segments and the 4 KiB header read, ≪ the blob; in
+      // all, with the root and the shard, still ≪ the blob.
+      expect(s.downloaded).toBeLessThan(3 * 65552 + 4096);
+      expect(proxy.bytesDownloaded).toBeLessThan(blobSize / 50);
+    });
+  });
+}
 
 
 describe('fetch', () => {
-  it('one small file from a 24 MiB blob downloads a few segments only (S3, counted by the proxy)', async () => {
-    expect(snap.blobs).toHaveLength(1);
-    const blobSize = snap.blobs[0]!.size;
-    expect(blobSize).toBeGreaterThan(24 * 1024 * 1024);
-    proxy.resetStats();
-    const out = join(tmp.dir, 'one');
-    mkdirSync(out);
-    const s = await runFetch({ storage: s3store, identities: key.identities, snapshotId: 'latest', path: snapshotPathArg(join(src, 'docs/note.txt')), target: out });
-    expect(s.failed).toBe(0);
-    expect(readFileSync(join(out, 'note.txt'), 'utf8')).toBe('the one file we want\n');
-    expect(mtimeUs(join(out, 'note.txt'))).toBe(1_650_000_000_500_000n);
-    const gets = proxy.requests.filter((r) => r.op === 'GetObject');
-    const dataGets = gets.filter((r) => r.key === `fetch/${blobKey(snap.blobs[0]!.hash)}`).length;
-    expect(dataGets).toBe(2); // the header, then one range
-    // The metadata: the root, then only the shard that holds the file, of one per entry.
-    expect(snap.shards.length).toBeGreaterThan(8);
-    const shardGets = gets.filter((r) => snap.shards.some((sh) => r.key === `fetch/${blobKey(sh.hash)}`)).length;
-    expect(shardGets).toBe(1);
-    expect(gets.filter((r) => r.key?.startsWith('fetch/index/') && r.key.endsWith('.db.zst.age'))).toHaveLength(1);
-    expect(gets).toHaveLength(dataGets + shardGets + 1);
-    // Downloaded from the data blob: ≤ 2 segments and the 4 KiB header read, ≪ the blob; in
-    // all, with the root and the shard, still ≪ the blob.
-    expect(s.downloaded).toBeLessThan(3 * 65552 + 4096);
-    expect(proxy.bytesDownloaded).toBeLessThan(blobSize / 50);
-  });
-
   it('into a directory by name, or to a file name; never over an existing file without --overwrite', async () => {
     const dir = join(tmp.dir, 'names');
     mkdirSync(dir);

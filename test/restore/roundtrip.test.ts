@@ -1,8 +1,9 @@
 /**
  * Round trips of a rich tree (every entry type, non-UTF-8 names, 0-byte, multi-chunk, sparse and
  * identical files, hard links across directories), backed up by the real `vaultik backup`,
- * through the local store and through S3 (s3rver), compared with the independent tree comparer; --overwrite replacing only what
- * differs; a sparse file larger than 4 GiB.
+ * through the local store and through S3 (s3rver, and radosgw when installed), compared with
+ * the independent tree comparer; --overwrite replacing only what differs; a sparse file larger
+ * than 4 GiB.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { closeSync, copyFileSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
@@ -16,7 +17,7 @@ import { compressFrame } from '../../src/compress/zstd.js';
 import { createHash } from 'node:crypto';
 import { buildRichTree, compareTrees, pseudoRandom, type RichTree, type TypeName } from '../helpers/tree.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { s3Servers } from '../helpers/s3servers.js';
 import { cliBackup, makeKey, snapshotTree, type TestKey } from './helpers.js';
 
 const tmp = makeTempDir('vaultik-restore-rt-');
@@ -80,18 +81,18 @@ describe('restore round trip', () => {
     await roundTrip(storage, `local: {path: ${JSON.stringify(store)}, prefix: host1}`, 'local');
   });
 
-  it('S3 (s3rver): the same tree', async () => {
-    let s3: S3rverHandle | undefined;
-    try {
-      s3 = await startS3rver();
-      const storage = openStorage(s3.spec('backups/'));
-      const yaml = `s3: {endpoint: '${s3.endpoint}', bucket: ${s3.bucket}, prefix: backups, region: us-east-1, access_key_id: S3RVER, secret_access_key: S3RVER}`;
-      await roundTrip(storage, yaml, 's3');
-      await storage.close();
-    } finally {
-      await s3?.stop();
-    }
-  });
+  for (const server of s3Servers()) {
+    it.skipIf(server.missing)(`S3 (${server.name}): the same tree${server.label}`, async () => {
+      const s3 = await server.start();
+      try {
+        const storage = openStorage(s3.spec('backups/'));
+        await roundTrip(storage, s3.yaml('backups'), server.name);
+        await storage.close();
+      } finally {
+        await s3.stop();
+      }
+    });
+  }
 
   it('--overwrite replaces only what differs and leaves the rest alone', async () => {
     const storage = openStorage({ type: 'local', path: join(tmp.dir, 'store-ow'), prefix: '' });

@@ -27,6 +27,8 @@ export interface ConformanceOptions {
   /** Keys are listed in exact byte order even where a shared prefix is followed by a character
    *  below '/' ("a-c" before "a/b"); s3rver's directory walk gets that case wrong. */
   exactKeyOrder?: boolean;
+  /** A put never replaces an existing object (s3rver ignores If-None-Match). */
+  noOverwrite?: boolean;
   /** How many keys the big listing test writes (default 1100: more than one S3 page). */
   manyKeys?: number;
 }
@@ -227,6 +229,21 @@ export function storageConformance(name: string, open: () => Promise<Conformance
       await store.put('twice/obj', streamBody(bytes));
       expectBytes(await readAll(await store.get('twice/obj')), bytes);
     });
+
+    if (options.noOverwrite) {
+      it('never replaces an object: a second writer\'s put of other bytes succeeds and leaves the first', async () => {
+        const first = randomBytes(1000);
+        const second = randomBytes(2000);
+        await store.put('keep/buffer', first, { sha256: sha256(first) });
+        await store.put('keep/buffer', second, { sha256: sha256(second) });
+        await store.put('keep/stream', streamBody(first));
+        await store.put('keep/stream', streamBody(second));
+        for (const key of ['keep/buffer', 'keep/stream']) {
+          expectBytes(await readAll(await store.get(key)), first, key);
+          expect((await store.stat(key)).size).toBe(first.length);
+        }
+      });
+    }
 
     it('refuses a stream body whose length differs from its size', async () => {
       const bytes = randomBytes(50_000);

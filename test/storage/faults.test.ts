@@ -89,6 +89,18 @@ describe('transient faults are retried until the operation succeeds', () => {
     expect(proxy.requests.filter((r) => r.fault === 'error').length).toBeGreaterThan(5);
   });
 
+  it('409 ConditionalRequestConflict (a concurrent conditional write) is retried', async () => {
+    const store = open('t9/');
+    const conflict = { kind: 'error', status: 409, code: 'ConditionalRequestConflict' } as const;
+    proxy.addFault({ match: 'PutObject', fault: conflict, times: 1 });
+    proxy.addFault({ match: 'CompleteMultipartUpload', fault: conflict, times: 1 });
+    const bytes = randomBytes(THRESHOLD + 1);
+    await store.put('small', Buffer.from('s'));
+    await store.put('big', bytes);
+    expect(proxy.requests.filter((r) => r.status === 409).map((r) => r.op)).toEqual(['PutObject', 'CompleteMultipartUpload']);
+    expectBytes(await readAll(await direct('t9/').get('big')), bytes);
+  });
+
   it('a connection reset mid request body: the put is retried with the body reopened and lands whole', async () => {
     const store = open('t2/');
     proxy.addFault({ match: 'PutObject', fault: { kind: 'reset-request' }, times: 2 });
@@ -339,6 +351,40 @@ describe('requests and headers on the wire', () => {
       expect(p.headers['content-md5']).toMatch(/^[A-Za-z0-9+/]{22}==$/);
       expect(p.headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
     }
+  });
+
+  it('PutObject and CompleteMultipartUpload carry If-None-Match: *, unless conditional_writes is false', async () => {
+    await open('h6/').put('small', randomBytes(100));
+    await open('h6/').put('big', randomBytes(THRESHOLD + 1));
+    await open('h6/', { conditionalWrites: false }).put('off', randomBytes(100));
+    const conditional = proxy.requests.filter((r) => r.headers['if-none-match'] === '*').map((r) => `${r.op} ${r.key}`);
+    expect(conditional).toEqual(['PutObject h6/small', 'CompleteMultipartUpload h6/big']);
+  });
+
+  it('a server answering 501 to If-None-Match: auto warns once and puts without it; true fails naming the key', async () => {
+    const warnings: string[] = [];
+    const refuse = (): (() => void) =>
+      proxy.addFault({ match: (r) => r.headers['if-none-match'] !== undefined, fault: { kind: 'error', status: 501, code: 'NotImplemented' } });
+    const removeRefusal = refuse();
+    const auto = new S3Storage(spec('h7/'), { ...s3Options, warn: (m) => warnings.push(m) });
+    stores.push(auto);
+    await auto.put('a', Buffer.from('a'));
+    await auto.put('b', randomBytes(THRESHOLD + 1));
+    await auto.put('c', Buffer.from('c'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/does not support conditional writes.*conditional_writes/);
+    expect(proxy.requests.filter((r) => r.status === 501).map((r) => r.op)).toEqual(['PutObject']);
+    expect((await readAll(await direct('h7/').get('a'))).toString()).toBe('a');
+    const strict = open('h7/', { conditionalWrites: true });
+    await expectStorageError(strict.put('d', Buffer.from('d')), 'permanent', /conditional_writes: true.*set conditional_writes: auto or false/);
+    removeRefusal();
+  });
+
+  it('412 to CompleteMultipartUpload: the object exists, the put succeeds and aborts its upload', async () => {
+    const store = open('h8/');
+    proxy.addFault({ match: 'CompleteMultipartUpload', fault: { kind: 'error', status: 412, code: 'PreconditionFailed' }, times: 1 });
+    await store.put('big', randomBytes(THRESHOLD + 1));
+    expect(ops((r) => r.op !== 'UploadPart')).toEqual(['CreateMultipartUpload', 'CompleteMultipartUpload', 'AbortMultipartUpload']);
   });
 
   it('DeleteObjects sends Content-MD5 instead of CRC32, in batches of at most 1000', async () => {

@@ -13,7 +13,7 @@ storageConformance(
     const tmp = makeTempDir('vaultik-local-');
     return { storage: new LocalStorage({ path: tmp.dir, prefix: 'host1/' }), cleanup: async () => tmp.cleanup() };
   },
-  { verifiesChecksum: true, exactKeyOrder: true },
+  { verifiesChecksum: true, exactKeyOrder: true, noOverwrite: true },
 );
 
 storageConformance(
@@ -22,7 +22,7 @@ storageConformance(
     const tmp = makeTempDir('vaultik-local-');
     return { storage: openStorage({ type: 'local', path: tmp.dir, prefix: '' }, { concurrency: 4 }), cleanup: async () => tmp.cleanup() };
   },
-  { verifiesChecksum: true, exactKeyOrder: true },
+  { verifiesChecksum: true, exactKeyOrder: true, noOverwrite: true },
 );
 
 describe('local store specifics', () => {
@@ -93,6 +93,31 @@ describe('local store specifics', () => {
     expect(readdirSync(join(dir, 'p/blobs/aa/bb'))).toEqual(['one']);
   });
 
+  it('a linked body never replaces an existing object, and leaves no temp file', async () => {
+    const { dir, store } = fresh();
+    const bytes = (s: string): Buffer => Buffer.from(s);
+    const spool = (name: string, content: Buffer): { size: number; open: () => ReturnType<typeof createReadStream>; file: string } => {
+      const file = join(dir, name);
+      writeFileSync(file, content);
+      return { size: content.length, open: () => createReadStream(file), file };
+    };
+    await store.put('blobs/aa/bb/k', spool('first', bytes('first writer')));
+    const obj = join(dir, 'p/blobs/aa/bb/k');
+    const inode = statSync(obj).ino;
+    await store.put('blobs/aa/bb/k', spool('second', bytes('second writer!')));
+    expect(statSync(obj).ino).toBe(inode);
+    expect((await readAll(await store.get('blobs/aa/bb/k'))).toString()).toBe('first writer');
+    expect(readdirSync(join(dir, 'p/blobs/aa/bb'))).toEqual(['k']);
+  });
+
+  it('a put where a directory has the key fails and replaces nothing', async () => {
+    const { dir, store } = fresh();
+    await store.put('d/inner', Buffer.from('x'));
+    await expectStorageError(store.put('d', Buffer.from('y')), 'permanent', /used as a directory/);
+    expect(readdirSync(join(dir, 'p'))).toEqual(['d']);
+    expect(readdirSync(join(dir, 'p/d'))).toEqual(['inner']);
+  });
+
   it('an empty or missing store lists nothing', async () => {
     const { store } = fresh();
     const keys: string[] = [];
@@ -100,8 +125,7 @@ describe('local store specifics', () => {
     expect(keys).toEqual([]);
   });
 
-  it('classifies permission problems', async () => {
-    if (process.getuid?.() === 0) return; // root ignores file modes
+  it.skipIf(process.getuid?.() === 0)('classifies permission problems (skipped as root: root ignores file modes)', async () => {
     const { dir, store } = fresh();
     await store.put('ro/obj', Buffer.from('x'));
     chmodSync(join(dir, 'p/ro'), 0o500);

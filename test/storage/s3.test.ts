@@ -3,6 +3,7 @@ import { S3Storage } from '../../src/storage/s3.js';
 import { openStorage } from '../../src/storage/open.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
+import { radosgwTarget } from '../helpers/radosgw.js';
 import { storageConformance } from './conformance.js';
 
 const KiB = 1024;
@@ -46,6 +47,31 @@ storageConformance(
   },
   { multipart },
 );
+
+const rgw = radosgwTarget();
+describe.skipIf(rgw.missing)(`on radosgw${rgw.label}`, () => {
+  let rgwProxy: FaultProxy | undefined;
+  afterAll(async () => rgwProxy?.close());
+  const server = async (prefix: string, endpoint?: (real: string) => Promise<string>): Promise<S3Storage> => {
+    const rgwServer = await rgw.ready();
+    const bucket = await rgwServer.createBucket();
+    const spec = rgwServer.spec(bucket, prefix, { multipartThreshold: multipart.threshold, partSize: multipart.partSize });
+    return new S3Storage(endpoint ? { ...spec, endpoint: await endpoint(spec.endpoint!) } : spec, s3Options);
+  };
+  // radosgw verifies Content-MD5 but not x-amz-checksum-sha256, so verifiesChecksum stays off.
+  storageConformance('s3 via radosgw', async () => ({ storage: await server('direct/') }), { multipart, exactKeyOrder: true, noOverwrite: true });
+  storageConformance(
+    's3 via radosgw behind the fault proxy, retry and limit',
+    async () => {
+      const raw = await server('proxied/', async (real) => (rgwProxy = await startFaultProxy(real)).endpoint);
+      rgwProxy!.addFault({ match: (r) => r.op !== 'Other', fault: { kind: 'error', status: 503, code: 'SlowDown' }, skip: 3, every: 7 });
+      rgwProxy!.addFault({ match: ['GetObject', 'PutObject', 'UploadPart', 'ListObjectsV2'], fault: { kind: 'reset-response' }, skip: 5, every: 11 });
+      const { RetryStorage } = await import('../../src/storage/retry.js');
+      return { storage: new RetryStorage(raw, { baseDelayMs: 5, maxDelayMs: 50, maxAttempts: 10 }) };
+    },
+    { multipart, exactKeyOrder: true, noOverwrite: true },
+  );
+});
 
 describe('s3 smoke', () => {
   it('s3rver starts', () => {
