@@ -277,6 +277,14 @@ export async function planPrune(storage: Storage, options: PruneOptions): Promis
   //    order never exposes a blob of a snapshot we did not read.
   emit({ type: 'phase', phase: 'index' });
   const index = await scanIndex(storage, options.indexPrefix);
+  if (index.legacyRoots.length > 0) {
+    // Their blobs would look unreferenced: deleting them would destroy those snapshots.
+    throw new VaultikError(
+      `prune stopped, nothing was deleted: ${index.legacyRoots.length} snapshot root(s) named as vaultik 0.2.0 named them (${index.legacyRoots[0]}${index.legacyRoots.length > 1 ? ', …' : ''}), ` +
+        'which this version does not read; prune would take their blobs for garbage. Restore what you need from them with vaultik 0.2.0, or keep this store for it and start a new prefix.',
+      ExitCode.DATA,
+    );
+  }
   index.unknownKeys.forEach(addUnknown);
   const snapshots = index.snapshots.filter((s) => !forgotten.has(s.id));
 

@@ -10,7 +10,7 @@
  */
 import { UsageError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
-import { compareSnapshots, parseIndexName, tryParseSnapshotId } from './id.js';
+import { compareSnapshots, METADATA_SUFFIX, parseIndexName, tryParseSnapshotId } from './id.js';
 import { editDistance } from '../util/editDistance.js';
 
 /** One object under the index prefix: a root, a manifest or a signature. */
@@ -71,6 +71,11 @@ export interface IndexScan {
   orphanSignatures: IndexObject[];
   /** Keys under the index prefix that are none of these (reported, never touched). */
   unknownKeys: string[];
+  /**
+   * Of unknownKeys, the roots named as vaultik 0.2.0 named them (`<id>.db.zst.age`, no hash):
+   * snapshots this version does not read, whose blobs prune must not take for garbage.
+   */
+  legacyRoots: string[];
 }
 
 const MINUTE = 60_000;
@@ -147,7 +152,8 @@ export async function scanIndex(storage: Storage, indexPrefix: string, rules: Cl
     snapshots.push(listing);
   }
   snapshots.sort(compareSnapshots);
-  return { snapshots, orphanManifests: orphanManifests.sort(byKey), orphanSignatures: orphanSignatures.sort(byKey), unknownKeys };
+  const legacyRoots = unknownKeys.filter((k) => k.endsWith(METADATA_SUFFIX) && tryParseSnapshotId(k.slice(indexPrefix.length, -METADATA_SUFFIX.length)) !== undefined);
+  return { snapshots, orphanManifests: orphanManifests.sort(byKey), orphanSignatures: orphanSignatures.sort(byKey), unknownKeys, legacyRoots };
 }
 
 /**

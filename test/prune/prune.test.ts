@@ -220,6 +220,19 @@ describe('prune: safety', () => {
     expect(await allKeys(store.storage)).toEqual(before);
   });
 
+  it('refuses to run beside a root named as vaultik 0.2.0 named them: their blobs would look like garbage', async () => {
+    const { kept } = await withGarbage();
+    await store.ageAll(2 * DAY);
+    const legacy = `${INDEX}${kept.replace(/-\d{8}T/, '-20200101T')}.db.zst.age`;
+    await store.storage.put(legacy, Buffer.from('a root of vaultik 0.2.0'));
+    const before = await allKeys(store.storage);
+    await expect(planPrune(store.storage, options(store))).rejects.toMatchObject({
+      exitCode: ExitCode.DATA,
+      message: expect.stringMatching(/nothing was deleted: 1 snapshot root\(s\) named as vaultik 0\.2\.0 named them/) as unknown,
+    });
+    expect(await allKeys(store.storage)).toEqual(before);
+  });
+
   it('refuses to treat every blob as garbage when it finds no snapshot (wrong index prefix)', async () => {
     await withGarbage();
     await store.ageAll(2 * DAY);
