@@ -68,6 +68,9 @@ describe('prune, forget and verify commands', () => {
     expect((await runMain(['forget', url, 'p'])).code).toBe(ExitCode.USAGE);
     expect((await runMain(['forget', url, 'p', '--keep-daily', 'x'])).code).toBe(ExitCode.USAGE);
     expect((await runMain(['forget', url, 'p', '--keep-within', '1y'])).stderr).toMatch(/keep-within/);
+    expect(await runMain(['forget', url, 'p', '--keep-last', '1', '--suspects', 'maybe'])).toMatchObject({ code: ExitCode.USAGE, stderr: expect.stringMatching(/--suspects: expected 'keep' or 'forget', got 'maybe'/) as unknown });
+    expect(await runMain(['forget', url, 'p', '--keep-last', '1', '--clock-tolerance', 'soon'])).toMatchObject({ code: ExitCode.USAGE, stderr: expect.stringMatching(/--clock-tolerance/) as unknown });
+    expect(await runMain(['forget', url, 'p', '--keep-last', '1', '--max-run', '-1d'])).toMatchObject({ code: ExitCode.USAGE, stderr: expect.stringMatching(/--max-run/) as unknown });
     expect((await runMain(['forget', url, 'p', runs.web![2]!.id])).stderr).toMatch(/latest snapshot of host 'web'/);
   });
 
