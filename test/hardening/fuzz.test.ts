@@ -126,6 +126,9 @@ describe('fuzz: age', () => {
   const headerText = sample.subarray(0, sample.indexOf('\n', headerEnd) + 1);
 
   it('mutated age files: decrypt gives the plaintext or an AgeError', async () => {
+    // The unmutated file decrypts to its plaintext: the loop below compares against a working reader.
+    expect(decrypt(sample, identities).equals(plain)).toBe(true);
+    expect(parseHeader(headerText).stanzas.length).toBeGreaterThan(0);
     const rnd = prng(suiteSeed('fuzz/age', 5001));
     for (let i = 0; i < 4000; i++) {
       // Bias half the mutations into the header, where the parser lives.
@@ -173,6 +176,9 @@ describe('fuzz: blobs (random access, as restore reads them)', () => {
     }
     const done = await w.finish();
     const blob = done.body as Buffer;
+    // Unmutated, every chunk reads back exactly.
+    const whole = await AgeRandomAccess.open((a: number, b: number) => Promise.resolve(blob.subarray(a, b)), blob.length, identities);
+    for (const c of chunks) expect((await readChunk(whole, c, c.id)).equals(c.plain)).toBe(true);
     for (let i = 0; i < 1500; i++) {
       const input = mutate(rnd, blob);
       const c = chunks[int(rnd, chunks.length)]!;
@@ -243,8 +249,26 @@ describe('fuzz: snapshot metadata', () => {
   });
   const rootBytes = readFileSync(rootPath);
 
-  it('sanity: the unmutated shard and root read', () => {
+  it('sanity: the unmutated shard and root read to exactly what was written', () => {
     readAllOf(base);
+    const r = openShardFile(base);
+    try {
+      expect([...r.entries()].map((x) => `${x.path.toString()} ${x.type} ${x.size}`)).toEqual([
+        'home dir 0',
+        'home/a.txt file 4001',
+        'home/b.bin file 6009',
+        'home/c-link file 6009',
+        'home/dev chardev 0',
+        'home/empty file 0',
+        'home/fifo fifo 0',
+        'home/sym symlink 0',
+        'home/z.bin file 2005',
+      ]);
+      expect(r.fileChunks(Buffer.from('home/b.bin')).map((c) => c.plainLength)).toEqual([2002, 2003, 2004]);
+      expect(r.blobs().map((b) => b.size).sort()).toEqual([3000, 5000]);
+    } finally {
+      r.close();
+    }
     expect(readRootFile(rootPath, fuzzId).shards).toHaveLength(1);
   });
 
@@ -370,6 +394,7 @@ describe('fuzz: manifests and config', () => {
   const json = decompressFrame(manifest);
 
   it('mutated manifests (zstd bytes and the JSON inside): parsed or a VaultikError', async () => {
+    expect(parseManifest(manifest, id).blobs.map((b) => b.size).sort()).toEqual([3000, 5000]);
     const rnd = prng(suiteSeed('fuzz/manifest', 5007));
     for (let i = 0; i < 4000; i++) {
       const input = rnd() < 0.5 ? mutate(rnd, manifest) : compressFrame(mutate(rnd, json));
@@ -397,7 +422,7 @@ describe('fuzz: manifests and config', () => {
       '',
     ].join('\n');
     const text = Buffer.from(yaml);
-    parseConfig(yaml, 'fuzz.yaml');
+    expect(parseConfig(yaml, 'fuzz.yaml')).toMatchObject({ sourceDirs: ['/etc', '/home/user/data'], indexPrefix: 'index/' });
     const donor = Buffer.from('&a [*a, *a, *a]\n!!binary x\n? complex\n: key\n"\\u0000"\n{{{{\n---\n...\n%YAML 1.1\n<<: *a\n');
     for (let i = 0; i < 4000; i++) {
       const input = mutate(rnd, text, donor).toString('latin1');
