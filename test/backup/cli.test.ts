@@ -275,7 +275,13 @@ describe('vaultik backup (real CLI)', () => {
       // Blobs of the interrupted run are referenced, not uploaded again.
       const puts = proxy.requests.filter((q) => q.op === 'PutObject' && q.key?.includes('/blobs/')).map((q) => q.key!.split('/').at(-1));
       for (const key of uploaded) expect(puts).not.toContain(key.split('/').at(-1));
-      expect(summary.snapshotBlobs).toBe(summary.blobsUploaded + uploaded.length);
+      // The new snapshot references the interrupted run's recorded blobs instead of uploading
+      // their content again. A put still in flight when the signal came may land unrecorded
+      // (its content goes up again, newly encrypted, and the orphan waits for prune), so the
+      // count is at most, not exactly, what the interrupted run left in the store.
+      const reused = summary.snapshotBlobs - summary.blobsUploaded;
+      expect(reused).toBeGreaterThanOrEqual(1);
+      expect(reused).toBeLessThanOrEqual(uploaded.length);
     } finally {
       await proxy.close();
     }
