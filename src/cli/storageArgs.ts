@@ -73,6 +73,12 @@ export function parseStoreArgs(
   let rest: string[];
   let signersPath = values.signers;
   if (values.config !== undefined) {
+    if (positionals.length > restMax && positionals.length >= 2 && positionals.length - 2 >= restMin && positionals.length - 2 <= restMax) {
+      // `snapshots BUCKET PREFIX --config F`: the config already names the store.
+      throw new UsageError(
+        `--config ${values.config} names the store: give either <bucket> <prefix> or --config, not both (got '${positionals[0]}' '${positionals[1]}')\n\nusage: ${usage}`,
+      );
+    }
     count(positionals.length);
     const config = loadConfig(values.config, { env });
     spec = config.storage;
