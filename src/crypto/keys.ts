@@ -231,25 +231,36 @@ export function identityToRecipient(identity: string): string {
 }
 
 /**
- * Loads the identities named by `VAULTIK_PRIVATE_KEY`: either the key itself
- * (`AGE-SECRET-KEY-1…`, several lines allowed) or the path of an identity file.
+ * Loads the identities named by `VAULTIK_PRIVATE_KEY`: either identity-file text (the key itself,
+ * `AGE-SECRET-KEY-1…` lines, or a whole age-keygen file as `"$(cat key.txt)"` gives it, `#`
+ * comments and blank lines included) or the path of an identity file.
+ * Messages never contain the value (nor the path: a mistyped value may be a key).
  * @throws AgeError 'key' when the value is empty, the file cannot be read, or holds no valid
  *   identity.
  */
 export async function loadIdentities(spec: string): Promise<Identity[]> {
   const trimmed = spec.trim();
   if (trimmed === '') throw new AgeError('key', 'VAULTIK_PRIVATE_KEY is empty: set it to an AGE-SECRET-KEY-1… key or an identity file path');
-  if (/^AGE-SECRET-KEY-/i.test(trimmed)) return parseIdentityFile(trimmed);
+  // A path is one line; anything multi-line, commented or mentioning a key is the file's text.
+  // Parsing it (instead of trying it as a path) keeps a key out of ENOENT messages.
+  if (/[\r\n]/.test(trimmed) || trimmed.startsWith('#') || /AGE-SECRET-KEY-/i.test(trimmed)) {
+    try {
+      return parseIdentityFile(trimmed);
+    } catch (err) {
+      throw new AgeError('key', `VAULTIK_PRIVATE_KEY holds no valid age identity (${(err as Error).message})`, { cause: err });
+    }
+  }
   let text: string;
   try {
     text = await readFile(spec, 'utf8');
   } catch (err) {
+    // No cause: Node's message quotes the path.
     const code = (err as NodeJS.ErrnoException).code;
-    throw new AgeError('key', `cannot read identity file ${spec}: ${code ?? (err as Error).message}`, { cause: err });
+    throw new AgeError('key', `VAULTIK_PRIVATE_KEY holds neither an age identity nor the path of a readable identity file (${code ?? 'read error'})`);
   }
   try {
     return parseIdentityFile(text);
   } catch (err) {
-    throw new AgeError('key', `${spec}: ${(err as Error).message}`, { cause: err });
+    throw new AgeError('key', `the identity file named by VAULTIK_PRIVATE_KEY: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -4,7 +4,8 @@
  *
  * SQLite reads files, so every DB is decrypted into a temp file: plaintext metadata (names,
  * sizes, owners — never file contents) on the reading machine, created mode 0600 in a fresh 0700
- * directory under the caller's `tmpDir`, and deleted when its reader is closed or opening fails.
+ * directory under the caller's `tmpDir`, and deleted when its reader is closed or opening fails
+ * — or, should the process die first (SIGKILL), by tempDir.ts's watchdog.
  *
  * openSnapshot reads the root, then only the shards it needs: all of them, or for one path
  * (`under`) the shards whose range meets that path or its descendants. Each shard is validated on
@@ -13,7 +14,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -27,6 +28,7 @@ import type { IndexObject } from './list.js';
 import { descendantRange } from './paths.js';
 import { checkAssembled, openShardFile, readRootFile, SnapshotReader, type LostShard, type RootContentsRead, type ShardReader } from './reader.js';
 import { INDEXES_DDL, TABLES_DDL } from './schema.js';
+import { makeMetadataDir } from './tempDir.js';
 import type { ShardRef } from './types.js';
 
 export interface OpenMetadataOptions {
@@ -154,7 +156,7 @@ export async function readRoot(
   tmpDir: string,
   options: OpenMetadataOptions = {},
 ): Promise<RootContentsRead> {
-  const dir = await mkdtemp(join(tmpDir, 'vaultik-snapshot-'));
+  const dir = await makeMetadataDir(tmpDir, 'snapshot');
   try {
     const path = join(dir, 'root.db');
     await fetchDecrypted(storage, ref.root.key, identities, path, `snapshot ${ref.id}`, options, ref.root.sha256);
@@ -189,7 +191,7 @@ export async function openShard(
   tmpDir: string,
   options: OpenMetadataOptions = {},
 ): Promise<ShardReader> {
-  const dir = await mkdtemp(join(tmpDir, 'vaultik-shard-'));
+  const dir = await makeMetadataDir(tmpDir, 'shard');
   const label = `shard ${ref.hash}`;
   try {
     const path = join(dir, 'shard.db');
@@ -240,7 +242,7 @@ export async function openSnapshot(
   const root = await readRoot(storage, snapshot, identities, tmpDir, options);
   const wanted = options.under ? shardsCovering(root.shards, options.under) : root.shards;
   const lost: LostShard[] = [];
-  const dir = await mkdtemp(join(tmpDir, 'vaultik-snapshot-'));
+  const dir = await makeMetadataDir(tmpDir, 'snapshot');
   const dbPath = join(dir, 'snapshot.db');
   try {
     const db = new Database(dbPath);
