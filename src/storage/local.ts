@@ -198,9 +198,14 @@ export class LocalStorage implements Storage {
     options?.signal?.throwIfAborted();
     let handle: FileHandle | undefined;
     try {
-      handle = await open(path, 'r');
+      // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever (no
+      // signal ends it); regular files ignore the flag.
+      handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
       const st = await handle.stat();
-      if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOENT' });
+      if (!st.isFile()) {
+        // Something else where an object should be: a damaged store, seen as a missing object.
+        throw new StorageError(`object ${this.description}${key} is not a regular file (the store is damaged)`, 'not-found', key);
+      }
       if (range && range.offset + range.length > st.size) {
         throw new StorageError(
           `range ${range.offset}+${range.length} reaches past the end of ${this.description}${key} (${st.size} bytes)`,
