@@ -15,6 +15,8 @@ const cli = path.join(root, 'dist', 'cli', 'bin.js');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vaultik-demo-'));
 const source = path.join(work, 'source');
 const store = path.join(work, 'store');
+// vaultik never creates the store directory itself (a missing one is usually an unmounted disk).
+fs.mkdirSync(store);
 const target = path.join(work, 'restored');
 const keyFile = path.join(work, 'key.txt');
 

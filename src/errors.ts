@@ -17,7 +17,7 @@ export const ExitCode = {
   NO_IDENTITY: 4,
   /** Data problem in the store: missing or corrupted objects; some files could not be restored. */
   DATA: 5,
-  /** The store could not be reached or refused access (network, credentials, missing bucket). */
+  /** The store could not be reached or refused access (network, credentials, missing bucket or local store directory). */
   STORAGE: 6,
   /** Another backup holds the lock on this state cache. */
   LOCKED: 7,

@@ -52,7 +52,10 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
   }
   try {
     return await command.run(rest, io);
-  } catch (err) {
+  } catch (caught) {
+    // An abort often surfaces as a stream's generic AbortError ("The operation was aborted");
+    // the signal's reason says what happened (interrupted by SIGTERM: exit 130).
+    const err = !(caught instanceof VaultikError) && io.signal.aborted && io.signal.reason instanceof VaultikError ? io.signal.reason : caught;
     if (err instanceof VaultikError) {
       io.stderr.write(`vaultik ${name}: ${err.message}\n`);
       return err.exitCode;

@@ -44,6 +44,8 @@ export async function runRestoreCommand<A>(
   ownArgs: number,
   prepare: (args: string[]) => A,
   run: (shared: SharedRestoreOptions, args: A, values: RestoreValues) => Promise<RestoreSummary>,
+  /** True when `run` writes data to stdout: messages and the summary then go to stderr. */
+  stdoutIsData: (args: A) => boolean = () => false,
 ): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, RESTORE_OPTIONS, usage);
   const storeArgs = parseStoreArgs(values, positionals, io.env, ownArgs + 1, ownArgs + 1, usage);
@@ -53,7 +55,7 @@ export async function runRestoreCommand<A>(
   const signers = await signersFromArgs(storeArgs);
   const identities = await identitiesFromEnv(io.env);
   const storage = openStore(spec);
-  const renderer = new RestoreRenderer(io, values.json === true);
+  const renderer = new RestoreRenderer(stdoutIsData(args) ? { ...io, stdout: io.stderr } : io, values.json === true);
   try {
     const shared: SharedRestoreOptions = {
       storage,

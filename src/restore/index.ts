@@ -3,7 +3,7 @@
  * (docs/DESIGN.md, "Architecture"), for the CLI's restore, fetch, ls and snapshots commands.
  */
 export { runRestore, type RestoreOptions } from './engine.js';
-export { runFetch, fetchDestination, type FetchOptions } from './fetch.js';
+export { runFetch, fetchToStream, fetchDestination, type FetchOptions } from './fetch.js';
 export { describeSnapshots, type SnapshotDescription } from './catalog.js';
 export { MAX_REPORTED, type FailedPath, type RestoreEvent, type RestoreProgress, type RestoreSummary, type RestoreTotals } from './events.js';
 export { PLAN_DEFAULTS, cipherSpan, planRanges, segmentsOf, type ChunkJob, type ChunkUse, type PlanOptions, type RangePlan } from './plan.js';

@@ -59,6 +59,9 @@ export class LocalStorage implements Storage {
   readonly description: string;
   /** Absolute directory that holds the keys (store path + prefix). */
   readonly root: string;
+  /** The configured store directory; never created here (see checkStore). */
+  private readonly storePath: string;
+  private storeChecked = false;
 
   /**
    * @throws StorageError 'permanent' when the path is not absolute or the prefix is invalid.
@@ -68,8 +71,39 @@ export class LocalStorage implements Storage {
       throw new StorageError(`local store path '${spec.path}' must be absolute`, 'permanent');
     }
     const prefix = normalizePrefix(spec.prefix);
+    this.storePath = spec.path;
     this.root = join(spec.path, ...prefix.split('/').filter((s) => s !== ''));
     this.description = pathToFileURL(this.root).href.replace(/\/?$/, '/');
+  }
+
+  /**
+   * The store directory must exist: a missing one is usually an unmounted disk, and creating it
+   * would fill the root file system (and reading it would report an empty store).
+   * @throws StorageError 'permanent' (exit 6) when it is missing or not a directory.
+   */
+  private async checkStore(): Promise<void> {
+    if (this.storeChecked) return;
+    const st = await stat(this.storePath).catch((err: unknown) => {
+      if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
+      throw fsError(err, 'reading', '', this.description);
+    });
+    if (!st?.isDirectory()) {
+      throw new StorageError(
+        `local store ${this.storePath} does not exist${st ? ' as a directory' : ''}; create it (mkdir) if this is the right path, or mount its disk`,
+        'permanent',
+      );
+    }
+    this.storeChecked = true;
+  }
+
+  /** A read's not-found: the store itself may be the thing missing (exit 6, not 5). */
+  private async readError(err: unknown, key: string): Promise<Error> {
+    const e = fsError(err, 'reading', key, this.description);
+    if (e instanceof StorageError && e.kind === 'not-found') {
+      this.storeChecked = false;
+      await this.checkStore();
+    }
+    return e;
   }
 
   private pathOf(key: string): string {
@@ -93,6 +127,7 @@ export class LocalStorage implements Storage {
     const dir = dirname(finalPath);
     options?.signal?.throwIfAborted();
     let created: string | undefined;
+    await this.checkStore();
     try {
       created = await mkdir(dir, { recursive: true });
     } catch (err) {
@@ -163,9 +198,14 @@ export class LocalStorage implements Storage {
     options?.signal?.throwIfAborted();
     let handle: FileHandle | undefined;
     try {
-      handle = await open(path, 'r');
+      // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever (no
+      // signal ends it); regular files ignore the flag.
+      handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
       const st = await handle.stat();
-      if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOENT' });
+      if (!st.isFile()) {
+        // Something else where an object should be: a damaged store, seen as a missing object.
+        throw new StorageError(`object ${this.description}${key} is not a regular file (the store is damaged)`, 'not-found', key);
+      }
       if (range && range.offset + range.length > st.size) {
         throw new StorageError(
           `range ${range.offset}+${range.length} reaches past the end of ${this.description}${key} (${st.size} bytes)`,
@@ -185,7 +225,7 @@ export class LocalStorage implements Storage {
       return options?.signal ? addAbortSignal(options.signal, out) : out;
     } catch (err) {
       await handle?.close().catch(() => undefined);
-      throw fsError(err, 'reading', key, this.description);
+      throw await this.readError(err, key);
     }
   }
 
@@ -197,12 +237,14 @@ export class LocalStorage implements Storage {
       if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOENT' });
       return { key, size: st.size, lastModified: st.mtime };
     } catch (err) {
-      throw fsError(err, 'reading', key, this.description);
+      throw await this.readError(err, key);
     }
   }
 
-  /** Walks the tree lazily in key order; a missing root lists nothing. */
+  /** Walks the tree lazily in key order; a missing prefix directory lists nothing, a missing store is an error. */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    this.storeChecked = false;
+    await this.checkStore();
     yield* this.walk(this.root, '', prefix);
   }
 

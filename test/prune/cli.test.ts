@@ -30,6 +30,7 @@ describe('prune, forget and verify commands', () => {
 
   beforeEach(async () => {
     root = join(tmp.dir, `store-${++n}`);
+    mkdirSync(root);
     tmpDir = join(tmp.dir, `tmp-${n}`);
     mkdirSync(tmpDir, { recursive: true });
     url = pathToFileURL(root).href;

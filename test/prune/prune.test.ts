@@ -40,6 +40,8 @@ async function newStore(): Promise<Store> {
   const tmpDir = join(tmp.dir, `tmp-${n}`);
   const { mkdirSync } = await import('node:fs');
   mkdirSync(tmpDir, { recursive: true });
+  // The store directory must exist (vaultik never creates it).
+  mkdirSync(root);
   const storage = new LocalStorage({ path: root, prefix: '' });
   return {
     storage,

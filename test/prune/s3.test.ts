@@ -211,6 +211,7 @@ describe('multipart janitor (stub S3 server)', () => {
     const tmpDir = join(tmp.dir, 'janitor');
     mkdirSync(tmpDir, { recursive: true });
     const { LocalStorage } = await import('../../src/storage/local.js');
+    mkdirSync(join(tmp.dir, 'janitor-store'));
     const storage = new LocalStorage({ path: join(tmp.dir, 'janitor-store'), prefix: '' });
     const opts: PruneOptions = { indexPrefix: INDEX, identities: [keys.identity], tmpDir, janitor };
     const plan = await planPrune(storage, opts);

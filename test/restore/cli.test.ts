@@ -21,6 +21,8 @@ const key = makeKey();
 const keyFile = writeKeyFile(key, join(tmp.dir, 'key.txt'));
 const src = join(tmp.dir, 'src');
 const store = join(tmp.dir, 'store');
+// vaultik never creates the store directory itself.
+mkdirSync(store);
 const url = `file://${store}`;
 let snaps: SnapshotTreeResult[] = [];
 
@@ -56,6 +58,7 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     mkdirSync(srcHome);
     mkdirSync(freshHome);
     const store2 = join(tmp.dir, 'store2');
+    mkdirSync(store2);
     const cfg = join(srcHome, 'vaultik.yaml');
     writeFileSync(
       cfg,

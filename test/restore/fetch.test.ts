@@ -34,6 +34,7 @@ beforeAll(async () => {
   linkSync(join(src, 'h1'), join(src, 'docs', 'h2'));
   const t = 1_650_000_000.5;
   for (const p of ['a-big.bin', 'docs/note.txt', 'docs/deep/x.log', 'docs/deep/y.txt', 'z-big.bin', 'h1', 'docs/deep', 'docs', '']) utimesSync(join(src, p), t, t);
+  mkdirSync(join(tmp.dir, 'store')); // vaultik never creates the store directory itself
   local = new CountingStorage(openStorage({ type: 'local', path: join(tmp.dir, 'store'), prefix: '' }));
   await snapshotTree(local, src, { recipients: key.recipients, tmp: tmp.dir });
 }, 120_000);

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { BlobWriter, blobKey } from '../../src/blob/index.js';
 import { chunkBuffer, chunkerOptions } from '../../src/chunker/index.js';
 import { compressFrame } from '../../src/compress/zstd.js';
@@ -290,6 +290,29 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, options: { cwd?: 
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(options.input ?? '');
   });
+}
+
+/** Starts the CLI (the sources) as a child with exactly `env` (plus PATH); stdout and stderr are piped. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv, cwd?: string): ChildProcessWithoutNullStreams {
+  const child = spawn(process.execPath, [...cliNodeArgs(), CLI, ...args], { env: { PATH: process.env.PATH, ...env }, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.end();
+  return child;
+}
+
+/**
+ * A new local store under `dir` (prefix 'pc/', host 'h') holding one snapshot of the tree `fill`
+ * writes into `dir`/src; the key's identity is in a file, for VAULTIK_PRIVATE_KEY.
+ */
+export async function localSnapshot(dir: string, fill: (src: string) => void): Promise<{ src: string; store: string; keyFile: string }> {
+  const key = makeKey();
+  const keyFile = writeKeyFile(key, join(dir, 'key.txt'));
+  const src = join(dir, 'src');
+  const store = join(dir, 'store');
+  mkdirSync(src);
+  mkdirSync(store);
+  fill(src);
+  await snapshotTree(openStorage({ type: 'local', path: store, prefix: 'pc/' }), src, { recipients: key.recipients, tmp: dir, host: 'h' });
+  return { src, store, keyFile };
 }
 
 /** Node flags that let a child run the .ts sources directly. */

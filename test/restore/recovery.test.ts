@@ -29,6 +29,8 @@ const key = makeKey();
 const keyFile = writeKeyFile(key, join(tmp.dir, 'key.txt'));
 const src = join(tmp.dir, 'src data');
 const store = join(tmp.dir, 'store');
+// vaultik never creates the store directory itself.
+mkdirSync(store);
 const root = join(store, 'host1');
 let firstId: string;
 let latestId: string;

@@ -27,6 +27,8 @@ afterAll(tmp.cleanup);
 const key = makeKey();
 const src = join(tmp.dir, 'src');
 const store = join(tmp.dir, 'store');
+// vaultik never creates the store directory itself.
+mkdirSync(store);
 const url = `file://${store}`;
 let targets = 0;
 

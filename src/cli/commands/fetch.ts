@@ -3,26 +3,33 @@
  * file, or one directory's subtree, out of a snapshot. `filepath` is the path on the source
  * machine (`/home/u/data/a.txt`) or the same without the leading '/'. Where it lands follows cp:
  * into an existing directory (or a target ending in '/') under its own name, else at the
- * target path itself. An existing destination is replaced only with --overwrite.
+ * target path itself. An existing destination is replaced only with --overwrite. A target of
+ * `-` writes a regular file's bytes to stdout instead (a directory is a usage error).
  */
-import { runFetch, snapshotPathArg } from '../../restore/index.js';
+import { fetchToStream, runFetch, snapshotPathArg } from '../../restore/index.js';
 import type { Command, CommandIO } from '../command.js';
 import { RESTORE_USAGE, runRestoreCommand } from '../restoreCommand.js';
 import { STORE_USAGE } from '../storageArgs.js';
 
-const USAGE = `vaultik fetch <bucket> <prefix> <snapshot_id|latest> <filepath> <target_file_or_dir> ${RESTORE_USAGE} ${STORE_USAGE}`;
+const USAGE = `vaultik fetch <bucket> <prefix> <snapshot_id|latest> <filepath> <target_file_or_dir|-> ${RESTORE_USAGE} ${STORE_USAGE}`;
 
 export const fetchCommand: Command = {
   name: 'fetch',
   summary: 'restore one file or directory of a snapshot (needs VAULTIK_PRIVATE_KEY)',
   usage: USAGE,
-  run: (argv: string[], io: CommandIO): Promise<number> =>
-    runRestoreCommand(
+  run: (argv: string[], io: CommandIO): Promise<number> => {
+    return runRestoreCommand(
       argv,
       io,
       USAGE,
       2,
       ([filepath, target]) => ({ path: snapshotPathArg(filepath!), target: target! }),
-      (shared, { path, target }, values) => runFetch({ ...shared, path, target, include: values.include, exclude: values.exclude }),
-    ),
+      (shared, { path, target }, values) =>
+        target === '-'
+          ? fetchToStream({ ...shared, path, include: values.include, exclude: values.exclude }, io.stdout)
+          : runFetch({ ...shared, path, target, include: values.include, exclude: values.exclude }),
+      // `-` (like `restic dump`): stdout holds only the file's bytes; the summary goes to stderr.
+      ({ target }) => target === '-',
+    );
+  },
 };
