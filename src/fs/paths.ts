@@ -36,7 +36,7 @@ export function displayPath(path: Buffer | string): string {
   if (Buffer.from(text, 'utf8').equals(buf)) {
     for (const ch of text) {
       const code = ch.codePointAt(0)!;
-      out += code < 0x20 || code === 0x7f || ch === '\\' || ch === "'" ? hexEscape(code) : ch;
+      out += isControl(code) || ch === '\\' || ch === "'" ? hexEscape(code) : ch;
     }
   } else {
     // Invalid UTF-8 somewhere: escape every non-printable-ASCII byte rather than guess.
@@ -45,6 +45,64 @@ export function displayPath(path: Buffer | string): string {
     }
   }
   return `'${out}'`;
+}
+
+/** C0 (with ESC, CR, LF), DEL and C1: the code points a terminal may act on. */
+function isControl(code: number): boolean {
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f);
+}
+
+/** Length of the valid UTF-8 sequence at `buf[i]`, or 0 when there is none. */
+function utf8Length(buf: Buffer, i: number): number {
+  const b = buf[i]!;
+  const n = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+  if (n <= 1 || i + n > buf.length) return n === 1 ? 1 : 0;
+  const seq = buf.subarray(i, i + n);
+  // Round-tripping rejects bad continuations, overlong forms and surrogates.
+  return Buffer.from(seq.toString('utf8'), 'utf8').equals(seq) ? n : 0;
+}
+
+/**
+ * A name for a terminal, as bytes (`ls`): control characters (C0 with ESC, CR, LF; DEL; C1,
+ * whether UTF-8 encoded or raw bytes) as `\xNN` per byte and a backslash doubled, so a name can
+ * neither drive the terminal nor fake a line, and stays unambiguous. Every other byte, valid UTF-8
+ * or not, is kept as it is.
+ */
+export function escapeControls(name: Buffer): Buffer {
+  let plain = true;
+  for (const b of name) if (b < 0x20 || (b >= 0x7f && b <= 0x9f) || b === 0x5c) plain = false;
+  if (plain) return name; // the common case: no copy
+  const out: Buffer[] = [];
+  let start = 0;
+  const escape = (from: number, to: number): void => {
+    out.push(name.subarray(start, from), Buffer.from([...name.subarray(from, to)].map(hexEscape).join(''), 'latin1'));
+    start = to;
+  };
+  for (let i = 0; i < name.length; ) {
+    const b = name[i]!;
+    const n = utf8Length(name, i);
+    if (b === 0x5c) {
+      out.push(name.subarray(start, i), Buffer.from('\\\\', 'latin1'));
+      start = i + 1;
+    } else if (n === 1 ? isControl(b) : n === 2 ? b === 0xc2 && name[i + 1]! <= 0x9f : n === 0 && b >= 0x80 && b <= 0x9f) {
+      escape(i, i + Math.max(n, 1));
+    }
+    i += Math.max(n, 1);
+  }
+  out.push(name.subarray(start));
+  return Buffer.concat(out);
+}
+
+/**
+ * A message for a terminal (text that may quote names or OS errors holding them): C0 and DEL as
+ * `\xNN`, C1 as `\u00NN`.
+ */
+export function escapeControlText(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (ch) => {
+    const code = ch.charCodeAt(0);
+    return code >= 0x80 ? `\\u${code.toString(16).padStart(4, '0')}` : hexEscape(code);
+  });
 }
 
 function hexEscape(byte: number): string {

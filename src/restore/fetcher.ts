@@ -105,7 +105,9 @@ export class BlobFetcher {
         throw err;
       }
       if (err instanceof AgeError && err.kind === 'no-match') {
-        throw new BlobDataError(blob, `blob ${blob} is not encrypted to this key`, { cause: err });
+        // This key opened the snapshot's metadata, so a blob it cannot open is damaged or was
+        // replaced (age cannot tell a flipped stanza from another recipient's).
+        throw new BlobDataError(blob, `blob ${blob}: no identity opens its header: damaged, or replaced by one written for another key`, { cause: err });
       }
       if (isStorageError(err, 'not-found')) throw new BlobDataError(blob, `blob ${blob} is missing from the store`, { cause: err });
       throw new BlobDataError(blob, `blob ${blob}: ${errorMessage(err)}`, { cause: err });

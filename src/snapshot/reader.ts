@@ -464,6 +464,10 @@ function first(db: DB, sql: string): Row | undefined {
 
 /** The application id, format version, text encoding and exact schema of a DB. */
 function checkKind(db: DB, applicationId: number, ddl: readonly string[], what: string): void {
+  // SQLite converts BLOBs through the DB's text encoding wherever text operators touch them;
+  // vaultik writes UTF-8 only, so any other encoding is a crafted DB.
+  const encoding = db.pragma('encoding', { simple: true });
+  if (encoding !== 'UTF-8') throw new Invalid(`text encoding ${String(encoding)} is not supported (vaultik writes UTF-8)`);
   const appId = db.pragma('application_id', { simple: true });
   if (appId !== applicationId) throw new Invalid(`not a vaultik ${what} DB (application_id)`);
   const version = db.pragma('user_version', { simple: true });
@@ -741,17 +745,20 @@ function validateEntries(db: DB): void {
 
 function checkNothingUnderNonDirs(db: DB): void {
   // Nothing may live under a non-directory: restoring "a" as a symlink and then "a/b" would
-  // write through the link. Descendants of p are the keys in (p + '/', p + '0').
-  const under = first(
-    db,
-    `SELECT c.path AS child, p.type AS type, p.path AS parent FROM entries p JOIN entries c
-       ON c.path > CAST(p.path || x'2f' AS BLOB) AND c.path < CAST(p.path || x'30' AS BLOB)
-     WHERE p.type != 'dir' LIMIT 1`,
-  );
-  if (under) {
-    throw new Invalid(`${describePath(under.child as Buffer)} lies under ${String(under.type)} ${describePath(under.parent as Buffer)}`);
+  // write through the link. Descendants of p are the keys in (p + '/', p + '0'); the bounds are
+  // built here as Buffers and bound as BLOBs, so no SQL text operator (whose result depends on
+  // the DB's text encoding) takes part.
+  const nonDirs = db.prepare("SELECT path, type FROM entries WHERE type != 'dir'").safeIntegers(true);
+  const childOf = db.prepare('SELECT path FROM entries WHERE path > ? AND path < ? ORDER BY path LIMIT 1').pluck();
+  for (const p of nonDirs.iterate() as IterableIterator<{ path: unknown; type: unknown }>) {
+    if (!Buffer.isBuffer(p.path)) continue; // entryPathProblem refuses a non-BLOB path
+    const child = childOf.get(Buffer.concat([p.path, SLASH]), Buffer.concat([p.path, AFTER_SLASH])) as Buffer | undefined;
+    if (child) throw new Invalid(`${describePath(child)} lies under ${String(p.type)} ${describePath(p.path)}`);
   }
 }
+
+const SLASH = Buffer.from('/');
+const AFTER_SLASH = Buffer.from('0'); // '/' + 1
 
 function validateChunksAndBlobs(db: DB): void {
   explainFirst(

@@ -124,6 +124,23 @@ describe('restore with a damaged store', () => {
     expect(c.err()).toMatch(/failed authentication/);
   });
 
+  it('a flipped byte in a blob header (stanza type, wrapped key, MAC): exit 5 naming damage, never "not encrypted to this key"', async () => {
+    for (const at of [30, 100, 130]) {
+      const f = await fixture();
+      const blob = f.snap.blobs[0]!;
+      const file = f.blobFile(blob.hash);
+      const bytes = readFileSync(file);
+      if (at === 130) expect(bytes.indexOf('\n---') + 5).toBeLessThan(at); // in the MAC
+      bytes[at] = bytes[at]! ^ 0x01;
+      writeFileSync(file, bytes);
+      const c = captureIO({ VAULTIK_PRIVATE_KEY: keyFile });
+      expect(await main(['restore', `file://${join(f.dir, 'store')}`, '', 'latest', f.target], c.io)).toBe(ExitCode.DATA);
+      // The metadata opened with this key: a blob it cannot open is damaged (or replaced).
+      expect(c.err()).not.toMatch(/not encrypted to this key/);
+      expect(c.err()).toMatch(/damaged|tampered|corrupt/);
+    }
+  });
+
   it('a truncated blob fails the files past the cut; the chunks before it are restored', async () => {
     const f = await fixture();
     const blob = f.snap.blobs[0]!;

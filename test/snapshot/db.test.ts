@@ -191,6 +191,30 @@ function tamper(s: Sample, sql: string, pragma?: string): () => void {
   return () => openShardFile(path).close();
 }
 
+/** A DB rebuilt row for row in a UTF-16le DB (encoding must be set before any table). */
+function utf16Copy(from: string, extraSql: string): string {
+  const path = join(tmp.dir, `utf16-${Math.random()}.db`);
+  const src = new Database(from, { readonly: true });
+  const db = new Database(path);
+  db.pragma("encoding = 'UTF-16le'");
+  db.pragma(`application_id = ${String(src.pragma('application_id', { simple: true }))}`);
+  db.pragma(`user_version = ${String(src.pragma('user_version', { simple: true }))}`);
+  const objects = src.prepare("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid").all() as { type: string; name: string; sql: string }[];
+  for (const o of objects) if (o.type === 'table') db.exec(o.sql);
+  for (const o of objects.filter((x) => x.type === 'table')) {
+    const rows = src.prepare(`SELECT * FROM "${o.name}"`).raw().all() as unknown[][];
+    if (rows.length === 0) continue;
+    const ins = db.prepare(`INSERT INTO "${o.name}" VALUES (${rows[0]!.map(() => '?').join(', ')})`);
+    for (const r of rows) ins.run(...r);
+  }
+  for (const o of objects) if (o.type !== 'table') db.exec(o.sql);
+  db.exec(extraSql);
+  expect(db.pragma('encoding', { simple: true })).toBe('UTF-16le');
+  db.close();
+  src.close();
+  return path;
+}
+
 function expectData(open: () => void, message: RegExp): void {
   let err: unknown;
   try {
@@ -260,6 +284,13 @@ describe('hostile or broken shard DBs give clean DATA errors', () => {
        INSERT INTO entries SELECT * FROM entries WHERE type = 'dir';`,
     ]);
     expectData(() => openShardFile(path).close(), /unexpected schema object table entries/);
+  });
+
+  it('a UTF-16 DB is refused, naming the encoding (its text operators would hide an entry under a symlink)', () => {
+    // A hex literal: CAST('…' AS BLOB) would give UTF-16 bytes here.
+    const evil = "INSERT INTO entries VALUES (x'686f6d652f752f646174612f6c696e6b2f6576696c', 'dir', 493, 0, 0, 0, 0, NULL, NULL, NULL)";
+    expectData(() => openShardFile(utf16Copy(s.finished.dbPath, evil)).close(), /text encoding UTF-16le is not supported \(vaultik writes UTF-8\)/);
+    expectData(() => openShardFile(utf16Copy(s.finished.dbPath, 'SELECT 1')).close(), /text encoding UTF-16le/);
   });
 
   it('not a database at all, and a truncated one', () => {
@@ -360,6 +391,11 @@ describe('roots', () => {
     ['an index', 'CREATE INDEX i ON shards (blob)', /unexpected schema object index i/],
   ])('%s', (_name, sql, message) => {
     expectData(tamperRoot(sql), message);
+  });
+
+  it('a UTF-16 root is refused, naming the encoding', () => {
+    const s = writeSample(tmp.dir);
+    expectData(() => readRootFile(utf16Copy(root(s, [sampleRef(s)]), 'SELECT 1'), SAMPLE_ID), /text encoding UTF-16le is not supported/);
   });
 
   it('a version-1 store is refused with a message naming the version', () => {

@@ -1,12 +1,14 @@
 /**
  * `vaultik ls <bucket> <prefix> <snapshot_id|latest> [path]`: the entries of a snapshot (or of
  * the subtree at `path`), recursively, in path order, as absolute source paths. Needs the key:
- * names live only in the encrypted metadata. Paths are printed as their raw bytes (like ls to a
- * pipe); `-l` adds type and mode, owner, size and mtime; `--json` prints one JSON array.
+ * names live only in the encrypted metadata. Paths are printed as their bytes (like ls to a pipe)
+ * but for control characters, written `\xNN`, and a backslash, doubled (escapeControls): a
+ * hostile name cannot drive the terminal or fake a line. `-l` adds type and mode, owner, size and
+ * mtime; `--json` prints one JSON array with the exact names.
  */
 import { tmpdir } from 'node:os';
 import { ExitCode, UsageError } from '../../errors.js';
-import { displayPath } from '../../fs/paths.js';
+import { displayPath, escapeControls } from '../../fs/paths.js';
 import { snapshotPathArg } from '../../restore/index.js';
 import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId, type Entry } from '../../snapshot/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
@@ -98,11 +100,11 @@ export const lsCommand: Command = {
             first = false;
           } else if (values.long) {
             const head = `${modeString(e.type, e.mode)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(12)} ${isoNs(e.mtimeNs).slice(0, 19).replace('T', ' ')} `;
-            batch.push(Buffer.from(head), slash, e.path);
-            if (e.target) batch.push(Buffer.from(' -> '), e.target);
+            batch.push(Buffer.from(head), slash, escapeControls(e.path));
+            if (e.target) batch.push(Buffer.from(' -> '), escapeControls(e.target));
             batch.push(nl);
           } else {
-            batch.push(slash, e.path, nl);
+            batch.push(slash, escapeControls(e.path), nl);
           }
           if (batch.length >= 512) flush();
         }

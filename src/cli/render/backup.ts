@@ -12,6 +12,7 @@ import type { BackupEvent, BackupSummary } from '../../backup/index.js';
 import { errorMessage, type VaultikError } from '../../errors.js';
 import { formatBytes, formatCount, formatDuration, formatRate, plural } from './format.js';
 import { JsonLines } from './json.js';
+import { escapeControlText } from '../../fs/paths.js';
 import { ProgressLine } from './progress.js';
 
 export interface BackupRenderer {
@@ -134,7 +135,7 @@ export class CronRenderer implements BackupRenderer {
 
   done(summary: BackupSummary): void {
     if (summary.warnings === 0) return;
-    const lines = this.warnings.map((w) => `warning: ${w}`);
+    const lines = this.warnings.map((w) => `warning: ${escapeControlText(w)}`);
     if (this.dropped > 0) lines.push(`… and ${formatCount(this.dropped)} more warnings`);
     lines.push(`vaultik backup: completed with ${plural(summary.warnings, 'warning')}; snapshot ${summary.snapshotId} was written without those paths`);
     this.stderr.write(lines.join('\n') + '\n');

@@ -1,11 +1,12 @@
 /** The daemon's text log (`vaultik backup --daemon` without --json): one line per event. */
 import type { DaemonEvent } from '../../daemon/index.js';
+import { escapeControlText } from '../../fs/paths.js';
 import { formatBytes, formatCount, formatDuration, plural } from './format.js';
 
 /** One line of the daemon's text log (undefined: not logged in text, only in --json). */
 export function daemonLogLine(e: DaemonEvent): string | undefined {
   // One event, one line: a multi-line message (a config error lists its problems) is joined.
-  const msg = (text: string): string => text.replace(/\s*\n\s*/g, '; ');
+  const msg = (text: string): string => escapeControlText(text.replace(/\s*\n\s*/g, '; '));
   const t = e.time;
   switch (e.type) {
     case 'started':

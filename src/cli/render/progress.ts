@@ -9,6 +9,8 @@
  * written to a terminal.
  */
 
+import { escapeControlText } from '../../fs/paths.js';
+
 const CLEAR = '\r\x1b[2K';
 
 export interface ProgressLineOptions {
@@ -53,10 +55,14 @@ export class ProgressLine {
     this.stream.write(CLEAR + this.current);
   }
 
-  /** Prints a full line: above the status line (then redraws it), or plainly when not live. */
+  /**
+   * Prints a full line: above the status line (then redraws it), or plainly when not live.
+   * Control characters are escaped: messages quote names and OS errors, which may be hostile.
+   */
   print(line: string): void {
-    if (!this.live) this.stream.write(line + '\n');
-    else this.stream.write(CLEAR + line + '\n' + this.current);
+    const safe = escapeControlText(line);
+    if (!this.live) this.stream.write(safe + '\n');
+    else this.stream.write(CLEAR + safe + '\n' + this.current);
   }
 
   /** Erases the status line (before the final output). */

@@ -3,7 +3,7 @@
  * with a live progress line and a summary, or JSON lines.
  */
 import { ExitCode } from '../../errors.js';
-import { displayPath } from '../../fs/paths.js';
+import { displayPath, escapeControlText } from '../../fs/paths.js';
 import type { RestoreEvent, RestoreSummary } from '../../restore/index.js';
 import { formatBytes, formatCount, formatDuration, formatRate, plural } from './format.js';
 import { JsonLines, jsonPath } from './json.js';
@@ -18,7 +18,7 @@ export function restoreSummaryLines(s: RestoreSummary): string[] {
   const links = s.hardLinks > 0 ? ` (${plural(s.hardLinks, 'hard link')})` : '';
   const unchanged = s.unchanged > 0 ? `; ${plural(s.unchanged, 'entry', 'entries')} already up to date` : '';
   return [
-    `restored snapshot ${s.snapshotId} into ${s.target}`,
+    `restored snapshot ${s.snapshotId} into ${escapeControlText(s.target)}`,
     `files:     ${formatCount(s.files)}${links}, ${plural(s.dirs, 'dir')}, ${plural(s.symlinks, 'symlink')}${others}${unchanged}`,
     `data:      ${formatBytes(s.bytes)} (downloaded ${formatBytes(s.downloaded)} in ${plural(s.requests, 'request')})`,
     `duration:  ${formatDuration(s.elapsedMs)} (${formatRate(s.bytes, s.elapsedMs)})`,
