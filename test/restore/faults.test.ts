@@ -60,6 +60,7 @@ interface Fixture {
 
 async function fixture(): Promise<Fixture> {
   const dir = join(tmp.dir, `case${n++}`);
+  mkdirSync(join(dir, 'store'), { recursive: true }); // vaultik never creates the store directory itself.
   const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
   const snap = await snapshotTree(storage, src, { recipients: key.recipients, tmp: tmp.dir, blobSizeLimit: 256 * 1024 });
   return {

@@ -101,6 +101,7 @@ describe('interrupted restore', () => {
     const src = join(tmp.dir, 'src');
     mkdirSync(src);
     for (let i = 0; i < 30; i++) writeFileSync(join(src, `f${i}`), pseudoRandom(100_000, i + 1));
+    mkdirSync(join(tmp.dir, 'store'), { recursive: true }); // vaultik never creates the store directory itself.
     const storage = openStorage({ type: 'local', path: join(tmp.dir, 'store'), prefix: '' });
     await snapshotTree(storage, src, { recipients: key.recipients, tmp: tmp.dir, blobSizeLimit: 400_000 });
     const target = join(tmp.dir, 'interrupted');

@@ -205,6 +205,7 @@ export async function forgedStore(
     mkdirSync(dirname(join(src, name)), { recursive: true });
     writeFileSync(join(src, name), data);
   }
+  mkdirSync(join(dir, 'store'), { recursive: true }); // vaultik never creates the store directory itself.
   const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: '' });
   const forge = tamper
     ? (dbPath: string): void => {

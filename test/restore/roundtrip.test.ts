@@ -77,6 +77,7 @@ async function roundTrip(storage: Storage, storeYaml: string, label: string): Pr
 describe('restore round trip', () => {
   it('local store: every entry type, byte for byte, with metadata and hard links', async () => {
     const store = join(tmp.dir, 'store');
+    mkdirSync(store); // vaultik never creates the store directory itself.
     const storage = openStorage({ type: 'local', path: store, prefix: 'host1/' });
     await roundTrip(storage, `local: {path: ${JSON.stringify(store)}, prefix: host1}`, 'local');
   });
@@ -95,6 +96,7 @@ describe('restore round trip', () => {
   }
 
   it('--overwrite replaces only what differs and leaves the rest alone', async () => {
+    mkdirSync(join(tmp.dir, 'store-ow'));
     const storage = openStorage({ type: 'local', path: join(tmp.dir, 'store-ow'), prefix: '' });
     await snapshotTree(storage, src, { recipients: key.recipients, tmp: tmp.dir });
     const target = join(tmp.dir, 'restore-ow');
@@ -121,6 +123,7 @@ describe('restore round trip', () => {
 
   it('a sparse file larger than 4 GiB (positions past 2^32, holes kept)', async () => {
     // Built by hand: one zero chunk repeated (as FastCDC would cut a run of zeros) plus data at the end.
+    mkdirSync(join(tmp.dir, 'store-sparse'));
     const storage = openStorage({ type: 'local', path: join(tmp.dir, 'store-sparse'), prefix: '' });
     const zero = Buffer.alloc(4 * 1024 * 1024);
     const tail = pseudoRandom(12345, 5);

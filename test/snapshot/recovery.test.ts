@@ -60,6 +60,7 @@ describe('recovery with stock tools (docs recipe, verbatim)', () => {
       writeFileSync(join(src, 'z big file.bin'), big, { mode: 0o640 });
       writeFileSync(join(src, 'z empty'), '');
       const store = join(tmp.dir, 'store');
+      mkdirSync(store); // vaultik never creates the store directory itself.
       const r = await cliBackup({ src, storeYaml: `local: {path: ${JSON.stringify(store)}, prefix: host1}`, recipient: key.recipient, work: tmp.dir, blobSizeLimit: '300KiB' });
       expect(r.code, r.stderr).toBe(0);
       const [snap] = await listSnapshots(openStorage({ type: 'local', path: store, prefix: 'host1/' }), 'index/');

@@ -34,6 +34,7 @@ describe('verify', () => {
     root = join(tmp.dir, `store-${++n}`);
     tmpDir = join(tmp.dir, `tmp-${n}`);
     mkdirSync(tmpDir, { recursive: true });
+    mkdirSync(root); // vaultik never creates the store directory itself.
     storage = new LocalStorage({ path: root, prefix: '' });
     const src = new Source(storage, keys, { host: 'h', tmpDir, chunkSize: 1024, blobLimit: 8192 });
     runs = [];
