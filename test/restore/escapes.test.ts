@@ -30,6 +30,7 @@ beforeAll(async () => {
   writeFileSync(join(src, 'cr\rdel\x7f'), 'z');
   writeFileSync(Buffer.from(`${src}/raw-\x9b-\xff`, 'latin1'), 'w');
   symlinkSync('\x1b]0;title\x07target', join(src, 'link'));
+  mkdirSync(store, { recursive: true }); // vaultik never creates a store's root
   await snapshotTree(openStorage({ type: 'local', path: store, prefix: 'pc/' }), src, { recipients: key.recipients, tmp: tmp.dir, host: 'laptop' });
 }, 60_000);
 

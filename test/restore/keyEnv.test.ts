@@ -28,6 +28,7 @@ beforeAll(async () => {
   mkdirSync(src);
   await buildRichTree(src, { bigSize: 10_000 });
   const recipients = parseIdentityFile(keyText).map((id) => id.recipient);
+  mkdirSync(store, { recursive: true }); // vaultik never creates a store's root
   await snapshotTree(openStorage({ type: 'local', path: store, prefix: 'pc/' }), src, { recipients, tmp: tmp.dir, host: 'laptop' });
 }, 60_000);
 

@@ -22,6 +22,7 @@ beforeAll(async () => {
   const src = join(tmp.dir, 'src');
   mkdirSync(src);
   writeFileSync(join(src, NAME), 'x');
+  mkdirSync(store, { recursive: true }); // vaultik never creates a store's root
   await snapshotTree(openStorage({ type: 'local', path: store, prefix: 'pc/' }), src, { recipients: key.recipients, tmp: tmp.dir, host: 'laptop' });
 });
 
