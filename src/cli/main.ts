@@ -7,6 +7,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { commands } from './commands/index.js';
 import { setHeapFlags } from './heapFlags.js';
+import { commandHelp } from './help.js';
 import type { CommandIO } from './command.js';
 import { VaultikError, ExitCode, errorMessage } from '../errors.js';
 
@@ -26,14 +27,14 @@ function helpText(): string {
     'commands:',
     ...lines,
     '',
-    'Run `vaultik <command> --help` for a command\'s arguments. Exit codes are listed in README.md.',
+    'Run `vaultik <command> --help` for a command\'s arguments and options; `man vaultik` has them all. Exit codes are listed in README.md.',
   ].join('\n');
 }
 
 /** Runs vaultik with `argv` (without node and the script) and returns the exit code. */
 export async function main(argv: string[], io: CommandIO): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined || name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
     io.stdout.write(helpText() + '\n');
     return name === undefined ? ExitCode.USAGE : ExitCode.OK;
   }
@@ -41,13 +42,14 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
     io.stdout.write(version() + '\n');
     return ExitCode.OK;
   }
+  if (name === 'help' && rest.length > 0) return main([rest[0]!, '--help'], io);
   const command = commands.find((c) => c.name === name);
   if (!command) {
     io.stderr.write(`vaultik: unknown command '${name}'\n\n${helpText()}\n`);
     return ExitCode.USAGE;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    io.stdout.write(`usage: ${command.usage}\n`);
+    io.stdout.write(`${commandHelp(command)}\n`);
     return ExitCode.OK;
   }
   try {

@@ -4,24 +4,24 @@
  * other.
  */
 import type { RestoreOptions, RestoreSummary } from '../restore/index.js';
-import { parseCommandArgs, type CommandIO } from './command.js';
+import { parseCommandArgs, type CommandIO, type CommandOptions } from './command.js';
 import { RestoreRenderer } from './render/restore.js';
 import { STORE_OPTIONS, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from './storageArgs.js';
 
 /** Options shared by restore and fetch. */
 export const RESTORE_OPTIONS = {
   ...STORE_OPTIONS,
-  overwrite: { type: 'boolean' },
-  include: { type: 'string', multiple: true },
-  exclude: { type: 'string', multiple: true },
-  host: { type: 'string' },
-  json: { type: 'boolean' },
+  overwrite: { type: 'boolean', help: 'replace files already at the target' },
+  include: { type: 'string', multiple: true, arg: 'PATTERN', help: 'restore only paths matching PATTERN (glob)' },
+  exclude: { type: 'string', multiple: true, arg: 'PATTERN', help: 'leave out paths matching PATTERN' },
+  host: { type: 'string', arg: 'H', help: "with 'latest': the latest snapshot of host H" },
+  json: { type: 'boolean', help: 'print JSON Lines instead of text' },
   // What not to restore of a snapshot not to be trusted with it (src/restore/safety.ts).
-  'no-owner': { type: 'boolean' },
-  'no-devices': { type: 'boolean' },
-  'no-specials': { type: 'boolean' },
-  'no-setuid': { type: 'boolean' },
-} as const;
+  'no-owner': { type: 'boolean', help: 'do not restore owners (files belong to the user restoring)' },
+  'no-devices': { type: 'boolean', help: 'do not create device nodes' },
+  'no-specials': { type: 'boolean', help: 'do not create FIFOs and sockets' },
+  'no-setuid': { type: 'boolean', help: 'clear setuid and setgid bits' },
+} as const satisfies CommandOptions;
 
 /** Usage text of the options every restore and fetch takes. */
 export const RESTORE_USAGE = '[--overwrite] [--include PATTERN]... [--exclude PATTERN]... [--host H] [--no-owner] [--no-devices] [--no-specials] [--no-setuid] [--json]';

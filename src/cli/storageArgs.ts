@@ -17,16 +17,17 @@
 import { loadConfig } from '../config/index.js';
 import { loadIdentities, type Identity } from '../crypto/index.js';
 import { loadAllowedSigners, type AllowedSigner } from '../sign/index.js';
+import type { CommandOptions } from './command.js';
 import { UsageError } from '../errors.js';
 import { openStorage, storageSpecFromArgs } from '../storage/index.js';
 import type { Storage, StorageSpec } from '../storage/types.js';
 
 /** parseCommandArgs options every store-reading command accepts. */
 export const STORE_OPTIONS = {
-  config: { type: 'string' },
-  'index-prefix': { type: 'string' },
-  signers: { type: 'string' },
-} as const;
+  config: { type: 'string', arg: 'FILE', help: 'take the store, index prefix and allowed_signers from a backup config file instead of <bucket> <prefix>' },
+  'index-prefix': { type: 'string', arg: 'P', help: "the snapshot index's folder under the prefix (default: index/)" },
+  signers: { type: 'string', arg: 'FILE', help: 'an allowed_signers file: a snapshot without a valid signature is suspect' },
+} as const satisfies CommandOptions;
 
 /** Usage text for the store options. */
 export const STORE_USAGE = '[--config FILE] [--index-prefix P] [--signers FILE]';

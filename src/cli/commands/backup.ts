@@ -16,7 +16,7 @@ import { loadConfig, parseDuration, type Config } from '../../config/index.js';
 import { Daemon, type DaemonEvent } from '../../daemon/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../../errors.js';
 import { openStorage } from '../../storage/index.js';
-import { expectPositionals, parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { expectPositionals, parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
 import { CronRenderer, JsonRenderer, TextRenderer, type BackupRenderer } from '../render/backup.js';
 import { daemonLogLine } from '../render/daemon.js';
 import { JsonLines } from '../render/json.js';
@@ -24,10 +24,10 @@ import { JsonLines } from '../render/json.js';
 const USAGE = 'vaultik backup <config.yaml> [--cron | --daemon] [--json]';
 
 const OPTIONS = {
-  cron: { type: 'boolean' },
-  daemon: { type: 'boolean' },
-  json: { type: 'boolean' },
-} as const;
+  cron: { type: 'boolean', help: 'print nothing on success, only warnings and errors (for cron and systemd timers)' },
+  daemon: { type: 'boolean', help: 'keep running: watch the sources and back up on the schedule (SIGHUP reloads the config)' },
+  json: { type: 'boolean', help: 'print JSON Lines (one object per event) instead of text' },
+} as const satisfies CommandOptions;
 
 /**
  * How long one store operation may keep being retried after transient failures (a duration such
@@ -149,5 +149,6 @@ export const backupCommand: Command = {
   name: 'backup',
   summary: 'back up the source dirs of a config file',
   usage: USAGE,
+  options: OPTIONS,
   run: backup,
 };

@@ -8,7 +8,7 @@
  */
 import { fetchToStream, runFetch, snapshotPathArg } from '../../restore/index.js';
 import type { Command, CommandIO } from '../command.js';
-import { RESTORE_USAGE, runRestoreCommand } from '../restoreCommand.js';
+import { RESTORE_OPTIONS, RESTORE_USAGE, runRestoreCommand } from '../restoreCommand.js';
 import { STORE_USAGE } from '../storageArgs.js';
 
 const USAGE = `vaultik fetch <bucket> <prefix> <snapshot_id|latest> <filepath> <target_file_or_dir|-> ${RESTORE_USAGE} ${STORE_USAGE}`;
@@ -17,6 +17,7 @@ export const fetchCommand: Command = {
   name: 'fetch',
   summary: 'restore one file or directory of a snapshot (needs VAULTIK_PRIVATE_KEY)',
   usage: USAGE,
+  options: RESTORE_OPTIONS,
   run: (argv: string[], io: CommandIO): Promise<number> => {
     return runRestoreCommand(
       argv,

@@ -10,13 +10,30 @@ import { parseDuration } from '../../config/index.js';
 import { ExitCode, UsageError } from '../../errors.js';
 import { executeForget, planForget, type ForgetPlan, type RetentionPolicy, type SuspectChoice } from '../../prune/index.js';
 import { DEFAULT_CLOCK_RULES, type ClockRules, type SnapshotListing } from '../../snapshot/list.js';
-import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
 import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE =
   'vaultik forget <bucket> <prefix> [snapshot_id...] [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] ' +
   `[--keep-monthly N] [--keep-yearly N] [--keep-within 30d] [--host H] [--suspects keep|forget] [--clock-tolerance 15m] [--max-run 7d] ` +
   `[--dry-run] [--json] ${STORE_USAGE}`;
+
+const OPTIONS = {
+  ...STORE_OPTIONS,
+  'keep-last': { type: 'string', arg: 'N', help: "keep the N newest snapshots (a number or 'unlimited')" },
+  'keep-hourly': { type: 'string', arg: 'N', help: 'keep the newest snapshot of each of the last N hours that have one' },
+  'keep-daily': { type: 'string', arg: 'N', help: 'keep the newest snapshot of each of the last N days that have one' },
+  'keep-weekly': { type: 'string', arg: 'N', help: 'keep the newest snapshot of each of the last N ISO weeks that have one' },
+  'keep-monthly': { type: 'string', arg: 'N', help: 'keep the newest snapshot of each of the last N months that have one' },
+  'keep-yearly': { type: 'string', arg: 'N', help: 'keep the newest snapshot of each of the last N years that have one' },
+  'keep-within': { type: 'string', arg: '30d', help: "keep every snapshot within this long of its host's newest one" },
+  host: { type: 'string', arg: 'H', help: "apply the policy to host H's snapshots only" },
+  suspects: { type: 'string', arg: 'keep|forget', choices: ['keep', 'forget'], help: 'what to do with suspect snapshots (forget refuses while any exists otherwise)' },
+  'clock-tolerance': { type: 'string', arg: '15m', help: 'how far a snapshot id time may be ahead of the store time before it is suspect' },
+  'max-run': { type: 'string', arg: '7d', help: 'how long after its id time a snapshot may reach the store before it is suspect' },
+  'dry-run': { type: 'boolean', help: 'print what would be removed, remove nothing' },
+  json: { type: 'boolean', help: 'print JSON Lines instead of text' },
+} as const satisfies CommandOptions;
 
 const COUNTS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
 
@@ -86,27 +103,9 @@ export const forgetCommand: Command = {
   name: 'forget',
   summary: 'remove snapshots by a retention policy (no key needed; run prune afterwards)',
   usage: USAGE,
+  options: OPTIONS,
   async run(argv: string[], io: CommandIO): Promise<number> {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      {
-        ...STORE_OPTIONS,
-        'keep-last': { type: 'string' },
-        'keep-hourly': { type: 'string' },
-        'keep-daily': { type: 'string' },
-        'keep-weekly': { type: 'string' },
-        'keep-monthly': { type: 'string' },
-        'keep-yearly': { type: 'string' },
-        'keep-within': { type: 'string' },
-        host: { type: 'string' },
-        suspects: { type: 'string' },
-        'clock-tolerance': { type: 'string' },
-        'max-run': { type: 'string' },
-        'dry-run': { type: 'boolean' },
-        json: { type: 'boolean' },
-      },
-      USAGE,
-    );
+    const { values, positionals } = parseCommandArgs(argv, OPTIONS, USAGE);
     const storeArgs = parseStoreArgs(values, positionals, io.env, 0, Number.MAX_SAFE_INTEGER, USAGE);
     const { spec, indexPrefix, rest } = storeArgs;
     const policy = policyFromOptions(values);

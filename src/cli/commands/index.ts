@@ -1,5 +1,5 @@
 /** Every CLI command, in the order `vaultik --help` lists them. */
-import type { Command } from '../command.js';
+import type { CompletionCommand } from '../completion.js';
 import { keygenCommand } from './keygen.js';
 import { backupCommand } from './backup.js';
 import { restoreCommand } from './restore.js';
@@ -9,8 +9,9 @@ import { lsCommand } from './ls.js';
 import { pruneCommand } from './prune.js';
 import { forgetCommand } from './forget.js';
 import { verifyCommand } from './verify.js';
+import { completionCommand } from './completion.js';
 
-export const commands: Command[] = [
+export const commands: CompletionCommand[] = [
   backupCommand,
   restoreCommand,
   fetchCommand,
@@ -20,4 +21,5 @@ export const commands: Command[] = [
   forgetCommand,
   verifyCommand,
   keygenCommand,
+  completionCommand,
 ];

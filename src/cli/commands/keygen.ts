@@ -6,7 +6,12 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { generateKeyPair, parseIdentityFile } from '../../crypto/index.js';
 import { ExitCode, UsageError, VaultikError } from '../../errors.js';
-import { expectPositionals, parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { expectPositionals, parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
+
+const OPTIONS = {
+  output: { type: 'string', short: 'o', arg: 'FILE', help: 'write the identity to FILE (mode 0600; never overwritten) instead of stdout' },
+  y: { type: 'boolean', short: 'y', help: 'print the public key (recipient) of the identity file given as argument' },
+} as const satisfies CommandOptions;
 
 const USAGE = 'vaultik keygen [-o FILE] | vaultik keygen -y FILE';
 
@@ -31,8 +36,9 @@ export const keygenCommand: Command = {
   name: 'keygen',
   summary: 'generate an age key pair (the private key restores, the public key backs up)',
   usage: USAGE,
+  options: OPTIONS,
   async run(argv: string[], io: CommandIO): Promise<number> {
-    const { values, positionals } = parseCommandArgs(argv, { output: { type: 'string', short: 'o' }, y: { type: 'boolean', short: 'y' } }, USAGE);
+    const { values, positionals } = parseCommandArgs(argv, OPTIONS, USAGE);
     if (values.y) {
       expectPositionals(positionals, 1, 1, USAGE);
       return convert(positionals[0]!, io);

@@ -11,11 +11,18 @@ import { ExitCode, UsageError } from '../../errors.js';
 import { displayPath, escapeControls } from '../../fs/paths.js';
 import { snapshotPathArg } from '../../restore/index.js';
 import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId, type Entry } from '../../snapshot/index.js';
-import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
 import { jsonPath } from '../render/json.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE = `vaultik ls <bucket> <prefix> <snapshot_id|latest> [path] [-l] [--json] [--host H] ${STORE_USAGE}`;
+
+const OPTIONS = {
+  ...STORE_OPTIONS,
+  long: { type: 'boolean', short: 'l', help: 'also print type and mode, owner, size and mtime' },
+  json: { type: 'boolean', help: 'print JSON with the exact names' },
+  host: { type: 'string', arg: 'H', help: "with 'latest': the latest snapshot of host H" },
+} as const satisfies CommandOptions;
 
 const TYPE_CHAR: Record<Entry['type'], string> = {
   file: '-',
@@ -52,12 +59,9 @@ export const lsCommand: Command = {
   name: 'ls',
   summary: 'list the entries of a snapshot (needs VAULTIK_PRIVATE_KEY)',
   usage: USAGE,
+  options: OPTIONS,
   async run(argv: string[], io: CommandIO): Promise<number> {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      { ...STORE_OPTIONS, long: { type: 'boolean', short: 'l' }, json: { type: 'boolean' }, host: { type: 'string' } },
-      USAGE,
-    );
+    const { values, positionals } = parseCommandArgs(argv, OPTIONS, USAGE);
     const storeArgs = parseStoreArgs(values, positionals, io.env, 1, 2, USAGE);
     const { spec, indexPrefix, rest } = storeArgs;
     const [snapshotId, pathArg] = rest as [string, string | undefined];

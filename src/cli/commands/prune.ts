@@ -25,10 +25,18 @@ import {
 } from '../../prune/index.js';
 import { LocalStorage } from '../../storage/local.js';
 import type { StorageSpec } from '../../storage/types.js';
-import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
 import { formatBytes } from '../render/format.js';
 import { ProgressLine } from '../render/progress.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
+
+const OPTIONS = {
+  ...STORE_OPTIONS,
+  'dry-run': { type: 'boolean', help: 'print the plan, delete nothing' },
+  grace: { type: 'string', arg: '24h', help: 'leave unreferenced objects younger than this (a backup may still be writing them)' },
+  'keep-latest': { type: 'boolean', help: "first forget every snapshot but each host's latest" },
+  json: { type: 'boolean', help: 'print JSON Lines instead of text' },
+} as const satisfies CommandOptions;
 
 const USAGE = `vaultik prune <bucket> <prefix> [--dry-run] [--grace 24h] [--keep-latest] [--json] ${STORE_USAGE}`;
 
@@ -106,12 +114,9 @@ export const pruneCommand: Command = {
   name: 'prune',
   summary: 'delete blobs that no snapshot references (needs VAULTIK_PRIVATE_KEY)',
   usage: USAGE,
+  options: OPTIONS,
   async run(argv: string[], io: CommandIO): Promise<number> {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      { ...STORE_OPTIONS, 'dry-run': { type: 'boolean' }, grace: { type: 'string' }, 'keep-latest': { type: 'boolean' }, json: { type: 'boolean' } },
-      USAGE,
-    );
+    const { values, positionals } = parseCommandArgs(argv, OPTIONS, USAGE);
     const storeArgs = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
     const { spec, indexPrefix } = storeArgs;
     const graceMs = parseGrace(values.grace);

@@ -5,7 +5,7 @@
  */
 import { runRestore } from '../../restore/index.js';
 import type { Command, CommandIO } from '../command.js';
-import { RESTORE_USAGE, runRestoreCommand } from '../restoreCommand.js';
+import { RESTORE_OPTIONS, RESTORE_USAGE, runRestoreCommand } from '../restoreCommand.js';
 import { STORE_USAGE } from '../storageArgs.js';
 
 const USAGE = `vaultik restore <bucket> <prefix> <snapshot_id|latest> <target_dir> ${RESTORE_USAGE} ${STORE_USAGE}`;
@@ -14,6 +14,7 @@ export const restoreCommand: Command = {
   name: 'restore',
   summary: 'restore a snapshot into a directory (needs VAULTIK_PRIVATE_KEY)',
   usage: USAGE,
+  options: RESTORE_OPTIONS,
   run: (argv: string[], io: CommandIO): Promise<number> =>
     runRestoreCommand(
       argv,

@@ -12,9 +12,15 @@
 import { ExitCode } from '../../errors.js';
 import { describeSnapshots } from '../../restore/index.js';
 import { judgeSignatures, signatureOf } from '../../snapshot/index.js';
-import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
 import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 import { formatBytes } from '../render/format.js';
+
+const OPTIONS = {
+  ...STORE_OPTIONS,
+  json: { type: 'boolean', help: 'print JSON instead of text' },
+  host: { type: 'string', arg: 'H', help: "only host H's snapshots" },
+} as const satisfies CommandOptions;
 
 const USAGE = `vaultik snapshots <bucket> <prefix> [--json] [--host H] ${STORE_USAGE}`;
 
@@ -22,8 +28,9 @@ export const snapshotsCommand: Command = {
   name: 'snapshots',
   summary: 'list the snapshots in a store (no key needed)',
   usage: USAGE,
+  options: OPTIONS,
   async run(argv: string[], io: CommandIO): Promise<number> {
-    const { values, positionals } = parseCommandArgs(argv, { ...STORE_OPTIONS, json: { type: 'boolean' }, host: { type: 'string' } }, USAGE);
+    const { values, positionals } = parseCommandArgs(argv, OPTIONS, USAGE);
     const storeArgs = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
     const { spec, indexPrefix } = storeArgs;
     const signers = await signersFromArgs(storeArgs);

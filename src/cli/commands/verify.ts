@@ -7,10 +7,17 @@
  */
 import { ExitCode, UsageError } from '../../errors.js';
 import { describeProblem, verifyStore, type VerifyEvent, type VerifyReport } from '../../verify/index.js';
-import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
 import { formatBytes } from '../render/format.js';
 import { ProgressLine } from '../render/progress.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
+
+const OPTIONS = {
+  ...STORE_OPTIONS,
+  deep: { type: 'boolean', help: 'decrypt every referenced chunk and check its id (needs VAULTIK_PRIVATE_KEY)' },
+  sample: { type: 'string', arg: '10%', help: 'read the content of only this share of the blobs, picked at random (all are still listed)' },
+  json: { type: 'boolean', help: 'print JSON instead of text' },
+} as const satisfies CommandOptions;
 
 const USAGE = `vaultik verify <bucket> <prefix> [--deep] [--sample 10%] [--json] ${STORE_USAGE}`;
 /** Problems printed one by one; the rest are counted. */
@@ -48,8 +55,9 @@ export const verifyCommand: Command = {
   name: 'verify',
   summary: 'check blob integrity (no key needed; --deep with VAULTIK_PRIVATE_KEY checks every chunk)',
   usage: USAGE,
+  options: OPTIONS,
   async run(argv: string[], io: CommandIO): Promise<number> {
-    const { values, positionals } = parseCommandArgs(argv, { ...STORE_OPTIONS, deep: { type: 'boolean' }, sample: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
+    const { values, positionals } = parseCommandArgs(argv, OPTIONS, USAGE);
     const storeArgs = parseStoreArgs(values, positionals, io.env, 0, 0, USAGE);
     const { spec, indexPrefix } = storeArgs;
     const sample = parseSample(values.sample);
