@@ -4,10 +4,19 @@
  * predicate. Also offers a write-only mode that proves a code path needs only write access.
  *
  * API
- *   const proxy = await startFaultProxy(upstreamEndpoint, { writeOnly?: boolean });
+ *   const proxy = await startFaultProxy(upstreamEndpoint, { writeOnly?: boolean, verify?: IntegrityCheck[] });
  *   proxy.endpoint                       'http://127.0.0.1:<port>': use as the S3 endpoint
  *   proxy.writeOnly = true               403 AccessDenied (S3 XML error) for every operation except
  *                                        PutObject and multipart uploads (WRITE_OPERATIONS)
+ *   proxy.verify = INTEGRITY_CHECKS      check what S3 checks on PutObject and UploadPart, which
+ *                                        s3rver does not (and radosgw only in part), and answer
+ *                                        with S3's error instead of forwarding (fault 'integrity'):
+ *         'content-md5'      Content-MD5 → 400 BadDigest (InvalidDigest when malformed)
+ *         'checksum-sha256'  x-amz-checksum-sha256 → 400 BadDigest "The SHA256 you specified did
+ *                            not match the calculated checksum." (InvalidRequest when malformed)
+ *         'payload-sha256'   x-amz-content-sha256 (the signed payload hash, unless
+ *                            UNSIGNED-PAYLOAD or STREAMING-*) → 400 XAmzContentSHA256Mismatch
+ *                            (checked in this order; one at a time to see what each header buys)
  *   proxy.addFault({ match, fault, skip?, every?, times? })  → remove()
  *       match: an operation, a list of them, or (req) => boolean; omitted = every request.
  *       The fault hits matching requests number skip+1, skip+1+every, ... at most `times` times
@@ -22,6 +31,9 @@
  *         { kind: 'delay', ms }                    wait, then forward (slow first byte)
  *         { kind: 'slow-response', chunkBytes, chunkDelayMs }  trickle the response body
  *         { kind: 'hang' }                         never answer (the client must time out)
+ *         { kind: 'corrupt-request', offset? }     flip one byte of a PutObject/UploadPart body
+ *                                                  (default: the middle one) in transit, before
+ *                                                  `verify` and the server see it
  *   proxy.outage(ms, mode?)                 every request for the next ms: 'reset' (default) or 503
  *   proxy.clearFaults()                     removes every rule and ends an outage
  *   proxy.requests                          log: { seq, op, method, path, key, range, headers, status, fault }
@@ -36,6 +48,7 @@
  *
  * classifyS3Request(method, url) is exported for tests of the classification itself.
  */
+import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -75,7 +88,12 @@ export type Fault =
   | { kind: 'reset-response'; afterBytes?: number }
   | { kind: 'delay'; ms: number }
   | { kind: 'slow-response'; chunkBytes: number; chunkDelayMs: number }
-  | { kind: 'hang' };
+  | { kind: 'hang' }
+  | { kind: 'corrupt-request'; offset?: number };
+
+/** What S3 verifies of an upload's body against its headers (see proxy.verify). */
+export type IntegrityCheck = 'content-md5' | 'checksum-sha256' | 'payload-sha256';
+export const INTEGRITY_CHECKS: readonly IntegrityCheck[] = ['content-md5', 'checksum-sha256', 'payload-sha256'];
 
 export interface ProxiedRequest {
   seq: number;
@@ -89,7 +107,7 @@ export interface ProxiedRequest {
   headers: IncomingHttpHeaders;
   /** Status sent to the client (undefined when the connection was reset before a response). */
   status?: number;
-  fault?: Fault['kind'] | 'write-only' | 'outage';
+  fault?: Fault['kind'] | 'write-only' | 'outage' | 'integrity';
 }
 
 export interface FaultRule {
@@ -103,6 +121,7 @@ export interface FaultRule {
 export interface FaultProxy {
   readonly endpoint: string;
   writeOnly: boolean;
+  verify: readonly IntegrityCheck[];
   readonly requests: ProxiedRequest[];
   readonly bytesDownloaded: number;
   readonly bytesUploaded: number;
@@ -167,13 +186,68 @@ export function classifyS3Request(method: string, url: string, headers: Incoming
   return { op, bucket, key };
 }
 
-function s3ErrorXml(code: string, message: string, resource: string): string {
+/** An S3 error answer: status, code, message and the extra elements S3 adds for some codes. */
+export interface S3ErrorAnswer {
+  status: number;
+  code: string;
+  message: string;
+  extra?: Record<string, string>;
+}
+
+function s3ErrorXml(code: string, message: string, resource: string, extra: Record<string, string> = {}): string {
   const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message><Resource>${esc(resource)}</Resource><RequestId>FAULTPROXY</RequestId></Error>`;
+  const more = Object.entries(extra)
+    .map(([name, value]) => `<${name}>${esc(value)}</${name}>`)
+    .join('');
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message>${more}<Resource>${esc(resource)}</Resource><RequestId>FAULTPROXY</RequestId></Error>`;
+}
+
+/** Base64 of 16 bytes (an MD5) and of 32 (a SHA-256). */
+const MD5_BASE64 = /^[A-Za-z0-9+/]{22}==$/;
+const SHA256_BASE64 = /^[A-Za-z0-9+/]{43}=$/;
+
+/**
+ * What S3 answers to an upload whose body does not match its integrity headers, for the `checks`
+ * asked; undefined when it would accept it. Messages and codes as AWS S3 sends them.
+ */
+export function integrityError(headers: IncomingHttpHeaders, body: Buffer, checks: readonly IntegrityCheck[]): S3ErrorAnswer | undefined {
+  const header = (name: string): string | undefined => {
+    const value = headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  const digest = (algorithm: string, encoding: 'base64' | 'hex'): string => createHash(algorithm).update(body).digest(encoding);
+  const md5 = header('content-md5');
+  if (checks.includes('content-md5') && md5 !== undefined) {
+    if (!MD5_BASE64.test(md5)) return { status: 400, code: 'InvalidDigest', message: 'The Content-MD5 you specified is not valid.' };
+    if (md5 !== digest('md5', 'base64')) {
+      return { status: 400, code: 'BadDigest', message: 'The Content-MD5 you specified did not match what we received.', extra: { ExpectedDigest: md5 } };
+    }
+  }
+  const checksum = header('x-amz-checksum-sha256');
+  if (checks.includes('checksum-sha256') && checksum !== undefined) {
+    if (!SHA256_BASE64.test(checksum)) return { status: 400, code: 'InvalidRequest', message: 'Value for x-amz-checksum-sha256 header is invalid.' };
+    if (checksum !== digest('sha256', 'base64')) return { status: 400, code: 'BadDigest', message: 'The SHA256 you specified did not match the calculated checksum.' };
+  }
+  const payload = header('x-amz-content-sha256');
+  if (checks.includes('payload-sha256') && payload !== undefined && payload !== 'UNSIGNED-PAYLOAD' && !payload.startsWith('STREAMING-')) {
+    if (!/^[0-9a-f]{64}$/.test(payload)) {
+      return { status: 400, code: 'InvalidArgument', message: 'x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD, STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER or a valid sha256 value.' };
+    }
+    const computed = digest('sha256', 'hex');
+    if (payload !== computed) {
+      return {
+        status: 400,
+        code: 'XAmzContentSHA256Mismatch',
+        message: "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        extra: { ClientComputedContentSHA256: payload, S3ComputedContentSHA256: computed },
+      };
+    }
+  }
+  return undefined;
 }
 
 /** @throws Error when the port cannot be bound. */
-export async function startFaultProxy(upstream: string, options: { writeOnly?: boolean } = {}): Promise<FaultProxy> {
+export async function startFaultProxy(upstream: string, options: { writeOnly?: boolean; verify?: readonly IntegrityCheck[] } = {}): Promise<FaultProxy> {
   const target = new URL(upstream);
   const rules: { rule: FaultRule; seen: number; fired: number }[] = [];
   const sockets = new Set<Socket>();
@@ -183,6 +257,7 @@ export async function startFaultProxy(upstream: string, options: { writeOnly?: b
 
   const state = {
     writeOnly: options.writeOnly ?? false,
+    verify: options.verify ?? ([] as readonly IntegrityCheck[]),
     requests: [] as ProxiedRequest[],
     bytesDownloaded: 0,
     bytesUploaded: 0,
@@ -207,8 +282,8 @@ export async function startFaultProxy(upstream: string, options: { writeOnly?: b
     return undefined;
   };
 
-  const sendError = (res: ServerResponse, req: IncomingMessage, record: ProxiedRequest, status: number, code: string, message: string): void => {
-    const body = record.method === 'HEAD' ? '' : s3ErrorXml(code, message, record.path);
+  const sendError = (res: ServerResponse, req: IncomingMessage, record: ProxiedRequest, status: number, code: string, message: string, extra?: Record<string, string>): void => {
+    const body = record.method === 'HEAD' ? '' : s3ErrorXml(code, message, record.path, extra);
     record.status = status;
     // Drain the request body so the connection stays usable for the next request.
     req.resume();
@@ -240,7 +315,25 @@ export async function startFaultProxy(upstream: string, options: { writeOnly?: b
         state.bytesUploaded += chunk.length;
         chunks.push(chunk);
       });
-      req.on('end', () => upstreamReq.end(Buffer.concat(chunks)));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        if (fault?.kind === 'corrupt-request' && body.length > 0) {
+          const at = Math.min(fault.offset ?? Math.floor(body.length / 2), body.length - 1);
+          body[at] = body[at]! ^ 0xff;
+        }
+        const refused = integrityError(req.headers, body, state.verify);
+        if (refused) {
+          // Never forwarded: drop the unused upstream request quietly (its error handler would
+          // cut the client's connection).
+          upstreamReq.removeAllListeners('error');
+          upstreamReq.on('error', () => undefined);
+          upstreamReq.destroy();
+          record.fault = 'integrity';
+          sendError(res, req, record, refused.status, refused.code, refused.message, refused.extra);
+          return;
+        }
+        upstreamReq.end(body);
+      });
       req.on('close', () => {
         if (!req.complete) upstreamReq.destroy();
       });
@@ -405,6 +498,12 @@ export async function startFaultProxy(upstream: string, options: { writeOnly?: b
     },
     set writeOnly(value: boolean) {
       state.writeOnly = value;
+    },
+    get verify() {
+      return state.verify;
+    },
+    set verify(value: readonly IntegrityCheck[]) {
+      state.verify = value;
     },
     get requests() {
       return state.requests;

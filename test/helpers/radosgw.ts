@@ -3,8 +3,9 @@
  * memstore, rgw with the beast frontend on 127.0.0.1), its own fsid and temp directory, started
  * ONCE per vitest run by the global setup (test/helpers/radosgw-setup.ts) in the background, so
  * its ~12 s start overlaps the first test files. Unlike s3rver it enforces SigV4, If-None-Match
- * (412), Content-MD5 (BadDigest), versioning and Object Lock. Quirks: x-amz-checksum-* is not
- * validated; CompleteMultipartUpload answers an empty ETag and ignores If-None-Match.
+ * (412), Content-MD5 (BadDigest), the signed payload hash (x-amz-content-sha256), versioning and
+ * Object Lock. Quirks: x-amz-checksum-* is not validated; CompleteMultipartUpload answers an
+ * empty ETag and ignores If-None-Match.
  *
  * API (in a test file)
  *   const rgw = radosgwTarget();        // { missing: reason } when radosgw is not installed

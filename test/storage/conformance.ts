@@ -40,7 +40,7 @@ export async function readAll(stream: Readable): Promise<Buffer> {
 }
 
 /** A re-openable stream body that yields `bytes` in chunks of `chunk` bytes. */
-export function streamBody(bytes: Buffer, chunk = 64 * 1024): PutBody & { opened: number } {
+export function streamBody(bytes: Buffer, chunk = 64 * 1024): Exclude<PutBody, Buffer> & { opened: number } {
   const body = {
     size: bytes.length,
     opened: 0,
@@ -258,10 +258,22 @@ export function storageConformance(name: string, open: () => Promise<Conformance
     });
 
     if (options.verifiesChecksum) {
-      it('refuses bytes that do not match the given SHA-256', async () => {
-        const bytes = randomBytes(1000);
-        await expectStorageError(store.put('checksum/bad', bytes, { sha256: sha256(Buffer.from('other')) }), 'permanent');
-        await expectStorageError(store.stat('checksum/bad'), 'not-found');
+      it('refuses bytes that do not match the given SHA-256, naming the object, and stores nothing', async () => {
+        // One byte differs from what the caller hashed: a buffer, a stream, and (when the store
+        // has multipart settings) a multipart upload of each.
+        const sizes = [1000, ...(options.multipart ? [options.multipart.threshold + options.multipart.partSize + 1] : [])];
+        for (const size of sizes) {
+          const bytes = randomBytes(size);
+          const changed = Buffer.from(bytes);
+          changed[size - 1]! ^= 1;
+          for (const [name, body] of [
+            [`checksum/bad-buffer-${size}`, changed],
+            [`checksum/bad-stream-${size}`, streamBody(changed)],
+          ] as const) {
+            await expectStorageError(store.put(name, body, { sha256: sha256(bytes) }), 'permanent', new RegExp(name));
+            await expectStorageError(store.stat(name), 'not-found');
+          }
+        }
       });
     }
 

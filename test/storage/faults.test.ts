@@ -12,7 +12,7 @@ import { openStorage } from '../../src/storage/open.js';
 import type { RetryOptions } from '../../src/storage/retry.js';
 import { S3Storage, type S3StorageOptions } from '../../src/storage/s3.js';
 import type { S3StorageSpec, Storage } from '../../src/storage/types.js';
-import { startFaultProxy, WRITE_OPERATIONS, type FaultProxy, type ProxiedRequest } from '../helpers/faultProxy.js';
+import { INTEGRITY_CHECKS, startFaultProxy, WRITE_OPERATIONS, type FaultProxy, type ProxiedRequest } from '../helpers/faultProxy.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { expectBytes, expectStorageError, readAll, sha256, streamBody } from './conformance.js';
 
@@ -28,7 +28,8 @@ const stores: Storage[] = [];
 
 beforeAll(async () => {
   s3 = await startS3rver();
-  proxy = await startFaultProxy(s3.endpoint);
+  // Checks Content-MD5 and the SHA-256 headers of every upload as S3 does (s3rver checks none).
+  proxy = await startFaultProxy(s3.endpoint, { verify: INTEGRITY_CHECKS });
 });
 afterAll(async () => {
   await Promise.all(stores.map((s) => s.close()));

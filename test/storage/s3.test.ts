@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Storage } from '../../src/storage/s3.js';
 import { openStorage } from '../../src/storage/open.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
+import { INTEGRITY_CHECKS, startFaultProxy, type FaultProxy } from '../helpers/faultProxy.js';
 import { radosgwTarget } from '../helpers/radosgw.js';
 import { storageConformance } from './conformance.js';
 
@@ -14,7 +14,8 @@ let s3: S3rverHandle;
 let proxy: FaultProxy;
 const ready = (async () => {
   s3 = await startS3rver();
-  proxy = await startFaultProxy(s3.endpoint);
+  // The proxy checks Content-MD5 and the SHA-256 headers as S3 does (s3rver checks none).
+  proxy = await startFaultProxy(s3.endpoint, { verify: INTEGRITY_CHECKS });
 })();
 afterAll(async () => {
   await proxy?.close();
@@ -45,7 +46,7 @@ storageConformance(
       cleanup: async () => proxy.clearFaults(),
     };
   },
-  { multipart },
+  { multipart, verifiesChecksum: true },
 );
 
 const rgw = radosgwTarget();
@@ -58,8 +59,10 @@ describe.skipIf(rgw.missing)(`on radosgw${rgw.label}`, () => {
     const spec = rgwServer.spec(bucket, prefix, { multipartThreshold: multipart.threshold, partSize: multipart.partSize });
     return new S3Storage(endpoint ? { ...spec, endpoint: await endpoint(spec.endpoint!) } : spec, s3Options);
   };
-  // radosgw verifies Content-MD5 but not x-amz-checksum-sha256, so verifiesChecksum stays off.
-  storageConformance('s3 via radosgw', async () => ({ storage: await server('direct/') }), { multipart, exactKeyOrder: true, noOverwrite: true });
+  // radosgw verifies Content-MD5 and the signed payload hash (x-amz-content-sha256, the caller's
+  // SHA-256 on a PutObject), not x-amz-checksum-sha256; a multipart upload's SHA-256 is checked
+  // by the store itself.
+  storageConformance('s3 via radosgw', async () => ({ storage: await server('direct/') }), { multipart, exactKeyOrder: true, noOverwrite: true, verifiesChecksum: true });
   storageConformance(
     's3 via radosgw behind the fault proxy, retry and limit',
     async () => {
@@ -69,7 +72,7 @@ describe.skipIf(rgw.missing)(`on radosgw${rgw.label}`, () => {
       const { RetryStorage } = await import('../../src/storage/retry.js');
       return { storage: new RetryStorage(raw, { baseDelayMs: 5, maxDelayMs: 50, maxAttempts: 10 }) };
     },
-    { multipart, exactKeyOrder: true, noOverwrite: true },
+    { multipart, exactKeyOrder: true, noOverwrite: true, verifiesChecksum: true },
   );
 });
 
