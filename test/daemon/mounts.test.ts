@@ -1,0 +1,114 @@
+/**
+ * The daemon's watcher and dirty scan across real mount points (root only; skipped visibly
+ * otherwise): they follow the walker's rule (src/fs/mounts.ts). A devtmpfs below a source dir is
+ * never watched nor listed; a tmpfs is, unless `one_file_system` is set. devtmpfs stands for the
+ * pseudo file systems here: it is small, and statfs cannot tell it from tmpfs. Nothing is ever
+ * written into it (it is the machine's /dev).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { scanSources, selfPaths } from '../../src/backup/index.js';
+import type { Config } from '../../src/config/index.js';
+import { DirtySet, LIST, SELF, TREE } from '../../src/daemon/dirty.js';
+import { SourceMap, dirtyScan } from '../../src/daemon/scan.js';
+import { treeFingerprint } from '../../src/daemon/tree.js';
+import { inotifyWatcher, type Watcher } from '../../src/daemon/watcher.js';
+import { canMount, isRoot, mount, mountsBelow, unmountBelow } from '../helpers/mounts.js';
+import { makeWorkspace, type Workspace } from '../backup/helpers.js';
+import { collect, describeEntries, openRecord, recordFullScan } from './kit.js';
+
+const mountable = isRoot && canMount('tmpfs') && canMount('devtmpfs');
+const why = mountable ? '' : isRoot ? ' (skipped: cannot mount tmpfs and devtmpfs here)' : ' (skipped: needs root to mount file systems)';
+
+let ws: Workspace | undefined;
+let watcher: Watcher | undefined;
+afterEach(() => {
+  watcher?.close();
+  watcher = undefined;
+  if (ws === undefined) return;
+  // Never delete (or chmod -R) through a mount that is still there: devtmpfs is the real /dev.
+  unmountBelow(ws.root);
+  const left = mountsBelow(ws.root);
+  if (left.length > 0) throw new Error(`not removing ${ws.root}: still mounted: ${left.join(', ')}`);
+  ws.cleanup();
+  ws = undefined;
+});
+
+/** src/file, src/dev (devtmpfs), src/tmp (tmpfs with data and a subdirectory). */
+function mountedWorkspace(): Workspace {
+  ws = makeWorkspace();
+  writeFileSync(join(ws.src, 'file'), 'x');
+  mkdirSync(join(ws.src, 'dev'));
+  mkdirSync(join(ws.src, 'tmp'));
+  mount('devtmpfs', join(ws.src, 'dev'));
+  mount('tmpfs', join(ws.src, 'tmp'), ['-o', 'size=1m']);
+  mkdirSync(join(ws.src, 'tmp', 'sub'));
+  writeFileSync(join(ws.src, 'tmp', 'sub', 'data'), 'on the tmpfs');
+  return ws;
+}
+
+/** Paths of entries below the source dir. */
+function below(config: Config, lines: string[]): string[] {
+  const src = config.sourceDirs[0]!.slice(1) + '/';
+  return lines.map((l) => l.split(' ')[0]!).filter((p) => p.startsWith(src)).map((p) => p.slice(src.length));
+}
+
+describe('daemon across mount points', () => {
+  it.skipIf(!mountable)(`the watcher watches no pseudo file system, and with one_file_system no other device${why}`, async () => {
+    const w = mountedWorkspace();
+    const watched = async (config: Config): Promise<number> => {
+      const map = new SourceMap(config, selfPaths(config));
+      const errors: Error[] = [];
+      watcher = inotifyWatcher({
+        roots: map.sources.map((s) => ({ dir: s.dir, exclude: s.exclude })),
+        oneFileSystem: config.oneFileSystem === true,
+        onChange: () => undefined,
+        onError: (err) => errors.push(err),
+      });
+      await watcher.ready;
+      expect(errors).toEqual([]);
+      const n = watcher.watchedDirs;
+      watcher.close();
+      return n;
+    };
+    // src, tmp, tmp/sub: not dev (the machine's /dev has subdirectories: block, char, ...).
+    expect(await watched(w.writeConfig())).toBe(3);
+    expect(await watched(w.writeConfig('one_file_system: true'))).toBe(1);
+  });
+
+  it.skipIf(!mountable)(`the dirty scan lists no pseudo file system and, with one_file_system, no other device${why}`, async () => {
+    const w = mountedWorkspace();
+    for (const oneFileSystem of [false, true]) {
+      const config = w.writeConfig(`one_file_system: ${oneFileSystem}`);
+      await recordFullScan(config);
+      // A new directory with a tmpfs and a devtmpfs in it, walked whole (TREE), and the
+      // recorded mount points listed again (LIST), as a watcher's events would mark them.
+      const fresh = join(w.src, `fresh-${oneFileSystem}`);
+      mkdirSync(join(fresh, 'dev'), { recursive: true });
+      mkdirSync(join(fresh, 'tmp'));
+      mount('devtmpfs', join(fresh, 'dev'));
+      mount('tmpfs', join(fresh, 'tmp'), ['-o', 'size=1m']);
+      writeFileSync(join(fresh, 'tmp', 'data'), 'x');
+      const marks = new DirtySet();
+      const rel = (p: string): Buffer => Buffer.from(join(w.src, p).slice(1));
+      marks.mark(rel(`fresh-${oneFileSystem}`), SELF | TREE);
+      marks.mark(rel(''), SELF | LIST);
+      marks.mark(rel('dev'), SELF | LIST);
+      marks.mark(rel('tmp'), SELF | LIST);
+      const dirty = describeEntries(await collect(dirtyScan({ openTree: openRecord(config), marks }), config));
+      const full = describeEntries(await collect(scanSources, config));
+      expect(dirty).toEqual(full);
+      const paths = below(config, dirty);
+      expect(paths.filter((p) => p.startsWith('dev/') || p.includes('/dev/'))).toEqual([]);
+      expect(paths).toContain('dev');
+      expect(paths).toContain(`fresh-${oneFileSystem}/dev`);
+      expect(paths.includes('tmp/sub/data')).toBe(!oneFileSystem);
+      expect(paths.includes(`fresh-${oneFileSystem}/tmp/data`)).toBe(!oneFileSystem);
+      expect(paths).toContain(`fresh-${oneFileSystem}/tmp`);
+    }
+    // The scan record of one setting is no record for the other.
+    const self = selfPaths(w.config());
+    expect(treeFingerprint(w.writeConfig('one_file_system: true'), self)).not.toBe(treeFingerprint(w.writeConfig(), self));
+  });
+});
