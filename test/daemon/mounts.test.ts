@@ -3,8 +3,10 @@
  * otherwise): they follow the walker's rule (src/fs/mounts.ts). A devtmpfs below a source dir is
  * never watched nor listed; a tmpfs is, unless `one_file_system` is set. devtmpfs stands for the
  * pseudo file systems here: it is small, and statfs cannot tell it from tmpfs. Nothing is ever
- * written into it (it is the machine's /dev).
+ * written into it (it is the machine's /dev). And `backup --daemon --one-file-system` as a real
+ * process: the flag applies, and still applies after a SIGHUP reload.
  */
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -16,7 +18,8 @@ import { treeFingerprint } from '../../src/daemon/tree.js';
 import { inotifyWatcher, type Watcher } from '../../src/daemon/watcher.js';
 import { canMount, isRoot, mount, mountsBelow, unmountBelow } from '../helpers/mounts.js';
 import { makeWorkspace, type Workspace } from '../backup/helpers.js';
-import { collect, describeEntries, openRecord, recordFullScan } from './kit.js';
+import { cliNodeArgs } from '../restore/helpers.js';
+import { collect, describeEntries, openRecord, recordFullScan, waitFor } from './kit.js';
 
 const mountable = isRoot && canMount('tmpfs') && canMount('devtmpfs');
 const why = mountable ? '' : isRoot ? ' (skipped: cannot mount tmpfs and devtmpfs here)' : ' (skipped: needs root to mount file systems)';
@@ -111,4 +114,37 @@ describe('daemon across mount points', () => {
     const self = selfPaths(w.config());
     expect(treeFingerprint(w.writeConfig('one_file_system: true'), self)).not.toBe(treeFingerprint(w.writeConfig(), self));
   });
+
+  it.skipIf(!mountable)(`backup --daemon --one-file-system: watches one file system, and a SIGHUP reload keeps the flag${why}`, async () => {
+    const w = mountedWorkspace();
+    w.writeConfig('backup_interval: 1s\nfull_scan_interval: 1h\nmin_time_between_run: 0');
+    const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+    const args = [...cliNodeArgs(), cli, 'backup', w.configPath, '--daemon', '--json', '--one-file-system'];
+    const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const events: { type: string; [k: string]: unknown }[] = [];
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
+        events.push(JSON.parse(out.slice(0, nl)) as (typeof events)[number]);
+        out = out.slice(nl + 1);
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exit = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    const next = (type: string): Promise<(typeof events)[number]> =>
+      waitFor(`'${type}' from the daemon (events: ${events.map((e) => e.type).join(', ')}; stderr: ${err})`, () => events.find((e) => e.type === type), 30_000);
+    try {
+      // Only the source dir: not tmp and tmp/sub on the tmpfs, nor anything on the devtmpfs.
+      expect((await next('watching')).directories).toBe(1);
+      await next('run');
+      child.kill('SIGHUP');
+      // The reloaded config has one_file_system from the flag again: nothing changed.
+      expect((await next('reloaded')).changed).toEqual([]);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      expect(await exit).toBe(0);
+    }
+  }, 60_000);
 });
