@@ -4,10 +4,8 @@
  * backed up unless `one_file_system` (config key or `--one-file-system`) is set, and then its
  * mount point is in the snapshot, empty.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canMount, isRoot, mount, mountsBelow, unmountBelow } from '../helpers/mounts.js';
+import { canMount, isRoot, mountTestTree, unmountAll } from '../helpers/mounts.js';
 import { cleanEnv, ensureBuilt, runCli } from './cli.js';
 import { makeWorkspace, type Workspace } from './helpers.js';
 
@@ -20,20 +18,12 @@ beforeAll(() => {
   if (!mountable) return;
   ensureBuilt();
   ws = makeWorkspace();
-  writeFileSync(join(ws.src, 'file'), 'on the source file system');
-  mkdirSync(join(ws.src, 'proc'));
-  mkdirSync(join(ws.src, 'tmp'));
-  mount('proc', join(ws.src, 'proc'));
-  mount('tmpfs', join(ws.src, 'tmp'), ['-o', 'size=1m']);
-  writeFileSync(join(ws.src, 'tmp', 'data'), 'on the tmpfs');
+  mountTestTree(ws.src, 'proc', 'proc');
 }, 120_000);
 
 afterAll(() => {
   if (ws === undefined) return;
-  // Never delete (or chmod -R) through a mount that is still there.
-  unmountBelow(ws.root);
-  const left = mountsBelow(ws.root);
-  if (left.length > 0) throw new Error(`not removing ${ws.root}: still mounted: ${left.join(', ')}`);
+  unmountAll(ws.root); // never delete (or chmod -R) through a mount that is still there
   ws.cleanup();
 });
 
@@ -51,7 +41,7 @@ async function backupAndList(args: string[], configExtra = ''): Promise<string[]
 
 describe('backup across mount points', () => {
   it.skipIf(!mountable)(`records a mounted proc but never walks it; backs up a tmpfs${why}`, async () => {
-    expect(await backupAndList([])).toEqual(['file', 'proc', 'tmp', 'tmp/data']);
+    expect(await backupAndList([])).toEqual(['file', 'proc', 'tmp', 'tmp/sub', 'tmp/sub/data']);
   }, 60_000);
 
   it.skipIf(!mountable)(`--one-file-system records the tmpfs mount point, empty${why}`, async () => {
@@ -61,6 +51,6 @@ describe('backup across mount points', () => {
   it.skipIf(!mountable)(`one_file_system: true in the config does the same${why}`, async () => {
     expect(await backupAndList([], 'one_file_system: true')).toEqual(['file', 'proc', 'tmp']);
     // And false is the default: the tmpfs is backed up again.
-    expect(await backupAndList([], 'one_file_system: false')).toEqual(['file', 'proc', 'tmp', 'tmp/data']);
+    expect(await backupAndList([], 'one_file_system: false')).toEqual(['file', 'proc', 'tmp', 'tmp/sub', 'tmp/sub/data']);
   }, 60_000);
 });

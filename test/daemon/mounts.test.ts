@@ -16,7 +16,7 @@ import { DirtySet, LIST, SELF, TREE } from '../../src/daemon/dirty.js';
 import { SourceMap, dirtyScan } from '../../src/daemon/scan.js';
 import { treeFingerprint } from '../../src/daemon/tree.js';
 import { inotifyWatcher, type Watcher } from '../../src/daemon/watcher.js';
-import { canMount, isRoot, mount, mountsBelow, unmountBelow } from '../helpers/mounts.js';
+import { canMount, isRoot, mount, mountTestTree, unmountAll } from '../helpers/mounts.js';
 import { makeWorkspace, type Workspace } from '../backup/helpers.js';
 import { cliNodeArgs } from '../restore/helpers.js';
 import { collect, describeEntries, openRecord, recordFullScan, waitFor } from './kit.js';
@@ -30,10 +30,7 @@ afterEach(() => {
   watcher?.close();
   watcher = undefined;
   if (ws === undefined) return;
-  // Never delete (or chmod -R) through a mount that is still there: devtmpfs is the real /dev.
-  unmountBelow(ws.root);
-  const left = mountsBelow(ws.root);
-  if (left.length > 0) throw new Error(`not removing ${ws.root}: still mounted: ${left.join(', ')}`);
+  unmountAll(ws.root); // never delete (or chmod -R) through a mount: devtmpfs is the real /dev
   ws.cleanup();
   ws = undefined;
 });
@@ -41,13 +38,7 @@ afterEach(() => {
 /** src/file, src/dev (devtmpfs), src/tmp (tmpfs with data and a subdirectory). */
 function mountedWorkspace(): Workspace {
   ws = makeWorkspace();
-  writeFileSync(join(ws.src, 'file'), 'x');
-  mkdirSync(join(ws.src, 'dev'));
-  mkdirSync(join(ws.src, 'tmp'));
-  mount('devtmpfs', join(ws.src, 'dev'));
-  mount('tmpfs', join(ws.src, 'tmp'), ['-o', 'size=1m']);
-  mkdirSync(join(ws.src, 'tmp', 'sub'));
-  writeFileSync(join(ws.src, 'tmp', 'sub', 'data'), 'on the tmpfs');
+  mountTestTree(ws.src, 'devtmpfs', 'dev');
   return ws;
 }
 

@@ -4,7 +4,7 @@
  * delete the machine's device nodes: `removeTree` refuses while anything is mounted below.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -45,10 +45,29 @@ export function unmountBelow(dir: string): void {
   }
 }
 
-/** Unmounts what is below `dir`, then removes it; refuses (throws) while anything stays mounted. */
-export function removeTree(dir: string): void {
+/** Unmounts what is below `dir`; throws while anything stays mounted, so nothing deletes through it. */
+export function unmountAll(dir: string): void {
   unmountBelow(dir);
   const left = mountsBelow(dir);
   if (left.length > 0) throw new Error(`not removing ${dir}: still mounted: ${left.join(', ')}`);
+}
+
+/** Unmounts what is below `dir`, then removes it; refuses (throws) while anything stays mounted. */
+export function removeTree(dir: string): void {
+  unmountAll(dir);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A source tree with mounts: `src/file`, a pseudo file system (`type`) mounted at `src/<at>`, and
+ * a tmpfs at `src/tmp` holding `sub/data`. Nothing is written into the pseudo file system.
+ */
+export function mountTestTree(src: string, type: 'proc' | 'devtmpfs', at: string): void {
+  writeFileSync(join(src, 'file'), 'on the source file system');
+  mkdirSync(join(src, at));
+  mkdirSync(join(src, 'tmp'));
+  mount(type, join(src, at));
+  mount('tmpfs', join(src, 'tmp'), ['-o', 'size=1m']);
+  mkdirSync(join(src, 'tmp', 'sub'));
+  writeFileSync(join(src, 'tmp', 'sub', 'data'), 'on the tmpfs');
 }
