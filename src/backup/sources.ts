@@ -89,9 +89,10 @@ export interface ScanOptions {
 
 /**
  * Every entry of the config's source dirs, in snapshot path order (see src/fs/walk.ts), each
- * directory before its contents, not descending into pseudo file systems nor, with
- * `one_file_system`, into other devices than each source dir's (src/fs/mounts.ts), with `entry.linkGroup` and `hardLinkTo` assigned over all
- * sources. Per-entry problems go to `onWarning`; nothing about one entry throws.
+ * directory before its contents, with `entry.linkGroup` and `hardLinkTo` assigned over all
+ * sources. Pseudo file systems below a source dir, and with `one_file_system` every other device
+ * than the source dir's, are recorded but not descended into (src/fs/mounts.ts). Per-entry
+ * problems go to `onWarning`; nothing about one entry throws.
  * @throws UsageError for overlapping source dirs; the signal's reason once aborted.
  */
 export function scanSources(config: Pick<Config, 'exclude' | 'sourceDirs' | 'oneFileSystem'>, options: ScanOptions): AsyncGenerator<SourceEntry> {
