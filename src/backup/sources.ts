@@ -90,13 +90,16 @@ export interface ScanOptions {
 /**
  * Every entry of the config's source dirs, in snapshot path order (see src/fs/walk.ts), each
  * directory before its contents, with `entry.linkGroup` and `hardLinkTo` assigned over all
- * sources. Per-entry problems go to `onWarning`; nothing about one entry throws.
+ * sources. Pseudo file systems below a source dir, and with `one_file_system` every other device
+ * than the source dir's, are recorded but not descended into (src/fs/mounts.ts). Per-entry
+ * problems go to `onWarning`; nothing about one entry throws.
  * @throws UsageError for overlapping source dirs; the signal's reason once aborted.
  */
-export function scanSources(config: Pick<Config, 'exclude' | 'sourceDirs'>, options: ScanOptions): AsyncGenerator<SourceEntry> {
+export function scanSources(config: Pick<Config, 'exclude' | 'sourceDirs' | 'oneFileSystem'>, options: ScanOptions): AsyncGenerator<SourceEntry> {
   // Plain functions around the generators, not `yield*`: each delegation costs a promise per entry.
+  const oneFileSystem = config.oneFileSystem === true;
   const streams = config.sourceDirs.map((dir) =>
-    walk([dir], { exclude: excludeFor(config, dir, options.self), signal: options.signal, onWarning: options.onWarning }),
+    walk([dir], { exclude: excludeFor(config, dir, options.self), oneFileSystem, signal: options.signal, onWarning: options.onWarning }),
   );
   return withHardLinks(streams.length === 1 ? streams[0]! : mergeByPath(streams));
 }

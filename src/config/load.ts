@@ -28,6 +28,11 @@ export interface Config {
   sourceDirs: string[];
   /** Exclude patterns as written (src/config/exclude.ts); see `excludeMatcherFor`. */
   exclude: string[];
+  /**
+   * Do not descend into directories on another file system than their source dir
+   * (`one_file_system`; src/fs/mounts.ts). parseConfig always sets it; absent means false.
+   */
+  oneFileSystem?: boolean;
   /** Age X25519 recipients (`age1…`, lower case, deduplicated), in the order given. */
   recipients: string[];
   storage: StorageSpec;
@@ -130,6 +135,7 @@ export function defaultIndexPath(options: Pick<ParseConfigOptions, 'env' | 'uid'
 const TOP_KEYS = [
   'source_dirs',
   'exclude',
+  'one_file_system',
   'age_recipient',
   'age_recipients',
   'age_recipients_file',
@@ -805,6 +811,8 @@ export function parseConfig(text: string, sourceName: string, options: ParseConf
 
   const sourceDirs = readSourceDirs(r, top.get('source_dirs'));
   const exclude = readExcludes(r, top.get('exclude'), sourceDirs);
+  const oneFsEntry = top.get('one_file_system');
+  const oneFileSystem = oneFsEntry ? r.boolean(oneFsEntry) : false;
   const baseDir = options.baseDir ?? dirname(resolve(sourceName));
   const recipients = readRecipients(r, top, baseDir, options.readFile ?? ((p) => readFileSync(p, 'utf8')));
   const storage = readStorage(r, top);
@@ -900,6 +908,7 @@ export function parseConfig(text: string, sourceName: string, options: ParseConf
   return {
     sourceDirs: sourceDirs!,
     exclude: exclude!,
+    oneFileSystem: oneFileSystem!,
     recipients: recipients!,
     storage: storage!,
     backupInterval: backupInterval!,

@@ -77,6 +77,7 @@ function changedKeys(a: Config, b: Config): string[] {
   const pairs: [string, unknown, unknown][] = [
     ['source_dirs', a.sourceDirs, b.sourceDirs],
     ['exclude', a.exclude, b.exclude],
+    ['one_file_system', a.oneFileSystem === true, b.oneFileSystem === true],
     ['age_recipients', a.recipients, b.recipients],
     ['store', a.storage, b.storage],
     ['backup_interval', a.backupInterval, b.backupInterval],
@@ -234,7 +235,7 @@ export class Daemon {
     this.config = next;
     const changed = changedKeys(old, next);
     if (changed.includes('compression_level')) await this.releasePool();
-    const watched = ['source_dirs', 'exclude', 'index_path', 'store'];
+    const watched = ['source_dirs', 'exclude', 'one_file_system', 'index_path', 'store'];
     if (changed.some((k) => watched.includes(k))) {
       // Other sources or excludes: the record no longer fits (its fingerprint changes) and the
       // next run walks everything; the old marks mean nothing any more.
@@ -258,6 +259,7 @@ export class Daemon {
     let failed = false;
     const watcher = factory({
       roots: map.sources.map((s) => ({ dir: s.dir, exclude: s.exclude })),
+      oneFileSystem: this.config.oneFileSystem === true,
       onChange: (abs, flags) => {
         if (this.watcherToken === token && !map.ignores(abs)) this.dirty.markAbs(abs, flags);
       },

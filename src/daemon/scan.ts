@@ -6,7 +6,9 @@
  *   and their ancestors excepted: they are stat'ed every time). A marked path is
  *   re-stat'ed; a marked directory whose names may have changed (LIST) is read again and its new
  *   names are walked, its vanished names dropped with their subtrees; a directory that is new,
- *   replaced (another inode) or marked TREE is walked whole.
+ *   replaced (another inode) or marked TREE is walked whole. Like the walker, it never lists a
+ *   directory below a source dir where a pseudo file system is mounted, nor, with
+ *   `one_file_system`, one on another device than its source dir (src/fs/mounts.ts).
  * - `diffTree`: the full stat scan. Walks everything (scanSources) and compares it with the
  *   record; the differences become dirty marks, so a full scan that finds nothing writes no
  *   snapshot, and one that finds something backs up through `dirtyScan`.
@@ -25,7 +27,7 @@ import { resolve as resolvePath } from 'node:path';
 import { excludeFor, scanSources, withHardLinks, type ScanOptions, type SelfPaths, type SourceEntry } from '../backup/index.js';
 import type { Config } from '../config/index.js';
 import { VaultikError, errorMessage } from '../errors.js';
-import { displayPath, fileStatOf, joinAbsPath, joinEntryPath, readDirectory, sameStat, walkedEntryOf, type FileStat, type WalkOperation } from '../fs/index.js';
+import { MountFilter, displayPath, fileStatOf, joinAbsPath, joinEntryPath, readDirectory, sameStat, walkedEntryOf, type FileStat, type WalkOperation } from '../fs/index.js';
 import type { Entry } from '../snapshot/types.js';
 import { DirtySet, LIST, SELF, TREE, parentPath } from './dirty.js';
 import type { TreeRecord, TreeWriter } from './tree.js';
@@ -294,6 +296,9 @@ class DirtyWalk {
   private readonly replaced = new Set<string>();
   /** Recorded names of each directory to re-list (latin1 dir → latin1 names). */
   private readonly listed = new Map<string, Set<string>>();
+  private readonly mounts: MountFilter;
+  /** Each source dir's device, stat'ed when a directory of it is first listed. */
+  private readonly rootDevs = new Map<SourceInfo, bigint>();
 
   constructor(
     config: Config,
@@ -301,6 +306,22 @@ class DirtyWalk {
     private readonly input: DirtyScanInput,
   ) {
     this.map = new SourceMap(config, options.self);
+    this.mounts = new MountFilter({ oneFileSystem: config.oneFileSystem === true });
+  }
+
+  /** Whether a directory's names are listed: the walker's mount rule (src/fs/mounts.ts). */
+  private async descends(abs: Buffer, st: FileStat, loc: Extract<Location, { kind: 'inside' }>): Promise<boolean> {
+    if (loc.rel === '') return true;
+    let rootDev = this.rootDevs.get(loc.source);
+    if (rootDev === undefined) {
+      try {
+        rootDev = (await stat(loc.source.dir, { bigint: true })).dev;
+      } catch {
+        return true; // the source dir is gone: listing anything below it fails and is reported
+      }
+      this.rootDevs.set(loc.source, rootDev);
+    }
+    return this.mounts.decide(abs, st.dev, rootDev) === 'descend';
   }
 
   async *entries(): AsyncGenerator<SourceEntry> {
@@ -435,6 +456,7 @@ class DirtyWalk {
 
   /** Reads a directory again: vanished names are dropped, new ones walked. */
   private async relist(path: Buffer, abs: Buffer, dirStat: FileStat, loc: Extract<Location, { kind: 'inside' }>, follow: boolean): Promise<void> {
+    if (!(await this.descends(abs, dirStat, loc))) return;
     let names: Buffer[];
     try {
       names = await readDirectory(abs, dirStat, follow);
@@ -454,6 +476,7 @@ class DirtyWalk {
 
   /** Queues every name of a directory that is walked whole. */
   async expand(dir: SourceEntry, loc: Extract<Location, { kind: 'inside' }>): Promise<void> {
+    if (!(await this.descends(dir.absPath, dir.stat, loc))) return;
     let names: Buffer[];
     try {
       names = await readDirectory(dir.absPath, dir.stat, loc.rel === '');

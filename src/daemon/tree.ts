@@ -7,8 +7,8 @@
  * - The record is written while a run scans (to `<file>.tmp`) and renamed into place only after
  *   that run wrote its snapshot; a failed or interrupted run leaves the previous record, and the
  *   dirty marks it was given are handed back, so together they still cover every change.
- * - It is bound to what decides which entries exist (source dirs, excludes, the backup's own
- *   paths: `treeFingerprint`). Another fingerprint, a missing or truncated file: the record is
+ * - It is bound to what decides which entries exist (source dirs, excludes, one_file_system, the
+ *   backup's own paths: `treeFingerprint`). Another fingerprint, a missing or truncated file: the record is
  *   unusable and the daemon backs up with a full walk, which writes a new one.
  * - It is only an optimisation: deleting it costs one full walk. It holds file names and stat
  *   data, like the state cache next to it (whose name prefix keeps it out of every backup), and is
@@ -43,9 +43,10 @@ export function treePathFor(indexPath: string): string {
 }
 
 /** What the set of scanned entries depends on: a record made under another fingerprint is stale. */
-export function treeFingerprint(config: Pick<Config, 'sourceDirs' | 'exclude'>, self: SelfPaths): string {
+export function treeFingerprint(config: Pick<Config, 'sourceDirs' | 'exclude' | 'oneFileSystem'>, self: SelfPaths): string {
+  const oneFileSystem = config.oneFileSystem === true;
   return createHash('sha256')
-    .update(JSON.stringify({ v: FORMAT_VERSION, sourceDirs: config.sourceDirs, exclude: config.exclude, self }))
+    .update(JSON.stringify({ v: FORMAT_VERSION, sourceDirs: config.sourceDirs, exclude: config.exclude, oneFileSystem, self }))
     .digest('hex');
 }
 

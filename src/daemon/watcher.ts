@@ -16,7 +16,9 @@
  *   may have been put in it before its watch existed.
  * - A watch is set before its directory is listed, so nothing created meanwhile is missed.
  * - Excluded paths are not watched (an excluded directory costs nothing) and changes to them are
- *   not reported. Names are raw bytes (`encoding: 'buffer'`): any file name works.
+ *   not reported. Nor is what lies below a mount point the backup does not descend into (a
+ *   pseudo file system; with `oneFileSystem`, any other device than its root's: the same rule
+ *   as the walker's, src/fs/mounts.ts). Names are raw bytes (`encoding: 'buffer'`): any file name works.
  * - Failure (the watch limit, a source dir removed or replaced, an error from a watch) closes
  *   the watcher and calls `onError` once: from then on its marks are incomplete, and the daemon
  *   falls back to full scans. It never throws out of an event.
@@ -29,7 +31,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readFile, readdir, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { errorMessage } from '../errors.js';
-import { displayPath, joinAbsPath } from '../fs/index.js';
+import { MountFilter, displayPath, joinAbsPath } from '../fs/index.js';
 import { LIST, SELF, TREE } from './dirty.js';
 
 /** A source dir to watch and its exclude predicate (backup/sources.ts excludeFor). */
@@ -40,6 +42,11 @@ export interface WatchRoot {
 
 export interface WatcherOptions {
   roots: readonly WatchRoot[];
+  /**
+   * Watch no directory on another device than its root (config `one_file_system`). Directories
+   * where a pseudo file system is mounted are never watched below a root (src/fs/mounts.ts).
+   */
+  oneFileSystem?: boolean;
   /**
    * An absolute path that may have changed and the dirty flags to set on it. Called from file
    * system events, synchronously; must not throw.
@@ -100,6 +107,7 @@ class DirectoryWatcher implements Watcher {
   private closed = false;
   private failed = false;
   private readonly rootInodes = new Map<WatchRoot, bigint>();
+  private readonly rootDevs = new Map<WatchRoot, bigint>();
   readonly ready: Promise<void>;
 
   constructor(private readonly options: WatcherOptions) {
@@ -122,6 +130,7 @@ class DirectoryWatcher implements Watcher {
       }
       if (!st.isDirectory()) throw new WatchError(`cannot watch source dir ${displayPath(root.dir)}: not a directory`, 'ENOTDIR');
       this.rootInodes.set(root, st.ino);
+      this.rootDevs.set(root, st.dev);
       await this.addTree(abs, root, '', undefined);
     }
   }
@@ -129,10 +138,13 @@ class DirectoryWatcher implements Watcher {
   /** Watches `abs` and every directory under it (depth first, an explicit stack: no recursion limit). */
   private async addTree(abs: Buffer, root: WatchRoot, rel: string, parent: string | undefined): Promise<void> {
     const stack = [{ abs, rel, parent }];
+    // Classifies devices afresh for each tree: a long-lived cache could outlive a mount whose
+    // device number is then reused by another.
+    const mounts = new MountFilter({ oneFileSystem: this.options.oneFileSystem === true });
     while (stack.length > 0) {
       if (this.closed || this.failed) return;
       const dir = stack.pop()!;
-      const key = await this.watchDir(dir.abs, root, dir.rel, dir.parent);
+      const key = await this.watchDir(dir.abs, root, dir.rel, dir.parent, mounts);
       if (key === undefined) continue;
       let entries;
       try {
@@ -151,7 +163,7 @@ class DirectoryWatcher implements Watcher {
   }
 
   /** Sets one directory's watch; its key, or undefined when it vanished or is watched already. */
-  private async watchDir(abs: Buffer, root: WatchRoot, rel: string, parent: string | undefined): Promise<string | undefined> {
+  private async watchDir(abs: Buffer, root: WatchRoot, rel: string, parent: string | undefined, mounts: MountFilter): Promise<string | undefined> {
     const key = abs.toString('latin1');
     if (this.dirs.has(key)) return undefined;
     let st;
@@ -161,6 +173,8 @@ class DirectoryWatcher implements Watcher {
       return undefined;
     }
     if (!st.isDirectory() || this.closed || this.failed || this.dirs.has(key)) return undefined;
+    const rootDev = this.rootDevs.get(root);
+    if (rel !== '' && rootDev !== undefined && mounts.decide(abs, st.dev, rootDev) !== 'descend') return undefined;
     let fsw: FSWatcher;
     try {
       fsw = watch(abs, { persistent: true, encoding: 'buffer' }, (type, name) => this.onEvent(key, type, name));

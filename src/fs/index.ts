@@ -27,4 +27,5 @@ export {
   type RestoreWarning,
   type TargetWriterOptions,
 } from './restoreWriter.js';
+export { MountFilter, PSEUDO_FS_TYPES, type MountDecision } from './mounts.js';
 export { UnsafePathError, splitEntryPath, joinEntryPath, joinAbsPath, displayPath } from './paths.js';

@@ -28,6 +28,10 @@
  *   children are lstat'ed by path, so a parent swapped between readdir and a child's lstat can
  *   make that lstat resolve through the swap; `openSourceFile`'s identity check cannot catch it
  *   because it compares with that same lstat.)
+ * - **Mounts.** A directory where a pseudo file system (proc, sysfs, devtmpfs, cgroup, …) is
+ *   mounted below a source dir is yielded but not descended into; with `oneFileSystem`, no
+ *   directory on another device than its source dir is (src/fs/mounts.ts). A source dir is
+ *   always walked, whatever it lies on.
  * - **Special files.** FIFOs, sockets and devices are recorded (mode, owner, rdev) and never
  *   opened.
  * - **Hard links.** Regular files with nlink > 1 get `entry.linkGroup` (same (dev, ino) → same
@@ -49,6 +53,7 @@ import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readd
 import { resolve as resolvePath } from 'node:path';
 import type { Entry, EntryType } from '../snapshot/types.js';
 import { UsageError, errorMessage } from '../errors.js';
+import { MountFilter } from './mounts.js';
 import { displayPath, joinAbsPath, joinEntryPath } from './paths.js';
 
 /** The parts of a file's stat that backup and the local state cache use. */
@@ -99,7 +104,11 @@ export interface WalkOptions {
    * Never called for the source dirs themselves or their ancestors.
    */
   exclude?: (relPath: string, isDir: boolean) => boolean;
-  /** Do not descend into directories on another device than their source dir (mount points are still recorded). */
+  /**
+   * Do not descend into directories on another device than their source dir (mount points are
+   * still recorded, empty). Pseudo file systems are never descended into below a source dir,
+   * with or without this (src/fs/mounts.ts).
+   */
   oneFileSystem?: boolean;
   /** Checked before each entry; the walk throws the signal's reason once it is aborted. */
   signal?: AbortSignal;
@@ -309,9 +318,11 @@ class Walker {
   private syncLstat = true;
   private syncCalls = 0;
   private slowCalls = 0;
+  private readonly mounts: MountFilter;
 
   constructor(private readonly options: WalkOptions) {
     if (options.threadPool === true) this.syncLstat = false;
+    this.mounts = new MountFilter({ oneFileSystem: options.oneFileSystem === true });
   }
 
   private warn(absPath: Buffer, op: WalkOperation, err: NodeJS.ErrnoException, what: string): void {
@@ -372,7 +383,7 @@ class Walker {
     }
     names.sort(Buffer.compare);
     const lookahead = new Lookahead(names.length, (i) => this.lstatChild(joinAbsPath(abs, names[i]!)));
-    const { exclude, oneFileSystem, signal } = this.options;
+    const { exclude, signal } = this.options;
     const visit = async (name: Buffer, i: number): Promise<Visit | undefined> => {
       signal?.throwIfAborted();
       const childAbs = joinAbsPath(abs, name);
@@ -389,7 +400,9 @@ class Walker {
       const childRel = joinEntryPath(rel, name);
       const self = await this.describe(childAbs, childRel, st);
       if (!self) return undefined;
-      if (!isDir || (oneFileSystem === true && st.dev !== rootDev)) return { self };
+      // A mount crossing (another device than the parent's, which was descended into): the
+      // mount rules decide (src/fs/mounts.ts); the mount point itself is recorded either way.
+      if (!isDir || (st.dev !== dirStat.dev && this.mounts.decide(childAbs, st.dev, rootDev) !== 'descend')) return { self };
       return { self, descend: () => this.dirLevel(childAbs, childRel, childSrcRel, st, rootDev, false) };
     };
     return { names, visit };

@@ -40,6 +40,7 @@ describe('parseConfig: a valid config', () => {
     expect(c).toEqual({
       sourceDirs: ['/etc', '/home/user/data'],
       exclude: [],
+      oneFileSystem: false,
       recipients: [R1],
       storage: { type: 'local', path: '/srv/backup', prefix: '' },
       backupInterval: 3_600_000,
@@ -53,6 +54,11 @@ describe('parseConfig: a valid config', () => {
       hostname: 'testhost',
       sourcePath: 'config.yaml',
     } satisfies Config);
+  });
+
+  it('reads one_file_system', () => {
+    expect(parse(base('one_file_system: true\n')).oneFileSystem).toBe(true);
+    expect(parse(base('one_file_system: false\n')).oneFileSystem).toBe(false);
   });
 
   it('defaults index_path by user: root, XDG_STATE_HOME, home', () => {
@@ -277,6 +283,9 @@ const cases: Case[] = [
   ['bad endpoint', base().replace('local: {path: /srv/backup}', 's3: {bucket: b, endpoint: "minio:9000"}'), ['config.yaml:3: s3.endpoint: "minio:9000" is not an http:// or https:// URL']],
   ['access key without secret', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  access_key_id: AK'), ['config.yaml:3: s3.secret_access_key: missing: access_key_id and secret_access_key go together']],
   ['session token alone', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  session_token: T'), ['config.yaml:5: s3.session_token: needs access_key_id and secret_access_key']],
+  ['one_file_system: yes', base('one_file_system: yes\n'), ['config.yaml:4: one_file_system: expected true or false, got "yes"']],
+  ['one_file_system without a value', base('one_file_system:\n'), ['config.yaml:4: one_file_system: has no value']],
+  ['one-file-system spelled as the flag', base('one-file-system: true\n'), ['config.yaml:4: one-file-system: unknown key; did you mean one_file_system?']],
   ['force_path_style: yes', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  force_path_style: yes'), ['config.yaml:5: s3.force_path_style: expected true or false, got "yes"']],
   ['conditional_writes: maybe', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  conditional_writes: maybe'), ['config.yaml:5: s3.conditional_writes: expected auto, true or false, got "maybe"']],
   ['conditional_writes: 1', base().replace('local: {path: /srv/backup}', 's3:\n  bucket: b\n  conditional_writes: 1'), ['config.yaml:5: s3.conditional_writes: expected auto, true or false, got 1']],

@@ -1,6 +1,7 @@
 /**
- * `vaultik backup <config.yaml> [--cron | --daemon] [--json]`: argument parsing and output mode
- * only; the run itself is runBackup() (src/backup), the daemon is src/daemon.
+ * `vaultik backup <config.yaml> [--cron | --daemon] [--json] [--one-file-system]`: argument
+ * parsing and output mode only; the run itself is runBackup() (src/backup), the daemon is
+ * src/daemon. `--one-file-system` sets the config's `one_file_system` (also after a reload).
  *
  * `--daemon` runs in the foreground until SIGTERM or SIGINT (exit 0; a run in progress is
  * cancelled, no snapshot half written); SIGHUP reloads the config. It logs one line per event
@@ -21,12 +22,13 @@ import { CronRenderer, JsonRenderer, TextRenderer, type BackupRenderer } from '.
 import { daemonLogLine } from '../render/daemon.js';
 import { JsonLines } from '../render/json.js';
 
-const USAGE = 'vaultik backup <config.yaml> [--cron | --daemon] [--json]';
+const USAGE = 'vaultik backup <config.yaml> [--cron | --daemon] [--json] [--one-file-system]';
 
 const OPTIONS = {
   cron: { type: 'boolean', help: 'print nothing on success, only warnings and errors (for cron and systemd timers)' },
   daemon: { type: 'boolean', help: 'keep running: watch the sources and back up on the schedule (SIGHUP reloads the config)' },
   json: { type: 'boolean', help: 'print JSON Lines (one object per event) instead of text' },
+  'one-file-system': { type: 'boolean', help: 'stay on the file system of each source dir (as one_file_system: true in the config)' },
 } as const satisfies CommandOptions;
 
 /**
@@ -59,7 +61,13 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
   if (values.cron && values.daemon) throw new UsageError(`--cron and --daemon exclude each other\n\nusage: ${USAGE}`);
   if (values.cron && values.json) throw new UsageError(`--cron prints nothing on success; it cannot be combined with --json\n\nusage: ${USAGE}`);
 
-  const config = loadConfig(positionals[0]!);
+  // The flag can only turn one_file_system on, like restic's and borg's.
+  const oneFileSystem = values['one-file-system'] === true;
+  const load = (): Config => {
+    const c = loadConfig(positionals[0]!);
+    return oneFileSystem ? { ...c, oneFileSystem: true } : c;
+  };
+  const config = load();
   // The SDK reads this from process.env when the S3 client is created; a user's explicit
   // setting wins.
   if (process.env[AWS_SDK_NODE_WARNING_ENV] === undefined && io.env[AWS_SDK_NODE_WARNING_ENV] === undefined) {
@@ -74,7 +82,7 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
       throw new UsageError(`${RETRY_TIME_ENV}=${retryTime}: ${(err as Error).message}`);
     }
   }
-  if (values.daemon) return runDaemon(positionals[0]!, config, values.json === true, io, maxElapsedMs);
+  if (values.daemon) return runDaemon(load, config, values.json === true, io, maxElapsedMs);
 
   const renderer: BackupRenderer = values.json
     ? new JsonRenderer(io.stdout)
@@ -113,7 +121,7 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
 }
 
 /** `--daemon`: runs until io.signal is aborted; SIGHUP reloads the config. */
-async function runDaemon(configPath: string, config: Config, json: boolean, io: CommandIO, maxElapsedMs: number | undefined): Promise<number> {
+async function runDaemon(reloadConfig: () => Config, config: Config, json: boolean, io: CommandIO, maxElapsedMs: number | undefined): Promise<number> {
   const out = json ? new JsonLines(io.stdout) : undefined;
   const log = (e: DaemonEvent): void => {
     if (out) return out.write(e);
@@ -122,7 +130,7 @@ async function runDaemon(configPath: string, config: Config, json: boolean, io: 
   };
   const daemon = new Daemon({
     config,
-    reloadConfig: () => loadConfig(configPath),
+    reloadConfig,
     openStorage: (c) =>
       openStorage(c.storage, {
         retry: {
