@@ -124,6 +124,12 @@ export interface BackupDeps {
    * itself when this is undefined and the config names one.
    */
   signingKey?: SigningKey;
+  /**
+   * Called synchronously after each read of a file's bytes, before the file is checked for a
+   * change during that read; `read` counts the reads of this file in the run, from 1. Must not
+   * throw. The CLI never sets it; tests change files here to make "changed while read" exact.
+   */
+  onFileRead?: (absPath: Buffer, read: number) => void;
 }
 
 const DEFAULT_SMALL_FILE = DEFAULT_READ_SIZE;
@@ -688,7 +694,7 @@ class BackupRun {
     const started = performance.now();
     let read;
     try {
-      read = readSmallFileSync(walked.absPath, walked.stat, this.tuning.smallFileSize);
+      read = readSmallFileSync(walked.absPath, walked.stat, this.tuning.smallFileSize, this.afterRead(job));
     } catch (err) {
       return await this.endWithError(job, err);
     } finally {
@@ -731,6 +737,7 @@ class BackupRun {
         parts.push(b);
         this.progress.bytesRead += b.length;
       }
+      this.afterRead(job)?.();
       const report = await file.finish();
       const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
       // Budget: trade the reservation for exactly what was read.
@@ -805,6 +812,7 @@ class BackupRun {
         held -= chunk.length;
         await this.pushChunk(job, chunk);
       }
+      this.afterRead(job)?.();
       const report = await file.finish();
       await this.window.push({ kind: 'end', job, outcome: { ok: true, stat: file.stat, changed: report.changed, reasons: report.reasons } });
     } catch (err) {
@@ -813,6 +821,12 @@ class BackupRun {
     } finally {
       await file.close().catch(noop);
     }
+  }
+
+  /** deps.onFileRead for the read of `job` that just ended, if set. */
+  private afterRead(job: FileJob): (() => void) | undefined {
+    const hook = this.deps.onFileRead;
+    return hook && (() => hook(job.walked.absPath, 1));
   }
 
   /** A per-file failure becomes the file's end; anything else (abort, a bug) fails the run. */
