@@ -20,9 +20,11 @@
  * - Files are pipelined: up to `smallReaders` small files are read at once and a large file is
  *   streamed meanwhile; chunks of many files are in flight in the worker pool together, and a
  *   file's entry is written once its last chunk has been placed.
- * - One file never fails the run: a file that vanishes, cannot be read or changes while read is
- *   reported as a warning and left out (a changed file keeps its previous backed-up version when
- *   the cache still has it); the snapshot is written and `warnings` counts them.
+ * - One file never fails the run: a file that vanishes or cannot be read is reported as a
+ *   warning and left out; the snapshot is written and `warnings` counts them. A file that changes
+ *   while it is read is read again, up to READ_ATTEMPTS reads; when every read saw a change, the
+ *   last read is stored with a 'changed' warning (`filesChangedWhileRead`). A dropped read's
+ *   chunks stay packed (for dedup) and are never referenced for the file.
  * - Aborting `signal` (SIGINT/SIGTERM) stops the run: no snapshot is written, uploads in flight
  *   are cancelled, blobs whose upload had completed stay recorded in the cache, so the next run
  *   reuses them; the cache stays consistent; runBackup rejects with an INTERRUPTED VaultikError.
@@ -124,9 +126,32 @@ export interface BackupDeps {
    * itself when this is undefined and the config names one.
    */
   signingKey?: SigningKey;
+  /**
+   * Called synchronously after each read of a file's bytes, before the file is checked for a
+   * change during that read; `read` counts the reads of this file in the run, from 1. Must not
+   * throw. The CLI never sets it; tests change files here to make "changed while read" exact.
+   */
+  onFileRead?: (absPath: Buffer, read: number) => void;
 }
 
 const DEFAULT_SMALL_FILE = DEFAULT_READ_SIZE;
+
+/**
+ * Reads of a file that changes while it is read, in all. A file written in one burst (an
+ * editor's save, a log rotation) is stable on the second read; a third covers a burst that
+ * straddled two reads. A file that changes under three reads is being written all the time (a
+ * busy log, a database): each further read costs a full read of it and is no more likely to
+ * give a consistent copy, so the third read is stored as it is, with a 'changed' warning (restic
+ * and borg store their one read and warn). Bounded, so such a file never stalls the run.
+ */
+export const READ_ATTEMPTS = 3;
+
+/**
+ * The ctime recorded in the state cache for a file stored from a read that saw it change. No
+ * file has it, so the next run reads the file again whatever its stat says (a change within one
+ * timestamp tick leaves size, mtime and ctime alike) and replaces the possibly torn copy.
+ */
+const TORN_CTIME = -1n;
 /** Items (chunks, file ends) between readers and the packer, whatever their size. */
 const WINDOW_ITEMS = 4096;
 
@@ -229,6 +254,8 @@ interface FileJob {
   cached: CachedFile | undefined;
   /** Hash chunks on the main thread and compress only new ones (a changed file: expect dups). */
   hashFirst: boolean;
+  /** Reads of the file finished so far (more than one when it changed while read). */
+  reads: number;
   /** Chunk ids, in file order, as they are placed. */
   ids: Buffer[];
   /** Locations of the chunks found in the state cache (the others are packed in this run). */
@@ -248,10 +275,21 @@ interface ChunkOutcome {
   counted?: boolean;
 }
 
-type FileOutcome = { ok: true; stat: FileStat; changed: boolean; reasons: ChangeReason[] } | { ok: false; error: SourceFileError };
+/** A file's last read: the stat at its open, the bytes it got, and whether the file changed meanwhile. */
+interface ReadOutcome {
+  ok: true;
+  stat: FileStat;
+  bytesRead: number;
+  changed: boolean;
+  reasons: ChangeReason[];
+}
+
+type FileOutcome = ReadOutcome | { ok: false; error: SourceFileError };
 
 type WindowItem =
   | { kind: 'chunk'; job: FileJob; result: Promise<ChunkOutcome>; bytes: number }
+  /** The file is read again: forget the chunks placed for it so far. */
+  | { kind: 'restart'; job: FileJob }
   | { kind: 'end'; job: FileJob; outcome: FileOutcome };
 
 /** State of a hard-link group while its paths come by. */
@@ -581,7 +619,7 @@ class BackupRun {
     }
     if (cached) this.progress.filesChanged++;
     else this.progress.filesNew++;
-    const job: FileJob = { walked: e, cached, hashFirst: cached !== undefined, ids: [], locations: [], slot };
+    const job: FileJob = { walked: e, cached, hashFirst: cached !== undefined, reads: 0, ids: [], locations: [], slot };
     if (entry.size === 0) {
       // Nothing to read; the stat tuple in the cache catches any later write.
       this.recordFile(job, entry, [], [], e.stat);
@@ -681,84 +719,108 @@ class BackupRun {
   /**
    * Reads a small file with synchronous calls (see smallFile.ts) and queues its chunks. Times
    * itself: reads that take long mean a cold disk, and the engine then switches to the
-   * asynchronous readers for a while so the event loop keeps running.
+   * asynchronous readers for a while so the event loop keeps running. A read that saw the file
+   * change is dropped and the file read again (readAgain).
    */
   private async readSmallSync(job: FileJob): Promise<void> {
     const { walked } = job;
-    const started = performance.now();
-    let read;
-    try {
-      read = readSmallFileSync(walked.absPath, walked.stat, this.tuning.smallFileSize);
-    } catch (err) {
-      return await this.endWithError(job, err);
-    } finally {
-      this.syncReads.record(performance.now() - started);
-    }
-    if (read === 'too-big') {
-      await this.largeQueue.push(job);
-      return;
-    }
-    this.progress.filesRead++;
-    this.progress.bytesRead += read.data.length;
-    await this.budget.acquire(read.data.length, 0, this.signal);
-    await this.queueWhole(job, read.data, { ok: true, stat: read.stat, changed: read.changed, reasons: read.reasons });
-  }
-
-  /** Reads a small file in one go with the asynchronous reader and queues its chunks. */
-  private async readSmall(job: FileJob): Promise<void> {
-    const { walked } = job;
-    let file: SourceFile;
-    try {
-      file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal, readSize: Math.max(1, walked.stat.size) });
-    } catch (err) {
-      return await this.endWithError(job, err);
-    }
-    let reserved = 0;
-    try {
-      const size = file.stat.size;
-      if (size > this.tuning.smallFileSize) {
-        // It grew since the walk: stream it like any large file (the lane is open until every
-        // small read is done).
-        await file.close();
+    for (;;) {
+      const started = performance.now();
+      let read;
+      try {
+        read = readSmallFileSync(walked.absPath, walked.stat, this.tuning.smallFileSize, this.afterRead(job));
+      } catch (err) {
+        return await this.endWithError(job, err);
+      } finally {
+        this.syncReads.record(performance.now() - started);
+      }
+      if (read === 'too-big') {
         await this.largeQueue.push(job);
         return;
       }
-      await this.budget.acquire(size, 0, this.signal);
-      reserved = size;
-      this.progress.filesRead++;
-      const parts: Buffer[] = [];
-      for await (const b of file.chunks()) {
-        parts.push(b);
-        this.progress.bytesRead += b.length;
-      }
-      const report = await file.finish();
-      const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-      // Budget: trade the reservation for exactly what was read.
-      this.budget.release(reserved - data.length);
-      reserved = 0;
-      await this.queueWhole(job, data, { ok: true, stat: file.stat, changed: report.changed, reasons: report.reasons });
-    } catch (err) {
-      this.budget.release(reserved);
-      return await this.endWithError(job, err);
-    } finally {
-      await file.close().catch(noop);
+      if (job.reads++ === 0) this.progress.filesRead++;
+      this.progress.bytesRead += read.data.length;
+      if (read.changed && this.readAgain(job, read.data.length)) continue;
+      await this.budget.acquire(read.data.length, 0, this.signal);
+      await this.queueWhole(job, read.data, { ok: true, stat: read.stat, bytesRead: read.data.length, changed: read.changed, reasons: read.reasons });
+      return;
     }
   }
 
   /**
-   * Cuts a whole file's bytes (held under the budget) into chunks and queues them and the file's
-   * end. A file that changed while read queues no chunk: it will not be recorded with them.
+   * Reads a small file in one go with the asynchronous reader and queues its chunks; a read that
+   * saw the file change is dropped and the file read again (readAgain).
    */
-  private async queueWhole(job: FileJob, data: Buffer, outcome: Extract<FileOutcome, { ok: true }>): Promise<void> {
+  private async readSmall(job: FileJob): Promise<void> {
+    const { walked } = job;
+    for (;;) {
+      let file: SourceFile;
+      try {
+        file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal, readSize: Math.max(1, walked.stat.size) });
+      } catch (err) {
+        return await this.endWithError(job, err);
+      }
+      let reserved = 0;
+      try {
+        const size = file.stat.size;
+        if (size > this.tuning.smallFileSize) {
+          // It grew since the walk: stream it like any large file (the lane is open until every
+          // small read is done).
+          await file.close();
+          await this.largeQueue.push(job);
+          return;
+        }
+        await this.budget.acquire(size, 0, this.signal);
+        reserved = size;
+        if (job.reads === 0) this.progress.filesRead++;
+        const parts: Buffer[] = [];
+        for await (const b of file.chunks()) {
+          parts.push(b);
+          this.progress.bytesRead += b.length;
+        }
+        this.afterRead(job)?.();
+        const report = await file.finish();
+        job.reads++;
+        if (report.changed && this.readAgain(job, report.bytesRead)) {
+          this.budget.release(reserved);
+          reserved = 0;
+          continue; // the finally block closes this descriptor first
+        }
+        const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+        // Budget: trade the reservation for exactly what was read.
+        this.budget.release(reserved - data.length);
+        reserved = 0;
+        await this.queueWhole(job, data, { ok: true, stat: file.stat, bytesRead: data.length, changed: report.changed, reasons: report.reasons });
+        return;
+      } catch (err) {
+        this.budget.release(reserved);
+        return await this.endWithError(job, err);
+      } finally {
+        await file.close().catch(noop);
+      }
+    }
+  }
+
+  /**
+   * After a read of `job` that saw its file change: whether to read it again, that is whether it
+   * has been read fewer than READ_ATTEMPTS times. The bytes read again are added to the work.
+   */
+  private readAgain(job: FileJob, bytes: number): boolean {
+    if (job.reads >= READ_ATTEMPTS) return false;
+    if (job.reads === 1) this.progress.filesReread++;
+    this.progress.bytesToRead += bytes;
+    return true;
+  }
+
+  /** Cuts a whole file's bytes (held under the budget) into chunks and queues them and the file's end. */
+  private async queueWhole(job: FileJob, data: Buffer, outcome: ReadOutcome): Promise<void> {
     let unqueued = data.length;
     try {
-      if (!outcome.changed) {
-        let pos = 0;
-        for (const n of chunkBuffer(data, this.chunker)) {
-          unqueued -= n;
-          await this.pushChunk(job, data.subarray(pos, pos + n));
-          pos += n;
-        }
+      let pos = 0;
+      for (const n of chunkBuffer(data, this.chunker)) {
+        unqueued -= n;
+        await this.pushChunk(job, data.subarray(pos, pos + n));
+        pos += n;
       }
     } finally {
       this.budget.release(unqueued);
@@ -775,18 +837,41 @@ class BackupRun {
     }
   }
 
+  /**
+   * Streams a large file, and again while its reads see it change (readAgain). Its chunks are
+   * queued as they are cut, before the read is known to be good: a dropped read is followed by a
+   * 'restart' item, which makes the consumer forget the chunks placed for the file so far. Those
+   * stay packed (the next read usually finds most of them again: it hashes first, so they are
+   * not compressed twice) and the snapshot never references them for this file.
+   */
   private async readLarge(job: FileJob): Promise<void> {
+    for (;;) {
+      const outcome = await this.readLargeOnce(job);
+      if (outcome === undefined) return;
+      if (outcome.changed && this.readAgain(job, outcome.bytesRead)) {
+        job.hashFirst = true;
+        await this.window.push({ kind: 'restart', job });
+        continue;
+      }
+      await this.window.push({ kind: 'end', job, outcome });
+      return;
+    }
+  }
+
+  /** One read of a large file, its chunks queued; undefined when it failed (its end is queued). */
+  private async readLargeOnce(job: FileJob): Promise<ReadOutcome | undefined> {
     const { walked } = job;
     let file: SourceFile;
     try {
       file = await openSourceFile(walked.absPath, walked.stat, { signal: this.signal, readSize: walked.stat.size <= this.chunker.minSize ? Math.max(1, walked.stat.size) : DEFAULT_READ_SIZE });
     } catch (err) {
-      return await this.endWithError(job, err);
+      await this.endWithError(job, err);
+      return undefined;
     }
     // Bytes read and held under the budget but not yet cut into a queued chunk.
     let held = 0;
     try {
-      this.progress.filesRead++;
+      if (job.reads === 0) this.progress.filesRead++;
       const budget = this.budget;
       const signal = this.signal;
       const progress = this.progress;
@@ -805,14 +890,23 @@ class BackupRun {
         held -= chunk.length;
         await this.pushChunk(job, chunk);
       }
+      this.afterRead(job)?.();
       const report = await file.finish();
-      await this.window.push({ kind: 'end', job, outcome: { ok: true, stat: file.stat, changed: report.changed, reasons: report.reasons } });
+      job.reads++;
+      return { ok: true, stat: file.stat, bytesRead: report.bytesRead, changed: report.changed, reasons: report.reasons };
     } catch (err) {
       this.budget.release(held);
-      return await this.endWithError(job, err);
+      await this.endWithError(job, err);
+      return undefined;
     } finally {
       await file.close().catch(noop);
     }
+  }
+
+  /** deps.onFileRead for the read of `job` that just ended, if set. */
+  private afterRead(job: FileJob): (() => void) | undefined {
+    const hook = this.deps.onFileRead;
+    return hook && (() => hook(job.walked.absPath, job.reads + 1));
   }
 
   /** A per-file failure becomes the file's end; anything else (abort, a bug) fails the run. */
@@ -866,6 +960,12 @@ class BackupRun {
         this.finishFile(item.job, item.outcome);
         continue;
       }
+      if (item.kind === 'restart') {
+        // The file is read again: what was placed for it so far is not its content.
+        item.job.ids.length = 0;
+        item.job.locations.length = 0;
+        continue;
+      }
       let out: ChunkOutcome;
       try {
         out = await item.result;
@@ -905,32 +1005,30 @@ class BackupRun {
   private finishFile(job: FileJob, outcome: FileOutcome): void {
     const { walked } = job;
     const where = displayPath(walked.absPath);
-    if (outcome.ok && !outcome.changed) {
-      const st = outcome.stat;
-      this.recordFile(job, { ...walked.entry, size: st.size, mtimeNs: st.mtimeNs, mode: st.mode & 0o7777 }, job.ids, job.locations, st);
-      return;
-    }
-    let warning: BackupWarning;
     if (outcome.ok) {
-      warning = { path: where, kind: 'changed', message: `file changed while it was read (${outcome.reasons.join(', ')}): ${where}` };
-    } else {
-      const p = outcome.error.problem;
-      warning = { path: where, kind: p === 'vanished' ? 'vanished' : p === 'unreadable' ? 'unreadable' : 'replaced', message: outcome.error.message };
-    }
-    // A changed file keeps its previous backed-up version when every chunk of it is still usable.
-    const prev = job.cached;
-    const prevLocations = warning.kind === 'changed' && prev ? this.usable(prev.chunks) : undefined;
-    if (prev && prevLocations) {
-      warning.keptPrevious = true;
-      warning.message += '; the previous version was kept';
-      this.warn(warning);
-      this.recordFile(job, { ...walked.entry, size: prev.size, mtimeNs: prev.mtimeNs, mode: prev.mode & 0o7777 }, prev.chunks, prevLocations, prev);
+      const st = outcome.stat;
+      const entry: Entry = { ...walked.entry, size: outcome.bytesRead, mtimeNs: st.mtimeNs, mode: st.mode & 0o7777 };
+      if (!outcome.changed) {
+        this.recordFile(job, entry, job.ids, job.locations, st);
+        return;
+      }
+      // Every read saw a change: the last one is stored as read (its bytes may mix versions,
+      // like any copy of a file being written), with the stat of its open, and recorded so
+      // that the next run reads the file again.
+      this.progress.filesChangedWhileRead++;
+      this.warn({
+        path: where,
+        kind: 'changed',
+        reads: job.reads,
+        message: `file changed while it was read, ${job.reads} times (${outcome.reasons.join(', ')}): ${where}; stored as last read`,
+      });
+      this.recordFile(job, entry, job.ids, job.locations, { ...st, ctimeNs: TORN_CTIME });
       return;
     }
-    if (warning.kind === 'changed') warning.message += '; left out of this snapshot';
-    this.warn(warning);
+    const p = outcome.error.problem;
+    this.warn({ path: where, kind: p === 'vanished' ? 'vanished' : p === 'unreadable' ? 'unreadable' : 'replaced', message: outcome.error.message });
     // Not in this snapshot: the cache must not offer its chunks as the file's any more.
-    if (prev) this.cache.forgetFile(walked.entry.path);
+    if (job.cached) this.cache.forgetFile(walked.entry.path);
     this.shards!.skip(job.slot);
     if (walked.entry.linkGroup !== undefined) this.settleLinks(walked.entry.linkGroup, null);
   }

@@ -36,7 +36,14 @@ export interface BackupProgress {
   blobsUploaded: number;
   /** Stored (encrypted) bytes of the uploaded blobs. */
   bytesUploaded: number;
-  /** Files skipped or changed while read, entries that could not be read. */
+  /** Files read again because a read saw them change (each counted once). */
+  filesReread: number;
+  /**
+   * Files that changed during each of their reads (READ_ATTEMPTS) and were stored as last read;
+   * each is also a 'changed' warning.
+   */
+  filesChangedWhileRead: number;
+  /** Paths left out (vanished, unreadable, replaced, not listable) and files stored as last read after changing while read. */
   warnings: number;
 }
 
@@ -61,20 +68,21 @@ export interface BackupSummary extends BackupProgress {
   entries: number;
 }
 
-/** What went wrong with one path; the run went on without it (or with an older version of it). */
+/** What went wrong with one path; the run went on without it (or, for 'changed', with its last read). */
 export interface BackupWarning {
   /** Absolute path on this machine, printable (quoted, escaped: see fs/paths displayPath). */
   path: string;
   /**
-   * 'changed': the file changed while it was read; 'vanished': it disappeared; 'unreadable':
+   * 'changed': the file changed during every read (READ_ATTEMPTS): its last read is in the
+   * snapshot, possibly mixing versions; 'vanished': it disappeared; 'unreadable':
    * it could not be opened or read; 'replaced': another file or a symlink took its place;
    * 'walk': a directory or entry could not be listed or stat'ed; 'skipped': left out because
    * what it depends on (a hard link's first path) was skipped.
    */
   kind: 'changed' | 'vanished' | 'unreadable' | 'replaced' | 'walk' | 'skipped';
   message: string;
-  /** For 'changed': whether the previous backed-up version was recorded instead (else skipped). */
-  keptPrevious?: boolean;
+  /** For 'changed': how many times the file was read. */
+  reads?: number;
 }
 
 export type BackupEvent =
@@ -106,6 +114,8 @@ export function emptyProgress(): BackupProgress {
     blobsSealed: 0,
     blobsUploaded: 0,
     bytesUploaded: 0,
+    filesReread: 0,
+    filesChangedWhileRead: 0,
     warnings: 0,
   };
 }

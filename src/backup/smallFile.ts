@@ -28,12 +28,13 @@ export interface SmallFileRead {
 }
 
 /**
- * Reads a whole regular file of at most `maxSize` bytes.
+ * Reads a whole regular file of at most `maxSize` bytes. `afterRead`, when given, runs after the
+ * last byte is read and before the fstat that tells whether the file changed meanwhile.
  * @returns the read, or 'too-big' when the file has grown past `maxSize` since the walk (then
  *   read it with the streaming reader).
  * @throws SourceFileError 'vanished', 'replaced', 'not-regular' or 'unreadable', as openSourceFile.
  */
-export function readSmallFileSync(absPath: Buffer, expected: Pick<FileStat, 'dev' | 'ino'>, maxSize: number): SmallFileRead | 'too-big' {
+export function readSmallFileSync(absPath: Buffer, expected: Pick<FileStat, 'dev' | 'ino'>, maxSize: number, afterRead?: () => void): SmallFileRead | 'too-big' {
   let fd: number;
   try {
     try {
@@ -60,6 +61,7 @@ export function readSmallFileSync(absPath: Buffer, expected: Pick<FileStat, 'dev
     } catch (err) {
       throw new SourceFileError(absPath, 'unreadable', `cannot read ${displayPath(absPath)}: ${errorMessage(err)}`, { cause: err });
     }
+    afterRead?.();
     const after = fileStatOf(fstatSync(fd, { bigint: true }));
     const reasons: ChangeReason[] = [];
     if (after.size !== before.size) reasons.push('size');

@@ -341,6 +341,7 @@ export class Daemon {
         bytesRead: summary.bytesRead,
         durationMs: this.now() - started,
         warnings: summary.warnings,
+        filesChangedWhileRead: summary.filesChangedWhileRead,
       });
       return 'ran';
     } catch (err) {

@@ -41,8 +41,10 @@ export type DaemonEventBody =
       bytesAdded: number;
       bytesRead: number;
       durationMs: number;
-      /** Paths left out of the snapshot (see the warnings before it). */
+      /** Paths warned about (see the warnings before it): left out, or stored as last read. */
       warnings: number;
+      /** Of the warnings: files that changed during every read, stored as last read. */
+      filesChangedWhileRead: number;
     }
   /** Nothing changed since the last snapshot: no run. */
   | { type: 'skipped'; fullScan: boolean; reason: string }

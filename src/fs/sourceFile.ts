@@ -5,8 +5,8 @@
  * replaced (by another file, a symlink, a FIFO), may grow, shrink or be rewritten. This module
  * opens without following symlinks and without blocking on FIFOs, proves the opened file is the
  * one the walk saw (same device and inode), streams it, and afterwards says whether it changed
- * while it was being read, so backup can warn "file changed while reading" instead of silently
- * recording a torn copy.
+ * while it was being read, so backup can read it again, and warn when it has to store a read
+ * that saw a change, instead of silently recording a torn copy.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';

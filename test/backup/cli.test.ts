@@ -15,7 +15,7 @@ import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { buildRichTree, listTree, pseudoRandom } from '../helpers/tree.js';
 import { hasTool } from '../helpers/tools.js';
 import { cleanEnv, ensureBuilt, MAIN, runCli, startCli } from './cli.js';
-import { decryptSnapshot, makeWorkspace, sqlite, storeObjects, type Workspace } from './helpers.js';
+import { decryptSnapshot, makeWorkspace, sqlite, type Workspace } from './helpers.js';
 
 let s3: S3rverHandle;
 let ws: Workspace | undefined;
@@ -164,27 +164,7 @@ describe('vaultik backup (real CLI)', () => {
     }
   });
 
-  it('exits 3 with a warning on stderr when a file changes while it is read (--cron)', async () => {
-    ws = makeWorkspace({ chunkSize: '1MiB', blobSizeLimit: '256MiB' });
-    const busy = join(ws.src, 'busy.log');
-    writeFileSync(busy, pseudoRandom(48 * 1024 * 1024, 8));
-    writeFileSync(join(ws.src, 'calm.txt'), 'calm');
-    const writer = spawn('sh', ['-c', `while :; do printf x >> '${busy}'; done`], { stdio: 'ignore' });
-    try {
-      // Start only once the writer is really appending (a loaded machine may not schedule it at once).
-      const start = statSync(busy).size;
-      for (let i = 0; i < 500 && statSync(busy).size === start; i++) await new Promise((r) => setTimeout(r, 10));
-      expect(statSync(busy).size).toBeGreaterThan(start);
-      const r = await runCli(['backup', ws.configPath, '--cron']);
-      expect(r.code).toBe(3);
-      expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/^warning: file changed while it was read \(.*\): '.*busy\.log'; left out of this snapshot$/m);
-      expect(r.stderr).toMatch(/^vaultik backup: completed with 1 warning; snapshot testhost-\S+ was written without those paths$/m);
-    } finally {
-      writer.kill('SIGKILL');
-    }
-    expect([...storeObjects(ws.store).keys()].filter((k) => k.endsWith('.db.zst.age'))).toHaveLength(1);
-  });
+  // Exit 3 for a file that changes while it is read: test/backup/changing.test.ts.
 
   it('exits 7 while another backup holds the lock, and names its pid', async () => {
     ws = makeWorkspace();

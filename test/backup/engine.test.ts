@@ -3,7 +3,7 @@
  * age/zstd/sqlite3 tools; incremental runs; dedup; no plaintext in the store; warnings; abort
  * and resume; the backup's own files left out.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, closeSync, linkSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import type { ShardLimits } from '../../src/snapshot/index.js';
 import { runRestore } from '../../src/restore/index.js';
 import { ODD_NAMES, buildRichTree, compareTrees, listTree, pseudoRandom } from '../helpers/tree.js';
 import { runTool } from '../helpers/tools.js';
-import { decryptSnapshot, makeWorkspace, sqlite, storeObjects, type DecryptedSnapshot, type Workspace } from './helpers.js';
+import { backupWithEvents, decryptSnapshot, makeWorkspace, sqlite, storeObjects, type DecryptedSnapshot, type Workspace } from './helpers.js';
 import { findIndexKey, localIndexFile } from '../helpers/snapshots.js';
 
 let ws: Workspace | undefined;
@@ -25,28 +25,11 @@ afterEach(() => {
   ws = undefined;
 });
 
-async function backup(
+function backup(
   config: Config,
   extra: { signal?: AbortSignal; onEvent?: (e: BackupEvent) => void; shardLimits?: ShardLimits } = {},
 ): Promise<{ summary: BackupSummary; events: BackupEvent[] }> {
-  const events: BackupEvent[] = [];
-  const storage = openStorage(config.storage);
-  try {
-    const summary = await runBackup(config, {
-      storage,
-      workers: 2,
-      progressIntervalMs: 0,
-      signal: extra.signal,
-      ...(extra.shardLimits ? { shardLimits: extra.shardLimits } : {}),
-      onEvent: (e) => {
-        events.push(e);
-        extra.onEvent?.(e);
-      },
-    });
-    return { summary, events };
-  } finally {
-    await storage.close();
-  }
+  return backupWithEvents(config, extra);
 }
 
 /** The snapshot path of an absolute path (no leading '/'). */
@@ -263,54 +246,7 @@ describe('runBackup to a local store', () => {
     expect(summary.warnings).toBe(0);
   });
 
-  it('warns about a file that changes while it is read, writes the snapshot, and keeps the previous version when it can', async () => {
-    ws = makeWorkspace({ chunkSize: '1MiB', blobSizeLimit: '256MiB' });
-    const busy = join(ws.src, 'busy.log');
-    writeFileSync(busy, pseudoRandom(48 * 1024 * 1024, 3));
-    writeFileSync(join(ws.src, 'calm.txt'), 'calm');
-    const config = ws.config();
-    // First: a clean backup, so the cache knows a previous version.
-    await backup(config);
-    appendFileSync(busy, 'one more line\n');
-    const writer = spawn('sh', ['-c', `while :; do printf x >> '${busy}'; done`], { stdio: 'ignore' });
-    try {
-      await new Promise((r) => setTimeout(r, 50));
-      const { summary, events } = await backup(config);
-      const warnings = events.filter((e): e is Extract<BackupEvent, { type: 'warning' }> => e.type === 'warning');
-      expect(summary.warnings).toBeGreaterThanOrEqual(1);
-      expect(warnings.map((w) => w.kind)).toContain('changed');
-      const w = warnings.find((x) => x.kind === 'changed')!;
-      expect(w.path).toContain('busy.log');
-      expect(w.keptPrevious).toBe(true);
-      const { db } = decrypted(ws.store, summary.snapshotId, ws.identity);
-      const [[size, warn]] = sqlite(db, `SELECT e.size, s.warnings FROM entries e, snapshot s WHERE e.path = x'${Buffer.concat([snap(ws.src), Buffer.from('/busy.log')]).toString('hex')}'`) as [[string, string]];
-      expect(Number(size)).toBe(48 * 1024 * 1024);
-      expect(Number(warn)).toBe(summary.warnings);
-    } finally {
-      writer.kill('SIGKILL');
-    }
-  });
-
-  it('leaves a changed file out when no previous version exists', async () => {
-    ws = makeWorkspace({ chunkSize: '1MiB', blobSizeLimit: '256MiB' });
-    const busy = join(ws.src, 'busy.log');
-    writeFileSync(busy, pseudoRandom(48 * 1024 * 1024, 4));
-    writeFileSync(join(ws.src, 'calm.txt'), 'calm');
-    const writer = spawn('sh', ['-c', `while :; do printf x >> '${busy}'; done`], { stdio: 'ignore' });
-    try {
-      await new Promise((r) => setTimeout(r, 50));
-      const { summary, events } = await backup(ws.config());
-      const w = events.find((e) => e.type === 'warning' && e.kind === 'changed');
-      expect(w).toBeDefined();
-      expect(w && w.type === 'warning' ? w.keptPrevious : 'none').toBeUndefined();
-      const { db } = decrypted(ws.store, summary.snapshotId, ws.identity);
-      const names = sqlite(db, 'SELECT CAST(path AS TEXT) FROM entries').map((r) => r[0]!);
-      expect(names.some((n) => n.endsWith('/calm.txt'))).toBe(true);
-      expect(names.some((n) => n.endsWith('/busy.log'))).toBe(false);
-    } finally {
-      writer.kill('SIGKILL');
-    }
-  });
+  // A file that changes while it is read: test/backup/changing.test.ts.
 
   it('stops cleanly when aborted: no snapshot; the next run reuses every uploaded blob', async () => {
     ws = makeWorkspace({ blobSizeLimit: '1MiB' });

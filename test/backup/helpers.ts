@@ -7,8 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runBackup, type BackupDeps, type BackupEvent, type BackupSummary } from '../../src/backup/index.js';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { generateKeyPair } from '../../src/crypto/index.js';
+import { openStorage } from '../../src/storage/index.js';
 import { runTool } from '../helpers/tools.js';
 
 export interface Workspace {
@@ -169,4 +171,29 @@ export function sqlite(db: string, sql: string, options: { write?: boolean } = {
 
 export function readText(path: string): string {
   return readFileSync(path, 'utf8');
+}
+
+/**
+ * runBackup in process to `config`'s store (opened and closed here) with 2 workers and no
+ * progress events; resolves to the summary and every event it emitted (also passed to
+ * `deps.onEvent` as they come).
+ */
+export async function backupWithEvents(config: Config, deps: Omit<BackupDeps, 'storage'> = {}): Promise<{ summary: BackupSummary; events: BackupEvent[] }> {
+  const events: BackupEvent[] = [];
+  const storage = openStorage(config.storage);
+  try {
+    const summary = await runBackup(config, {
+      storage,
+      workers: 2,
+      progressIntervalMs: 0,
+      ...deps,
+      onEvent: (e) => {
+        events.push(e);
+        deps.onEvent?.(e);
+      },
+    });
+    return { summary, events };
+  } finally {
+    await storage.close();
+  }
 }

@@ -224,6 +224,25 @@ describe('renderers', () => {
     expect(e).toBe('warning: gone\nvaultik backup: completed with 1 warning; snapshot h-20260101T000000.000Z was written without those paths\n');
   });
 
+  it('summary and cron verdict: files stored as last read after changing while read, beside paths left out', () => {
+    const changed = { ...summary, warnings: 2, filesChangedWhileRead: 2, filesReread: 3 };
+    const lines = summaryLines(changed);
+    expect(lines).toContain('warnings:  2 (see above); 2 files changed while read; stored as last read');
+    expect(lines.find((l) => l.startsWith('read:'))).toMatch(/\(2 files opened, 3 read again after changing while read\)$/);
+    expect(summaryLines({ ...changed, warnings: 3 })).toContain('warnings:  3 (see above); 2 files changed while read; stored as last read; 1 other path left out');
+    expect(summaryLines({ ...summary, warnings: 1 })).toContain('warnings:  1 (see above); the snapshot was written without those paths');
+    const err = new PassThrough();
+    let e = '';
+    err.on('data', (d: Buffer) => (e += d.toString()));
+    const c = new CronRenderer(err);
+    c.onEvent({ type: 'warning', path: "'/x'", kind: 'changed', reads: 3, message: "file changed while it was read, 3 times (size): '/x'; stored as last read" });
+    c.done({ ...summary, warnings: 1, filesChangedWhileRead: 1 });
+    expect(e).toBe(
+      "warning: file changed while it was read, 3 times (size): '/x'; stored as last read\n" +
+        'vaultik backup: completed with 1 warning; snapshot h-20260101T000000.000Z was written; 1 file changed while read; stored as last read\n',
+    );
+  });
+
   it('ProgressLine fits the terminal width', () => {
     const s = Object.assign(new PassThrough(), { columns: 20 });
     let o = '';

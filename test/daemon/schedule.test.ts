@@ -62,8 +62,14 @@ describe('daemon log lines', () => {
 
   it('one line per run with a timestamp: snapshot id, files changed, bytes added, duration', () => {
     expect(
-      line({ type: 'run', snapshotId: 'h-20261127T040000.000Z', scan: 'dirty', fullScan: false, dirtyPaths: 4, filesChanged: 3, filesNew: 1, files: 9, bytesAdded: 1536, bytesRead: 10, durationMs: 800, warnings: 0 }),
+      line({ type: 'run', snapshotId: 'h-20261127T040000.000Z', scan: 'dirty', fullScan: false, dirtyPaths: 4, filesChanged: 3, filesNew: 1, files: 9, bytesAdded: 1536, bytesRead: 10, durationMs: 800, warnings: 0, filesChangedWhileRead: 0 }),
     ).toBe(`${t} snapshot h-20261127T040000.000Z: 3 files changed (1 new), 1.50 KiB added, 0.8s (4 dirty paths re-checked)`);
+    const run = { type: 'run', snapshotId: 'h-20261127T040000.000Z', scan: 'full', fullScan: true, dirtyPaths: 0, filesChanged: 3, filesNew: 0, files: 9, bytesAdded: 0, bytesRead: 10, durationMs: 800 } as const;
+    expect(line({ ...run, warnings: 3, filesChangedWhileRead: 1 })).toBe(
+      `${t} snapshot h-20261127T040000.000Z: 3 files changed (0 new), 0 B added, 0.8s (full walk); 1 file changed while read, stored as last read; 2 paths left out (see the warnings above)`,
+    );
+    expect(line({ ...run, warnings: 2, filesChangedWhileRead: 2 })).toMatch(/\(full walk\); 2 files changed while read, stored as last read \(see the warnings above\)$/);
+    expect(line({ ...run, warnings: 1, filesChangedWhileRead: 0 })).toMatch(/\(full walk\); 1 path left out \(see the warnings above\)$/);
     expect(line({ type: 'skipped', fullScan: true, reason: 'nothing changed (full scan)' })).toBe(`${t} skipped: nothing changed (full scan)`);
     expect(line({ type: 'run-failed', message: 'cannot reach\nthe store', exitCode: 6, failures: 2, retryInMs: 7_200_000 })).toBe(
       `${t} error: backup failed: cannot reach; the store; retrying in 2h00m (2 failures in a row)`,

@@ -42,17 +42,28 @@ export function progressText(p: ProgressEvent): string {
   return parts.join(' · ');
 }
 
+/**
+ * What became of the paths warned about: "the snapshot was written without those paths", or
+ * "N files changed while read; stored as last read" and how many other paths were left out.
+ */
+export function warningsVerdict(s: Pick<BackupSummary, 'warnings' | 'filesChangedWhileRead'>): string {
+  const changed = s.filesChangedWhileRead;
+  if (changed === 0) return 'the snapshot was written without those paths';
+  const leftOut = s.warnings - changed;
+  return `${plural(changed, 'file')} changed while read; stored as last read${leftOut > 0 ? `; ${plural(leftOut, 'other path')} left out` : ''}`;
+}
+
 /** The end-of-run summary, one fact per line. */
 export function summaryLines(s: BackupSummary): string[] {
   const other = s.others > 0 ? `, ${plural(s.others, 'other entry', 'other entries')}` : '';
   return [
     `snapshot ${s.snapshotId} saved to ${s.store}`,
     `files:     ${formatCount(s.files)} (${formatCount(s.filesNew)} new, ${formatCount(s.filesChanged)} changed, ${formatCount(s.filesUnchanged)} unchanged), ${plural(s.dirs, 'dir')}, ${plural(s.symlinks, 'symlink')}${other}`,
-    `read:      ${formatBytes(s.bytesRead)} of ${formatBytes(s.bytesScanned)} (${plural(s.filesRead, 'file')} opened)`,
+    `read:      ${formatBytes(s.bytesRead)} of ${formatBytes(s.bytesScanned)} (${plural(s.filesRead, 'file')} opened${s.filesReread > 0 ? `, ${formatCount(s.filesReread)} read again after changing while read` : ''})`,
     `added:     ${formatBytes(s.bytesUploaded + s.metadataBytes)} (${formatBytes(s.bytesNew)} new data → ${formatBytes(s.bytesPacked)} compressed, in ${plural(s.blobsUploaded, 'blob')}; ${formatBytes(s.metadataBytes)} metadata)`,
     `snapshot:  ${formatCount(s.entries)} entries, ${plural(s.snapshotBlobs, 'blob')}, ${formatBytes(s.snapshotBlobBytes)} stored`,
     `duration:  ${formatDuration(s.durationMs)} (${formatRate(s.bytesRead, s.durationMs)} read)`,
-    ...(s.warnings > 0 ? [`warnings:  ${formatCount(s.warnings)} (see above); the snapshot was written without those paths`] : []),
+    ...(s.warnings > 0 ? [`warnings:  ${formatCount(s.warnings)} (see above); ${warningsVerdict(s)}`] : []),
   ];
 }
 
@@ -137,7 +148,8 @@ export class CronRenderer implements BackupRenderer {
     if (summary.warnings === 0) return;
     const lines = this.warnings.map((w) => `warning: ${escapeControlText(w)}`);
     if (this.dropped > 0) lines.push(`… and ${formatCount(this.dropped)} more warnings`);
-    lines.push(`vaultik backup: completed with ${plural(summary.warnings, 'warning')}; snapshot ${summary.snapshotId} was written without those paths`);
+    const what = summary.filesChangedWhileRead === 0 ? ' without those paths' : `; ${warningsVerdict(summary)}`;
+    lines.push(`vaultik backup: completed with ${plural(summary.warnings, 'warning')}; snapshot ${summary.snapshotId} was written${what}`);
     this.stderr.write(lines.join('\n') + '\n');
   }
 

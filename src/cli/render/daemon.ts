@@ -23,7 +23,9 @@ export function daemonLogLine(e: DaemonEvent): string | undefined {
       return undefined;
     case 'run': {
       const how = e.scan === 'full' ? 'full walk' : e.fullScan ? `full scan found ${plural(e.dirtyPaths, 'changed path')}` : `${plural(e.dirtyPaths, 'dirty path')} re-checked`;
-      const warned = e.warnings > 0 ? `; ${plural(e.warnings, 'path')} left out (see the warnings above)` : '';
+      const leftOut = e.warnings - e.filesChangedWhileRead;
+      const changed = e.filesChangedWhileRead > 0 ? `; ${plural(e.filesChangedWhileRead, 'file')} changed while read, stored as last read` : '';
+      const warned = e.warnings > 0 ? `${changed}${leftOut > 0 ? `; ${plural(leftOut, 'path')} left out` : ''} (see the warnings above)` : '';
       return `${t} snapshot ${e.snapshotId}: ${plural(e.filesChanged, 'file')} changed (${formatCount(e.filesNew)} new), ${formatBytes(e.bytesAdded)} added, ${formatDuration(e.durationMs)} (${how})${warned}`;
     }
     case 'skipped':
