@@ -53,7 +53,7 @@ export interface OpenSnapshotFromStoreOptions extends OpenMetadataOptions {
 /**
  * Reader limits on a metadata DB's decompressed size (docs/FORMAT.md, "Reader limits"): a zstd
  * bomb (a few hundred KB that expand to gigabytes) is refused once its output passes the cap,
- * before it fills the temp directory (prune and verify decrypt several at once).
+ * before it fills the temp directory (prune reads four snapshots at once).
  *
  * The cap is a base the format bounds plus a multiple of the stored size:
  * - root: 1 MiB (the schema and the snapshot row) + 512 × stored bytes. Each shard row carries a
