@@ -414,7 +414,7 @@ class BackupRun {
       await rm(this.workDir, { recursive: true, force: true });
       await mkdir(this.workDir, { recursive: true, mode: 0o700 });
       this.spool = new LocationSpool(join(this.workDir, 'locations.db'));
-      const limits = deps.shardLimits ?? testShardLimits(); // test-only env; the default cut when unset
+      const limits = deps.shardLimits ?? testShardLimits(); // test-only (testHooks.ts); the default cut otherwise
       this.shards = new ShardAssembler({ workDir: this.workDir, cache, blobSizes: this.blobSizes, ...(limits ? { limits } : {}) });
       if (deps.pool && deps.pool.level !== config.compressionLevel) {
         throw new VaultikError(`chunk pool compresses at level ${deps.pool.level}, the config asks for ${config.compressionLevel}`);
@@ -444,7 +444,7 @@ class BackupRun {
       this.emit({ type: 'phase', phase: 'flush' });
       await this.packer.flush();
       this.signal.throwIfAborted();
-      killPoint('blobs-done'); // test-only (VAULTIK_TEST_KILL_AT); no-op when unset
+      killPoint('blobs-done'); // test-only (testHooks.ts, installed by test entries only); no-op otherwise
 
       this.emit({ type: 'phase', phase: 'metadata' });
       this.spool.flush();

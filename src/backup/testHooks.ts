@@ -1,17 +1,21 @@
 /**
- * TEST-ONLY crash points for the hardening suite (test/hardening/crash.test.ts).
+ * TEST-ONLY crash points and shard sizes for the hardening suite (test/hardening/crash.test.ts).
  *
- * `VAULTIK_TEST_KILL_AT=<point>[:<n>]` makes the backup process SIGKILL itself the n-th time
- * (default: the first) the engine reaches `<point>`, so a test can crash a real run at an exact
- * place that timing alone hits only by luck. When the variable is unset — always, outside that
- * suite — `killPoint` is one comparison and `killableStorage` returns the storage unchanged.
+ * Nothing here reads the environment, and the shipped entry point (src/cli/bin.ts) never turns a
+ * hook on: a user cannot enable one by accident. The crash suite runs its own entry,
+ * test/helpers/crash-entry.mjs, which calls installTestHooks() and then runs the CLI. Until
+ * then `killPoint` is one comparison and `killableStorage` returns the storage unchanged.
  *
- * Points, in run order:
+ * `killAt: '<point>[:<n>]'` makes the backup process SIGKILL itself the n-th time (default: the
+ * first) the engine reaches `<point>`, so a test can crash a real run at an exact place that
+ * timing alone hits only by luck. Points, in run order:
  *   scan          an entry came out of the walk
  *   chunk         a chunk was placed into a blob
  *   upload        mid-upload of a blob: half of its bytes were handed to the store
  *   blob-recorded a blob's upload completed and the cache recorded it
  *   blobs-done    after the last blob, before any metadata is written
+ *   shard         mid-upload of a shard
+ *   shards-done   the shards are written, the manifest not yet
  *   manifest      the manifest is written, the encrypted metadata not yet
  *   metadata      mid-upload of the encrypted metadata (half of its bytes handed over)
  *   cache-commit  the metadata is in the store, the state cache has not recorded the snapshot
@@ -20,27 +24,33 @@ import { Readable } from 'node:stream';
 import type { ShardLimits } from '../snapshot/shardCut.js';
 import type { PutBody, PutOptions, StoreWriter } from '../storage/types.js';
 
-/**
- * Test-only: shards of at most this many entries (VAULTIK_TEST_SHARD_ENTRIES=N), so that the
- * small trees of the CLI and crash tests span several shards.
- */
-export const TEST_SHARD_ENV = 'VAULTIK_TEST_SHARD_ENTRIES';
-
-/** The shard limits a test asked for through TEST_SHARD_ENV, or undefined. */
-export function testShardLimits(): ShardLimits | undefined {
-  const n = Number(process.env[TEST_SHARD_ENV]);
-  if (!Number.isSafeInteger(n) || n < 1) return undefined;
-  return { boundaryBits: 30, minEntries: 1, maxEntries: n, maxBytes: 2 ** 50 };
-}
-
-/** The environment variable naming the crash point (test-only). */
-export const TEST_KILL_ENV = 'VAULTIK_TEST_KILL_AT';
-
 export type KillPoint = 'scan' | 'chunk' | 'upload' | 'blob-recorded' | 'blobs-done' | 'shard' | 'shards-done' | 'manifest' | 'metadata' | 'cache-commit';
 
-const spec = process.env[TEST_KILL_ENV];
-const [wantedPoint, wantedNth] = spec ? [spec.split(':')[0], Number(spec.split(':')[1] ?? '1')] : [undefined, 0];
+export interface TestHooks {
+  /** `<point>[:<n>]`: SIGKILL at the n-th hit of `point`. */
+  killAt?: string;
+  /** Shards of at most this many entries, so that small test trees span several shards. */
+  shardEntries?: number;
+}
+
+let wantedPoint: string | undefined;
+let wantedNth = 0;
+let shardEntries: number | undefined;
 const hits = new Map<string, number>();
+
+/** Turns the hooks on for this process. Test entry points only; the product never calls it. */
+export function installTestHooks(hooks: TestHooks): void {
+  [wantedPoint, wantedNth] = hooks.killAt ? [hooks.killAt.split(':')[0], Number(hooks.killAt.split(':')[1] ?? '1')] : [undefined, 0];
+  const n = hooks.shardEntries;
+  shardEntries = n !== undefined && Number.isSafeInteger(n) && n >= 1 ? n : undefined;
+  hits.clear();
+}
+
+/** The shard limits a test installed (TestHooks.shardEntries), or undefined. */
+export function testShardLimits(): ShardLimits | undefined {
+  if (shardEntries === undefined) return undefined;
+  return { boundaryBits: 30, minEntries: 1, maxEntries: shardEntries, maxBytes: 2 ** 50 };
+}
 
 /** SIGKILLs this process when `point` is the configured crash point and its n-th hit. */
 export function killPoint(point: KillPoint): void {

@@ -118,3 +118,46 @@ function decompressInto(frame: Uint8Array, out: Uint8Array): void {
   }
   if (n !== out.length) throw corrupt(`decompressed to ${n} bytes, header says ${out.length}`);
 }
+
+/** Output buffer of one streaming decompression step (zstd's recommended size, ~128 KiB). */
+const STREAM_OUT_SIZE = zstd.dStreamOutSize();
+
+/**
+ * A pipeline stage (stream.pipeline accepts it between a source and a sink) that decompresses a
+ * zstd stream of any number of frames and stops as soon as its output passes `maxOutput`. It
+ * yields one decoder buffer at a time and waits for the consumer to take it, so whatever the
+ * compression ratio (a hostile 1 KB frame can expand to gigabytes) it holds one buffer and never
+ * produces more than `maxOutput` plus one buffer. zstd-napi's DecompressStream, by contrast,
+ * expands a whole input chunk into memory before anything downstream can count it.
+ * @throws what `tooLarge()` returns, past the cap; VaultikError (DATA) on corrupt data or a
+ *   stream that ends inside a frame.
+ */
+export function boundedDecompress(maxOutput: number, tooLarge: () => Error): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+  return async function* decompress(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    const dctx = new zstd.DCtx();
+    let total = 0;
+    let inFrame = false;
+    for await (const chunk of source) {
+      let src = chunk;
+      for (;;) {
+        const dst = Buffer.allocUnsafe(STREAM_OUT_SIZE);
+        let ret: number, produced: number, consumed: number;
+        try {
+          [ret, produced, consumed] = dctx.decompressStream(dst, src);
+        } catch (err) {
+          throw corrupt((err as Error).message, err);
+        }
+        total += produced;
+        if (total > maxOutput) throw tooLarge();
+        if (produced > 0) yield dst.subarray(0, produced);
+        src = src.subarray(consumed);
+        // Input used up and the decoder has nothing more to flush (or a frame just ended).
+        if (src.length === 0 && (produced < dst.length || ret === 0)) {
+          inFrame = ret !== 0;
+          break;
+        }
+      }
+    }
+    if (inFrame) throw corrupt('the data ends inside a frame (truncated)');
+  };
+}

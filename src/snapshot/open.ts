@@ -19,21 +19,23 @@ import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
-import { DecompressStream } from 'zstd-napi';
 import { blobKey } from '../blob/key.js';
+import { boundedDecompress } from '../compress/zstd.js';
 import { AgeError, createDecryptStream, type Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError } from '../errors.js';
+import { hashObject } from '../storage/streams.js';
 import { StorageError, type Storage } from '../storage/types.js';
 import type { IndexObject } from './list.js';
 import { descendantRange } from './paths.js';
 import { checkAssembled, openShardFile, readRootFile, SnapshotReader, type LostShard, type RootContentsRead, type ShardReader } from './reader.js';
 import { INDEXES_DDL, TABLES_DDL } from './schema.js';
+import { MAX_ENTRIES } from './shardCut.js';
 import { makeMetadataDir } from './tempDir.js';
 import type { ShardRef } from './types.js';
 
 export interface OpenMetadataOptions {
   signal?: AbortSignal;
-  /** Refuse a DB that decompresses to more than this (default 64 GiB): a zstd bomb guard. */
+  /** Refuse a DB that decompresses to more than this instead of metadataSizeLimit's cap (tests). */
   maxSize?: number;
 }
 
@@ -48,44 +50,72 @@ export interface OpenSnapshotFromStoreOptions extends OpenMetadataOptions {
   tolerateLostShards?: boolean;
 }
 
-/** Counts bytes through a stream and fails past a limit. */
-function limitStream(max: number, label: string): Transform {
+/**
+ * Reader limits on a metadata DB's decompressed size (docs/FORMAT.md, "Reader limits"): a zstd
+ * bomb (a few hundred KB that expand to gigabytes) is refused once its output passes the cap,
+ * before it fills the temp directory (prune reads four snapshots at once).
+ *
+ * The cap is a base the format bounds plus a multiple of the stored size:
+ * - root: 1 MiB (the schema and the snapshot row) + 512 × stored bytes. Each shard row carries a
+ *   32-byte SHA-256 that does not compress, and at most two paths of PATH_MAX (4 KiB) and nine
+ *   integers: no real root expands more than ~290 times (measured: 20,000 rows of 4 KB paths, 163).
+ * - shard: 1 MiB + 16 KiB per entry its root lists (at most MAX_ENTRIES, 8192: a path and a link
+ *   target of 4 KiB each, with their page and index overhead: 128 MiB) + 1024 × stored bytes
+ *   for the chunk rows, which grow with the files' bytes. Measured: 8192 entries of 4 KB paths
+ *   and targets expand 552 times (inside the base); a 256 GiB file of one repeated chunk, 27.
+ */
+export const METADATA_BASE_SIZE = 1024 * 1024;
+export const ROOT_EXPANSION = 512;
+export const SHARD_ENTRY_ALLOWANCE = 16 * 1024;
+export const SHARD_EXPANSION = 1024;
+
+/** The most a root (no entry count) or a shard of `entryCount` entries may decompress to. */
+export function metadataSizeLimit(storedSize: number, entryCount?: number): number {
+  if (entryCount === undefined) return METADATA_BASE_SIZE + ROOT_EXPANSION * storedSize;
+  return METADATA_BASE_SIZE + SHARD_ENTRY_ALLOWANCE * Math.min(entryCount, MAX_ENTRIES) + SHARD_EXPANSION * storedSize;
+}
+
+/** What fetchDecrypted reads: the object, its name's hash and the size it is listed with. */
+interface MetadataObject {
+  key: string;
+  /** The SHA-256 the object is named by (roots and shards both are). */
+  sha256: string;
+  /** The stored size its listing (root) or its root (shard) gives. */
+  size: number;
+  /** For a shard, the entry count its root gives. */
+  entryCount?: number;
+}
+
+/** Passes bytes through, hashes them, and fails past `max` bytes. */
+function hashStream(hash: Hash, max: number, tooLarge: () => Error): Transform {
   let n = 0;
   return new Transform({
     transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
       n += chunk.length;
-      if (n > max) cb(new VaultikError(`${label}: metadata larger than ${max} bytes`, ExitCode.DATA));
-      else cb(null, chunk);
-    },
-  });
-}
-
-/** Passes bytes through and hashes them. */
-function hashStream(hash: Hash): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+      if (n > max) return cb(tooLarge());
       hash.update(chunk);
       cb(null, chunk);
     },
   });
 }
 
+function notItsName(label: string, key: string, got: string, why = ''): VaultikError {
+  return new VaultikError(`${label}: ${why}${key} is damaged or replaced (the stored object hashes to ${got}, not its name)`, ExitCode.DATA);
+}
+
 /**
- * Downloads the object at `key`, decrypts and decompresses it into `dest` (which must not exist).
- * With `sha256`, the stored bytes must hash to it (a shard is named by its hash): a replaced or
- * damaged object is refused however well it decrypts.
- * @throws VaultikError NO_IDENTITY when no identity matches; DATA when the object is missing,
- *   fails authentication or decompression, or does not match its name; StorageError.
+ * Downloads the object, decrypts and decompresses it into `dest` (which must not exist). The
+ * stored bytes must hash to the name (roots and shards are named by their hash): a replaced or
+ * damaged object is refused however well it decrypts. When age refuses the object (no identity
+ * opens its header, or it fails authentication), the bytes are hashed again on their own: an
+ * object that does not hash to its name is damaged or replaced (DATA), not "another key": a
+ * flipped byte in a stanza looks to age exactly like a stanza for someone else.
+ * @throws VaultikError NO_IDENTITY when no identity matches an intact object; DATA when the
+ *   object is missing, larger than listed, damaged or replaced, fails authentication or
+ *   decompression, or decompresses past metadataSizeLimit; StorageError.
  */
-async function fetchDecrypted(
-  storage: Storage,
-  key: string,
-  identities: readonly Identity[],
-  dest: string,
-  label: string,
-  options: OpenMetadataOptions,
-  sha256?: string,
-): Promise<void> {
+async function fetchDecrypted(storage: Storage, object: MetadataObject, identities: readonly Identity[], dest: string, label: string, options: OpenMetadataOptions): Promise<void> {
+  const { key, sha256 } = object;
   try {
     let body: Readable;
     try {
@@ -97,24 +127,28 @@ async function fetchDecrypted(
       throw err;
     }
     const hash = createHash('sha256');
+    const cap = options.maxSize ?? metadataSizeLimit(object.size, object.entryCount);
     await pipeline(
       body,
-      hashStream(hash),
+      hashStream(hash, object.size, () => new VaultikError(`${label}: ${key} is damaged or replaced: it holds more than the ${object.size} bytes listed for it`, ExitCode.DATA)),
       createDecryptStream(identities),
-      new DecompressStream(),
-      limitStream(options.maxSize ?? 64 * 1024 ** 3, label),
+      boundedDecompress(
+        cap,
+        () => new VaultikError(`${label}: ${key} is damaged or forged: it decompresses to more than ${cap} bytes, more than the format allows for ${object.size} stored bytes (docs/FORMAT.md "Reader limits")`, ExitCode.DATA),
+      ),
       createWriteStream(dest, { flags: 'wx', mode: 0o600 }),
       { signal: options.signal },
     );
     const got = hash.digest('hex');
-    if (sha256 !== undefined && got !== sha256) {
-      throw new VaultikError(`${label}: the stored object hashes to ${got}, not its name (replaced or damaged)`, ExitCode.DATA);
-    }
+    if (got !== sha256) throw notItsName(label, key, got);
   } catch (err) {
-    if (err instanceof AgeError && err.kind === 'no-match') {
-      throw new VaultikError(`no identity matches this backup (${label})`, ExitCode.NO_IDENTITY, { cause: err });
-    }
     if (err instanceof AgeError) {
+      // age cannot tell a damaged stanza from another recipient's: the name's hash can.
+      const stored = await hashObject(storage, key, options.signal);
+      if (stored !== undefined && stored.hash !== sha256) {
+        throw notItsName(label, key, stored.hash, err.kind === 'no-match' ? 'no identity opens it: ' : `metadata failed authentication (${err.message}): `);
+      }
+      if (err.kind === 'no-match') throw new VaultikError(`no identity matches this backup (${label})`, ExitCode.NO_IDENTITY, { cause: err });
       throw new VaultikError(`${label}: metadata failed authentication: ${err.message}`, ExitCode.DATA, { cause: err });
     }
     if (err instanceof VaultikError || err instanceof StorageError) throw err;
@@ -126,7 +160,7 @@ async function fetchDecrypted(
 /** Which root to read: a snapshot id and one of its root objects (a SnapshotListing fits). */
 export interface RootRef {
   id: string;
-  root: Pick<IndexObject, 'key' | 'sha256'>;
+  root: Pick<IndexObject, 'key' | 'sha256' | 'size'>;
 }
 
 /**
@@ -159,7 +193,7 @@ export async function readRoot(
   const dir = await makeMetadataDir(tmpDir, 'snapshot');
   try {
     const path = join(dir, 'root.db');
-    await fetchDecrypted(storage, ref.root.key, identities, path, `snapshot ${ref.id}`, options, ref.root.sha256);
+    await fetchDecrypted(storage, ref.root, identities, path, `snapshot ${ref.id}`, options);
     return readRootFile(path, ref.id);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -196,7 +230,7 @@ export async function openShard(
   try {
     const path = join(dir, 'shard.db');
     try {
-      await fetchDecrypted(storage, blobKey(ref.hash), identities, path, label, options, ref.hash);
+      await fetchDecrypted(storage, { key: blobKey(ref.hash), sha256: ref.hash, size: ref.size, entryCount: ref.entryCount }, identities, path, label, options);
     } catch (err) {
       if (err instanceof VaultikError && err.exitCode === ExitCode.DATA) throw new ShardUnavailableError(err);
       throw err;

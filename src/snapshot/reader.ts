@@ -33,6 +33,7 @@ import {
   SNAPSHOT_FORMAT_VERSION,
   TABLES_DDL,
 } from './schema.js';
+import { MAX_ENTRIES } from './shardCut.js';
 import { computeTotalSize, countEntries, type DB } from './sql.js';
 import type { BlobRef, ChunkLocation, Entry, EntryType, ShardCounts, ShardRef, SnapshotInfo } from './types.js';
 
@@ -601,6 +602,9 @@ function validateRoot(db: DB, expectedId: string | undefined): RootContentsRead 
     if (prev && Buffer.compare(prev.lastPath, ref.firstPath) >= 0) {
       throw new Invalid(`the shards at ${describePath(prev.firstPath)} and ${describePath(firstPath)} overlap`);
     }
+    // A reader limit (docs/FORMAT.md "Reader limits"): the writer cuts shards at MAX_ENTRIES, and a
+    // shard's decompressed size is capped by its entry count (open.ts metadataSizeLimit).
+    if (ref.entryCount > MAX_ENTRIES) throw new Invalid(`the shard at ${describePath(firstPath)} lists ${ref.entryCount} entries, more than the ${MAX_ENTRIES} a shard may hold`);
     if (ref.fileCount + ref.dirCount + ref.symlinkCount + ref.otherCount !== ref.entryCount) {
       throw new Invalid(`the counts by type${where} do not add up to entry_count`);
     }

@@ -11,4 +11,5 @@ export type { S3Storage } from './s3.js';
 export { S3_DEFAULTS, type S3StorageOptions, type SdkLogger } from './s3Settings.js';
 export { RetryStorage, withRetry, backoffDelay, DEFAULT_RETRY, type RetryOptions, type RetryEvent } from './retry.js';
 export { LimitStorage } from './limit.js';
+export { hashObject } from './streams.js';
 export { openStorage, storageSpecFromArgs, type OpenStorageOptions } from './open.js';

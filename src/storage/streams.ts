@@ -3,8 +3,9 @@
  * announced length, and turning a raw download into a stream that fails loudly (with a classified
  * StorageError) instead of ending short.
  */
+import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import type { PutBody } from './types.js';
+import { isStorageError, type PutBody, type Storage } from './types.js';
 
 /** Byte length of a put body. */
 export function bodySize(body: PutBody): number {
@@ -118,4 +119,27 @@ export function guardDownload(
   });
   source.pipe(out);
   return out;
+}
+
+/**
+ * SHA-256 and size of an object, streamed.
+ * Keyless: what verify checks, and what tells a damaged or replaced object from one encrypted
+ * to another key (snapshot/open.ts).
+ * @returns undefined when the object no longer exists.
+ */
+export async function hashObject(storage: Storage, key: string, signal?: AbortSignal): Promise<{ hash: string; size: number } | undefined> {
+  let body;
+  try {
+    body = await storage.get(key, undefined, signal ? { signal } : undefined);
+  } catch (err) {
+    if (isStorageError(err, 'not-found')) return undefined;
+    throw err;
+  }
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const chunk of body) {
+    h.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { hash: h.digest('hex'), size };
 }

@@ -20,7 +20,6 @@
  * distinct chunk location is checked once: the shards' chunk lists are merged in (blob, offset)
  * order.
  */
-import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { blobHashOf, blobKey, chunkFromFetched, storageReadRange } from '../blob/index.js';
 import { AgeError, openAgeFile, segmentRange, type AgeFileInfo, type Identity } from '../crypto/index.js';
@@ -33,6 +32,7 @@ import { checkSnapshotSignatures } from '../snapshot/signatures.js';
 import type { MetadataReader } from '../snapshot/reader.js';
 import { shardRefKey, snapshotReferences } from '../snapshot/references.js';
 import type { BlobRef, ChunkLocation, ShardRef } from '../snapshot/types.js';
+import { hashObject } from '../storage/streams.js';
 import { isStorageError, type Storage } from '../storage/types.js';
 import { TaskWindow } from '../util/concurrency.js';
 
@@ -367,27 +367,6 @@ async function attributeMissing(
   }
   for (const r of readers) for (const b of r.reader.blobs()) for (const id of r.ids) add(b.hash, id);
   return new Map([...needs].map(([h, ids]) => [h, [...ids].sort()]));
-}
-
-/**
- * SHA-256 and size of an object, streamed.
- * @returns undefined when the object no longer exists.
- */
-async function hashObject(storage: Storage, key: string, signal?: AbortSignal): Promise<{ hash: string; size: number } | undefined> {
-  let body;
-  try {
-    body = await storage.get(key, undefined, signal ? { signal } : undefined);
-  } catch (err) {
-    if (isStorageError(err, 'not-found')) return undefined;
-    throw err;
-  }
-  const h = createHash('sha256');
-  let size = 0;
-  for await (const chunk of body) {
-    h.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { hash: h.digest('hex'), size };
 }
 
 const chunkOrder = (a: ChunkLocation, b: ChunkLocation): number =>

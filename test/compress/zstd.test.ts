@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   DEFAULT_COMPRESSION_LEVEL,
+  boundedDecompress,
   checkCompressionLevel,
   compressFrame,
   decompressFrame,
@@ -157,5 +158,32 @@ describe('zstd frames', () => {
     // Single-segment header declaring 2^40 bytes, then an empty raw last block.
     const evil = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xe0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0]);
     expectData(() => decompressFrame(evil));
+  });
+});
+
+describe('boundedDecompress', () => {
+  const collect = async (input: Buffer[], max: number): Promise<Buffer> => {
+    const out: Buffer[] = [];
+    const stage = boundedDecompress(max, () => new VaultikError('over the cap', ExitCode.DATA));
+    for await (const b of stage((async function* () { yield* input; })())) out.push(b);
+    return Buffer.concat(out);
+  };
+
+  it('decompresses concatenated frames fed in any pieces, up to exactly the cap', async () => {
+    const a = textLike(300_000, 1);
+    const b = textLike(200_000, 2);
+    const z = Buffer.concat([compressFrame(a), compressFrame(b)]);
+    for (const piece of [1, 7, 4096, z.length]) {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < z.length; i += piece) parts.push(z.subarray(i, i + piece));
+      expect((await collect(parts, a.length + b.length)).equals(Buffer.concat([a, b]))).toBe(true);
+    }
+    await expect(collect([z], a.length + b.length - 1)).rejects.toThrow('over the cap');
+  });
+
+  it('a stream cut inside a frame, or not zstd, is DATA', async () => {
+    const z = compressFrame(textLike(100_000));
+    await expect(collect([z.subarray(0, z.length - 3)], 1 << 20)).rejects.toMatchObject({ exitCode: ExitCode.DATA, message: expect.stringMatching(/ends inside a frame/) as unknown });
+    await expect(collect([Buffer.from('SQLite format 3\0')], 1 << 20)).rejects.toMatchObject({ exitCode: ExitCode.DATA });
   });
 });

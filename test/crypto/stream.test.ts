@@ -68,6 +68,21 @@ describe('age streams', () => {
     expect(r.out.length).toBe(0);
   });
 
+  it('a stanza that unwraps with a header MAC that fails is corruption (hmac, exit 5), not a wrong key', async () => {
+    const file = encrypt(randomBytes(1000), rcpt);
+    // Every byte of the MAC's base64 (the line after "---"), each flipped to another letter.
+    const macStart = file.indexOf('\n--- ') + 5;
+    const macEnd = file.indexOf(0x0a, macStart);
+    for (let i = macStart; i < macEnd - 1; i++) {
+      const bad = Buffer.from(file);
+      bad[i] = bad[i] === 0x41 ? 0x42 : 0x41;
+      const r = await run(createDecryptStream(ids), bad, 4096);
+      expect((r.error as AgeError).kind, `MAC byte ${i - macStart}`).toBe('hmac');
+      expect((r.error as AgeError).exitCode).toBe(5);
+      expect(r.out.length).toBe(0);
+    }
+  });
+
   it('rejects a truncated file', async () => {
     const plain = randomBytes(2 * SEGMENT_SIZE + 5);
     const file = encrypt(plain, rcpt);

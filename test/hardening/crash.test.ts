@@ -1,7 +1,7 @@
 /**
  * Crash consistency (issue 9): the real `vaultik backup` / `restore` / `prune` processes are
  * SIGKILLed at seeded random points — named crash points of the backup engine
- * (VAULTIK_TEST_KILL_AT, src/backup/testHooks.ts: scan, chunking, mid-upload of a blob or a shard, after
+ * (VAULTIK_TEST_KILL_AT of the test-only entry test/helpers/crash-entry.mjs, src/backup/testHooks.ts: scan, chunking, mid-upload of a blob or a shard, after
  * a blob is recorded, between the last blob and the metadata, after the manifest, mid-upload of
  * the metadata, before the cache commit) and plain timing for restore and prune. After every
  * kill: no partial object is visible in the store, the next run succeeds, every snapshot restores
@@ -10,16 +10,27 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_KILL_ENV, TEST_SHARD_ENV, type KillPoint } from '../../src/backup/testHooks.js';
+import type { KillPoint } from '../../src/backup/testHooks.js';
 import { listSnapshots } from '../../src/snapshot/index.js';
 import { openStorage } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
-import { cleanEnv, ensureBuilt, runCli, startCli } from '../backup/cli.js';
+import { cleanEnv, ensureBuilt, runCli, startCli, startNode, type CliResult } from '../backup/cli.js';
 import { makeWorkspace, type Workspace } from '../backup/helpers.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { compareTrees } from '../helpers/tree.js';
 import { goldenCopy, int, mutateTree, pick, prng, restoreDiffs, seedTree, storeProblems, suiteSeed } from './kit.js';
+
+/** Read only by the test entry below; the shipped binary ignores them (test/hardening/test-hooks.test.ts). */
+const TEST_KILL_ENV = 'VAULTIK_TEST_KILL_AT';
+const TEST_SHARD_ENV = 'VAULTIK_TEST_SHARD_ENTRIES';
+const CRASH_ENTRY = fileURLToPath(new URL('../helpers/crash-entry.mjs', import.meta.url));
+
+/** The built CLI with the test hooks installed from TEST_KILL_ENV / TEST_SHARD_ENV. */
+function runHooked(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  return startNode([CRASH_ENTRY, ...args], env).done;
+}
 
 const POINTS: readonly KillPoint[] = ['scan', 'chunk', 'upload', 'blob-recorded', 'blobs-done', 'shard', 'shards-done', 'manifest', 'metadata', 'cache-commit'];
 
@@ -66,7 +77,7 @@ async function crashRounds(ws: Workspace, storage: Storage, rnd: () => number, r
     const point = round < order.length ? order[round]! : pick(rnd, POINTS);
     const nth = point === 'scan' ? 1 + int(rnd, 8) : point === 'chunk' ? 1 + int(rnd, 4) : point === 'upload' || point === 'blob-recorded' || point === 'shard' ? 1 + int(rnd, 3) : 1;
     // Shards of 8 entries: the tree spans several, most reused from run to run.
-    const crashed = await runCli(['backup', ws.configPath, '--cron'], cleanEnv({ [TEST_KILL_ENV]: `${point}:${nth}`, [TEST_SHARD_ENV]: '8' }));
+    const crashed = await runHooked(['backup', ws.configPath, '--cron'], cleanEnv({ [TEST_KILL_ENV]: `${point}:${nth}`, [TEST_SHARD_ENV]: '8' }));
     if (crashed.signal === 'SIGKILL') {
       tally.killed++;
       tally.byPoint.set(point, (tally.byPoint.get(point) ?? 0) + 1);
@@ -79,7 +90,7 @@ async function crashRounds(ws: Workspace, storage: Storage, rnd: () => number, r
     // (killed at cache-commit) has the same golden image as the next one.
     await remember();
     expect(await storeProblems(storage), `after kill at ${point}:${nth}`).toEqual([]);
-    const next = await runCli(['backup', ws.configPath, '--cron'], cleanEnv({ [TEST_SHARD_ENV]: '8' }));
+    const next = await runHooked(['backup', ws.configPath, '--cron'], cleanEnv({ [TEST_SHARD_ENV]: '8' }));
     expect(next.code, `${point}:${nth} → next run: ${next.stderr}`).toBe(0);
     await remember();
     const latest = (await listSnapshots(storage, 'index/')).at(-1)!;

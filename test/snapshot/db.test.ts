@@ -386,6 +386,7 @@ describe('roots', () => {
     ['a shard that ends before it starts', "UPDATE shards SET last_path = CAST('a' AS BLOB)", /ends before it starts/],
     ['a shard path with ..', "UPDATE shards SET first_path = CAST('../x' AS BLOB)", /'\.\.' path component/],
     ['a short shard hash', "UPDATE shards SET blob = x'00'", /blob of the shard at 'home' has 1 bytes, expected 32/],
+    ['a shard of more entries than the writer cuts at (a reader limit)', 'UPDATE shards SET entry_count = 8193', /lists 8193 entries, more than the 8192 a shard may hold/],
     ['counts by type that do not add up', 'UPDATE shards SET entry_count = 99', /counts by type of the shard at 'home' do not add up/],
     ['an extra table', 'CREATE TABLE extra (x)', /unexpected schema object table extra/],
     ['an index', 'CREATE INDEX i ON shards (blob)', /unexpected schema object index i/],

@@ -236,7 +236,7 @@ describe('snapshot metadata v2 in a store (real age, zstd)', () => {
     });
     storage.objects.set(key, obj);
     // Someone renamed another snapshot's root to this id.
-    const renamed = { id: 'web-eu-1-20300101T000000.000Z', root: { key: metadataKey('i/', 'web-eu-1-20300101T000000.000Z', listing!.root.sha256), sha256: listing!.root.sha256 }, otherRoots: [] };
+    const renamed = { id: 'web-eu-1-20300101T000000.000Z', root: { key: metadataKey('i/', 'web-eu-1-20300101T000000.000Z', listing!.root.sha256), sha256: listing!.root.sha256, size: listing!.root.size }, otherRoots: [] };
     storage.objects.set(renamed.root.key, obj);
     await expect(openSnapshot(storage, renamed, identities, work)).rejects.toMatchObject({
       exitCode: ExitCode.DATA,
