@@ -42,6 +42,7 @@ import { parseRecipient, type Recipient } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
 import { SNAPSHOT_NAMESPACE, SignError, loadSigningKey, signMessage, snapshotStatement, type SigningKey } from '../sign/index.js';
 import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, sameStat, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
+import { jsonPath } from '../fs/paths.js';
 import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../cache/index.js';
 import { LocationSpool, makeSnapshotId, parseSnapshotId, publishSnapshot, writeRoot, type ChunkLocation, type Entry, type ShardLimits } from '../snapshot/index.js';
 import { ShardAssembler, type ShardSlot } from './shards.js';
@@ -537,7 +538,7 @@ class BackupRun {
   }
 
   private walkWarning(w: WalkWarning): void {
-    this.warn({ path: displayPath(w.absPath), kind: w.code === 'ENOENT' ? 'vanished' : 'walk', message: w.message });
+    this.warn({ ...jsonPath(w.absPath), kind: w.code === 'ENOENT' ? 'vanished' : 'walk', message: w.message });
   }
 
   private async onEntry(e: SourceEntry): Promise<void> {
@@ -563,6 +564,7 @@ class BackupRun {
     this.progress.files++;
     this.progress.bytesScanned += entry.size;
     if (e.hardLinkTo !== undefined) {
+      this.progress.hardLinks++;
       this.onFollower(e, slot);
       return;
     }
@@ -652,7 +654,7 @@ class BackupRun {
     const leader = group.leader;
     if (!leader) {
       this.shards!.skip(slot);
-      this.warn({ path: displayPath(e.absPath), kind: 'skipped', message: `hard link ${displayPath(e.absPath)} left out: its first path could not be backed up` });
+      this.warn({ ...jsonPath(e.absPath), kind: 'skipped', message: `hard link ${displayPath(e.absPath)} left out: its first path could not be backed up` });
       return;
     }
     // One inode: the follower carries the leader's recorded size, time and mode (the format
@@ -912,10 +914,10 @@ class BackupRun {
     }
     let warning: BackupWarning;
     if (outcome.ok) {
-      warning = { path: where, kind: 'changed', message: `file changed while it was read (${outcome.reasons.join(', ')}): ${where}` };
+      warning = { ...jsonPath(walked.absPath), kind: 'changed', message: `file changed while it was read (${outcome.reasons.join(', ')}): ${where}` };
     } else {
       const p = outcome.error.problem;
-      warning = { path: where, kind: p === 'vanished' ? 'vanished' : p === 'unreadable' ? 'unreadable' : 'replaced', message: outcome.error.message };
+      warning = { ...jsonPath(walked.absPath), kind: p === 'vanished' ? 'vanished' : p === 'unreadable' ? 'unreadable' : 'replaced', message: outcome.error.message };
     }
     // A changed file keeps its previous backed-up version when every chunk of it is still usable.
     const prev = job.cached;

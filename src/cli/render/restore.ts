@@ -15,7 +15,8 @@ const MAX_LINES = 100;
 /** The end-of-run summary, one fact per line (like backup's). */
 export function restoreSummaryLines(s: RestoreSummary): string[] {
   const others = s.specials > 0 ? `, ${plural(s.specials, 'special file')}` : '';
-  const links = s.hardLinks > 0 ? ` (${plural(s.hardLinks, 'hard link')})` : '';
+  // Written + linked = files (hard links are other names of a file written once).
+  const links = s.hardLinks > 0 ? ` (${formatCount(s.files - s.hardLinks)} written, ${plural(s.hardLinks, 'hard link')})` : '';
   const unchanged = s.unchanged > 0 ? `; ${plural(s.unchanged, 'entry', 'entries')} already up to date` : '';
   return [
     `restored snapshot ${s.snapshotId} into ${escapeControlText(s.target)}`,
