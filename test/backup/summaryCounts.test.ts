@@ -11,6 +11,7 @@ import { chmodSync, chownSync, linkSync, mkdirSync, writeFileSync } from 'node:f
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { MAIN, cleanEnv, ensureBuilt, runCli } from './cli.js';
+import { jsonLines } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { makeKey, writeKeyFile } from '../restore/helpers.js';
 
@@ -23,14 +24,6 @@ const store = join(tmp.dir, 'store');
 const url = `file://${store}`;
 const config = join(tmp.dir, 'backup.yaml');
 
-type Line = { type: string; [k: string]: unknown };
-/** Every stdout line parsed on its own (JSON Lines). */
-function jsonLines(stdout: string): Line[] {
-  return stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Line);
-}
 
 beforeAll(() => {
   ensureBuilt();
