@@ -8,9 +8,9 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { chmodSync, chownSync, linkSync, mkdirSync, writeFileSync } from 'node:fs';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { MAIN, cleanEnv, ensureBuilt, runCli } from './cli.js';
+import { MAIN, cleanEnv, ensureBuilt, runCli, startNode, writeBackupConfig, type CliResult } from './cli.js';
 import { jsonLines } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { makeKey, writeKeyFile } from '../restore/helpers.js';
@@ -33,16 +33,7 @@ beforeAll(() => {
   for (let i = 0; i < 8; i++) writeFileSync(join(src, i < 4 ? `f${i}` : `sub/f${i}`), `content ${i}\n`);
   linkSync(join(src, 'f0'), join(src, 'f0-link'));
   linkSync(join(src, 'sub/f5'), join(src, 'sub/f5-link'));
-  writeFileSync(
-    config,
-    [
-      `source_dirs: [${JSON.stringify(src)}]`,
-      `age_recipient: ${key.recipient}`,
-      `local: {path: ${JSON.stringify(store)}, prefix: pc}`,
-      `index_path: ${JSON.stringify(join(tmp.dir, 'state', 'index.sqlite'))}`,
-      'hostname: h',
-    ].join('\n') + '\n',
-  );
+  writeBackupConfig(config, { src, store, recipient: key.recipient, indexPath: join(tmp.dir, 'state', 'index.sqlite') });
 }, 120_000);
 
 describe('summaries add up (issue 16 item 15)', () => {
@@ -89,10 +80,7 @@ describe('summaries add up (issue 16 item 15)', () => {
     writeFileSync(join(secret, 'inner'), 'hidden\n');
     writeFileSync(join(wsrc, 'public'), 'public\n');
     const cfg = join(work, 'backup.yaml');
-    writeFileSync(
-      cfg,
-      [`source_dirs: [${JSON.stringify(wsrc)}]`, `age_recipient: ${key.recipient}`, `local: {path: ${JSON.stringify(wstore)}, prefix: pc}`, `index_path: ${JSON.stringify(join(work, 'index.sqlite'))}`, 'hostname: h'].join('\n') + '\n',
-    );
+    writeBackupConfig(cfg, { src: wsrc, store: wstore, recipient: key.recipient, indexPath: join(work, 'index.sqlite') });
     chmodSync(tmp.dir, 0o755);
     if (isRoot) {
       spawnSync('chown', ['-R', '65534:65534', work]);
@@ -100,16 +88,7 @@ describe('summaries add up (issue 16 item 15)', () => {
     }
     chmodSync(secret, 0o700);
     if (!isRoot) chmodSync(secret, 0o000);
-    const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-      new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [MAIN, ...args], { ...ids, env: { PATH: process.env.PATH, HOME: work } });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+    const run = (args: string[]): Promise<CliResult> => startNode([MAIN, ...args], { PATH: process.env.PATH, HOME: work }, ids).done;
     try {
       const j = await run(['backup', cfg, '--json']);
       expect(j.code, j.stderr).toBe(3);

@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { linkSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanEnv, ensureBuilt, runCli } from '../backup/cli.js';
+import { cleanEnv, ensureBuilt, runCli, writeBackupConfig } from '../backup/cli.js';
 import { jsonLines } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { makeKey, writeKeyFile } from '../restore/helpers.js';
@@ -28,10 +28,7 @@ beforeAll(() => {
   writeFileSync(join(src, 'a'), 'a\n');
   writeFileSync(join(src, 'sub', 'b'), 'b\n');
   linkSync(join(src, 'a'), join(src, 'a-link'));
-  writeFileSync(
-    config,
-    [`source_dirs: [${JSON.stringify(src)}]`, `age_recipient: ${key.recipient}`, `local: {path: ${JSON.stringify(store)}, prefix: pc}`, `index_path: ${JSON.stringify(join(tmp.dir, 'index.sqlite'))}`, 'hostname: h'].join('\n') + '\n',
-  );
+  writeBackupConfig(config, { src, store, recipient: key.recipient, indexPath: join(tmp.dir, 'index.sqlite') });
 }, 120_000);
 
 /** Runs `args` with --json, exit `code`; returns its lines, each of which has a string type. */

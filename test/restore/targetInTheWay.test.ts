@@ -8,10 +8,11 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ExitCode } from '../../src/errors.js';
-import { MAIN, cleanEnv, ensureBuilt, runCli } from '../backup/cli.js';
+import { MAIN, cleanEnv, ensureBuilt, runCli, startNode, writeBackupConfig } from '../backup/cli.js';
+import { jsonLines } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { makeKey, writeKeyFile } from './helpers.js';
 
@@ -39,17 +40,7 @@ beforeAll(async () => {
   mkdirSync(join(src, 'e'));
   writeFileSync(join(src, 'e', 'inner'), 'inner\n');
   writeFileSync(join(src, 'f'), 'file f\n');
-  const config = join(tmp.dir, 'backup.yaml');
-  writeFileSync(
-    config,
-    [
-      `source_dirs: [${JSON.stringify(src)}]`,
-      `age_recipient: ${key.recipient}`,
-      `local: {path: ${JSON.stringify(store)}, prefix: pc}`,
-      `index_path: ${JSON.stringify(join(tmp.dir, 'state.sqlite'))}`,
-      'hostname: h',
-    ].join('\n') + '\n',
-  );
+  const config = writeBackupConfig(join(tmp.dir, 'backup.yaml'), { src, store, recipient: key.recipient, indexPath: join(tmp.dir, 'state.sqlite') });
   const b = await runCli(['backup', config], cleanEnv({ HOME: tmp.dir }));
   expect(b.code, b.stderr).toBe(0);
 }, 120_000);
@@ -127,19 +118,9 @@ describe('restore over names in the way (issue 16 item 12)', () => {
       spawnSync('chmod', ['-R', 'a+rX', store, tmp.dir]);
     }
     chmodSync(join(restored, 'd'), 0o555);
-    const child = spawn(process.execPath, [MAIN, 'restore', url, 'pc', 'latest', target, '--overwrite', '--json'], {
-      ...ids,
-      env: { PATH: process.env.PATH, HOME: home, TMPDIR: home, VAULTIK_PRIVATE_KEY: keyFile },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', resolve);
-    });
-    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; local?: boolean; message?: string; failed?: number; failedLocal?: number; exitCode?: number });
+    const env = { PATH: process.env.PATH, HOME: home, TMPDIR: home, VAULTIK_PRIVATE_KEY: keyFile };
+    const { code, stdout, stderr } = await startNode([MAIN, 'restore', url, 'pc', 'latest', target, '--overwrite', '--json'], env, ids).done;
+    const lines = jsonLines(stdout) as { type: string; local?: boolean; message?: string }[];
     const failed = lines.filter((l) => l.type === 'failed');
     expect(failed.length, stderr).toBe(121); // everything directly under d
     expect(failed.every((f) => f.local === true && /permission denied/i.test(f.message ?? ''))).toBe(true);
