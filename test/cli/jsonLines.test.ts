@@ -60,4 +60,23 @@ describe('--json is JSON Lines for every command (issue 16 item 15)', () => {
     expect(await lines(['forget', url, 'pc', '--keep-last', '1', '--dry-run'])).toEqual([expect.objectContaining({ type: 'summary', dryRun: true })]);
     expect(await lines(['prune', url, 'pc', '--dry-run'])).toEqual([expect.objectContaining({ type: 'summary', dryRun: true, exitCode: 0 })]);
   });
+
+  it('text output: sizes in IEC units (KiB, MiB) in backup, restore, verify, prune and snapshots alike', async () => {
+    const human = async (args: string[]): Promise<string> => {
+      const r = await runCli(args, env);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    const outputs = [
+      await human(['backup', config]),
+      await human(['restore', url, 'pc', 'latest', join(tmp.dir, 'r-text')]),
+      await human(['verify', url, 'pc']),
+      await human(['prune', url, 'pc', '--dry-run']),
+      await human(['snapshots', url, 'pc']),
+    ];
+    for (const out of outputs) {
+      expect(out).toMatch(/\d (B|KiB|MiB)\b/);
+      expect(out).not.toMatch(/\d ?(kB|KB|MB|GB)\b/);
+    }
+  });
 });
