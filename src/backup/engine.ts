@@ -44,6 +44,7 @@ import { parseRecipient, type Recipient } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
 import { SNAPSHOT_NAMESPACE, SignError, loadSigningKey, signMessage, snapshotStatement, type SigningKey } from '../sign/index.js';
 import { DEFAULT_READ_SIZE, SourceFileError, displayPath, openSourceFile, sameStat, type ChangeReason, type FileStat, type SourceFile, type WalkWarning } from '../fs/index.js';
+import { jsonPath } from '../fs/paths.js';
 import { StateCache, acquireLock, lockPathFor, storeIdentity, type CachedFile, type StateCacheOptions } from '../cache/index.js';
 import { LocationSpool, makeSnapshotId, parseSnapshotId, publishSnapshot, writeRoot, type ChunkLocation, type Entry, type ShardLimits } from '../snapshot/index.js';
 import { ShardAssembler, type ShardSlot } from './shards.js';
@@ -575,7 +576,7 @@ class BackupRun {
   }
 
   private walkWarning(w: WalkWarning): void {
-    this.warn({ path: displayPath(w.absPath), kind: w.code === 'ENOENT' ? 'vanished' : 'walk', message: w.message });
+    this.warn({ ...jsonPath(w.absPath), kind: w.code === 'ENOENT' ? 'vanished' : 'walk', message: w.message });
   }
 
   private async onEntry(e: SourceEntry): Promise<void> {
@@ -601,6 +602,7 @@ class BackupRun {
     this.progress.files++;
     this.progress.bytesScanned += entry.size;
     if (e.hardLinkTo !== undefined) {
+      this.progress.hardLinks++;
       this.onFollower(e, slot);
       return;
     }
@@ -690,7 +692,7 @@ class BackupRun {
     const leader = group.leader;
     if (!leader) {
       this.shards!.skip(slot);
-      this.warn({ path: displayPath(e.absPath), kind: 'skipped', message: `hard link ${displayPath(e.absPath)} left out: its first path could not be backed up` });
+      this.warn({ ...jsonPath(e.absPath), kind: 'skipped', message: `hard link ${displayPath(e.absPath)} left out: its first path could not be backed up` });
       return;
     }
     // One inode: the follower carries the leader's recorded size, time and mode (the format
@@ -1017,7 +1019,7 @@ class BackupRun {
       // that the next run reads the file again.
       this.progress.filesChangedWhileRead++;
       this.warn({
-        path: where,
+        ...jsonPath(walked.absPath),
         kind: 'changed',
         reads: job.reads,
         message: `file changed while it was read, ${job.reads} times (${outcome.reasons.join(', ')}): ${where}; stored as last read`,
@@ -1026,7 +1028,7 @@ class BackupRun {
       return;
     }
     const p = outcome.error.problem;
-    this.warn({ path: where, kind: p === 'vanished' ? 'vanished' : p === 'unreadable' ? 'unreadable' : 'replaced', message: outcome.error.message });
+    this.warn({ ...jsonPath(walked.absPath), kind: p === 'vanished' ? 'vanished' : p === 'unreadable' ? 'unreadable' : 'replaced', message: outcome.error.message });
     // Not in this snapshot: the cache must not offer its chunks as the file's any more.
     if (job.cached) this.cache.forgetFile(walked.entry.path);
     this.shards!.skip(job.slot);

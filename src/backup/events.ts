@@ -7,7 +7,10 @@
 
 /** Counters of a run so far. Monotonic; every field is a count or a byte total. */
 export interface BackupProgress {
-  /** Regular files seen by the walk (hard-link followers included). */
+  /**
+   * Regular files seen by the walk: filesNew + filesChanged + filesUnchanged + hardLinks, once
+   * each file is judged (a file left out with a warning stays counted where it was judged).
+   */
   files: number;
   /** Files with no record in the state cache: read. */
   filesNew: number;
@@ -15,6 +18,8 @@ export interface BackupProgress {
   filesChanged: number;
   /** Files whose stat was unchanged: not opened, chunk list taken from the cache. */
   filesUnchanged: number;
+  /** Other names of a file already counted (hard-link followers): recorded, never read. */
+  hardLinks: number;
   /** Directories, symlinks and special files recorded. */
   dirs: number;
   symlinks: number;
@@ -70,8 +75,12 @@ export interface BackupSummary extends BackupProgress {
 
 /** What went wrong with one path; the run went on without it (or, for 'changed', with its last read). */
 export interface BackupWarning {
-  /** Absolute path on this machine, printable (quoted, escaped: see fs/paths displayPath). */
+  /**
+   * Absolute path on this machine, raw (not quoted or escaped: `message` has the printable
+   * form); with `pathHex`, its bytes, when they are not valid UTF-8 (fs/paths jsonPath).
+   */
   path: string;
+  pathHex?: string;
   /**
    * 'changed': the file changed during every read (READ_ATTEMPTS): its last read is in the
    * snapshot, possibly mixing versions; 'vanished': it disappeared; 'unreadable':
@@ -102,6 +111,7 @@ export function emptyProgress(): BackupProgress {
     filesNew: 0,
     filesChanged: 0,
     filesUnchanged: 0,
+    hardLinks: 0,
     dirs: 0,
     symlinks: 0,
     others: 0,

@@ -105,6 +105,16 @@ export function escapeControlText(text: string): string {
   });
 }
 
+/**
+ * A path for machine-readable output (--json): the raw path as text when it is valid UTF-8,
+ * plus its bytes in hex when it is not. Never quoted or escaped: that is displayPath's job, for
+ * humans only.
+ */
+export function jsonPath(path: Buffer): { path: string; pathHex?: string } {
+  const text = path.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(path) ? { path: text } : { path: text, pathHex: path.toString('hex') };
+}
+
 function hexEscape(byte: number): string {
   return `\\x${byte.toString(16).padStart(2, '0')}`;
 }

@@ -12,7 +12,10 @@
  *   has no openat/mkdirat; the magic link gives the same semantics: the name is looked up in the
  *   directory we opened and verified, even if someone renamed or replaced path components
  *   since). A symlink in the middle of a path — restored from the snapshot ("a" → "/etc", then
- *   "a/passwd") or planted in the target — is refused with UnsafePathError, never traversed.
+ *   "a/passwd") or planted in the target — is refused, never traversed: a RestoreError, a
+ *   problem of the target (the snapshot reader already refuses entries under a snapshot's
+ *   non-directory). In overwrite mode `prepareDir` replaces a symlink where the snapshot has a
+ *   directory; the restore engine prepares a directory before it writes anything under it.
  *   Final components are created with O_CREAT|O_EXCL|O_NOFOLLOW (files), mkdir/symlink/link
  *   (which never follow a final symlink), and metadata goes through the open descriptor or
  *   lchown/lutimes. `parentOf` hands such a verified parent descriptor to the restore's decode
@@ -49,7 +52,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Entry } from '../snapshot/types.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
-import { UnsafePathError, displayPath, splitEntryPath } from './paths.js';
+import { displayPath, splitEntryPath } from './paths.js';
 import { entryTypeOf } from './walk.js';
 
 const execFileAsync = promisify(execFile);
@@ -217,8 +220,8 @@ class DirCache {
   /**
    * Opens (and with `create`, makes) the directory `components` under the target, refusing to
    * pass through anything but a real directory.
-   * @throws UnsafePathError when a component is a symlink; RestoreError when it is another
-   *   non-directory or cannot be opened.
+   * @throws RestoreError when a component is a non-directory (code ELOOP: a symlink; ENOTDIR:
+   *   another) or cannot be opened.
    */
   async acquire(components: Buffer[], create: boolean, entryPath: Buffer): Promise<DirLease> {
     let depth = components.length;
@@ -330,9 +333,9 @@ async function openDirAt(parentFd: number, name: Buffer, create: boolean, entryP
       if (code === 'ENOTDIR' || code === 'ELOOP') {
         const st = await lstat(p).catch(() => undefined);
         if (st?.isSymbolicLink()) {
-          throw new UnsafePathError(entryPath, `${shown} is a symlink; refusing to write through it`);
+          throw new RestoreError(entryPath, 'ELOOP', `cannot restore ${displayPath(entryPath)}: ${shown} in the target is a symlink; not written through`, { cause: err });
         }
-        throw new RestoreError(entryPath, code, `cannot restore ${displayPath(entryPath)}: ${shown} is not a directory`, { cause: err });
+        throw new RestoreError(entryPath, 'ENOTDIR', `cannot restore ${displayPath(entryPath)}: ${shown} in the target is not a directory`, { cause: err });
       }
       throw failure(entryPath, 'open the directory of', err);
     }
@@ -456,7 +459,7 @@ export class TargetWriter {
   /**
    * Makes sure `path` is a real directory (mode 0700 until `finish()`; an existing directory is
    * kept as is). In overwrite mode a non-directory in the way is replaced.
-   * @throws UnsafePathError (bad path, symlink among its parents), RestoreError.
+   * @throws UnsafePathError (bad path), RestoreError (also for a symlink among its parents).
    */
   async prepareDir(path: Buffer): Promise<void> {
     const components = splitEntryPath(path);
@@ -699,7 +702,7 @@ export class TargetWriter {
    * than trusted); for symlinks when the target differs, for devices when rdev differs.
    * Existing directories never need a write. This is a quick check like rsync's: contents are
    * not compared. Entries found up to date should still get `applyMetadata`.
-   * @throws UnsafePathError (bad path or a symlink among the parents).
+   * @throws UnsafePathError (bad path), RestoreError (a symlink among the parents).
    */
   async needsWrite(entry: Entry): Promise<boolean> {
     const components = splitEntryPath(entry.path);

@@ -129,7 +129,8 @@ function at(entry: Entry, path: Buffer): Entry {
 
 /**
  * Restores (part of) a snapshot into `options.target`.
- * @returns the summary; `failed > 0` means some entries could not be restored (exit code DATA).
+ * @returns the summary; `failed > 0` means some entries could not be restored (the CLI's exit code
+ *   DATA, or FAILURE when every one of them failed in the target: `failedLocal`).
  * @throws UsageError for an unknown snapshot id (naming the closest ids), a selection path that
  *   is not in the snapshot, a non-empty target without overwrite; VaultikError NO_IDENTITY when
  *   the key does not match (nothing is written); DATA when the metadata is missing or invalid;
@@ -188,10 +189,18 @@ class RestoreRun {
   private readonly totals: RestoreTotals = { files: 0, bytes: 0, dirs: 0, symlinks: 0, specials: 0 };
   private readonly progress: RestoreProgress = { files: 0, bytes: 0, downloaded: 0, failed: 0 };
   private readonly failures: FailedPath[] = [];
+  /** Of progress.failed, the entries that failed in the target (RestoreError), not the store. */
+  private failedLocal = 0;
   private readonly groups = new Map<number, LinkGroup>();
   /** Groups whose first selected name is not the one carrying the content: group → that name. */
   private readonly orphans = new Map<number, Buffer>();
   private readonly madeDirs = new Set<string>();
+  /**
+   * Pass 1's directories still being prepared, by target path: an entry under one waits for it,
+   * so that a name in the way (a symlink, a file; replaced with --overwrite) is a directory
+   * before anything is created beneath it.
+   */
+  private readonly preparing = new Map<string, Promise<void>>();
   private counts = { files: 0, dirs: 0, symlinks: 0, specials: 0, hardLinks: 0, unchanged: 0, warnings: 0, followers: 0 };
   /**
    * The names that pass 3 links (in selection order), while there are at most MAX_FOLLOWERS of
@@ -260,7 +269,7 @@ class RestoreRun {
       onBytes: (n) => {
         this.progress.bytes += n;
       },
-      onFailed: (path, message) => this.failed(path, message),
+      onFailed: (path, message, local) => this.failed(path, message, 1, local),
     });
     try {
       for (const l of this.reader.lostShards) {
@@ -292,6 +301,7 @@ class RestoreRun {
       bytes: this.progress.bytes,
       unchanged: this.counts.unchanged,
       failed: this.progress.failed,
+      failedLocal: this.failedLocal,
       failures: this.failures,
       warnings: this.counts.warnings,
       withheld: { ...this.safety.withheld },
@@ -301,11 +311,15 @@ class RestoreRun {
     };
   }
 
-  /** Records a failure: one path, or `count` entries that one message names. */
-  private failed(path: Buffer, message: string, count = 1): void {
+  /**
+   * Records a failure: one path, or `count` entries that one message names; `local` when the
+   * target, not the store, is the cause.
+   */
+  private failed(path: Buffer, message: string, count = 1, local = false): void {
     this.progress.failed += count;
-    if (this.failures.length < MAX_REPORTED) this.failures.push({ path, message });
-    this.emit({ type: 'failed', path, message });
+    if (local) this.failedLocal += count;
+    if (this.failures.length < MAX_REPORTED) this.failures.push({ path, message, ...(local ? { local } : {}) });
+    this.emit({ type: 'failed', path, message, ...(local ? { local } : {}) });
   }
 
   private reportProgress(force = false): void {
@@ -333,7 +347,7 @@ class RestoreRun {
     } catch (err) {
       if (isFatalWriteError(err) || !(err instanceof VaultikError) || err.exitCode === ExitCode.INTERRUPTED) throw err;
       if (err instanceof RestoreError || err.exitCode === ExitCode.DATA || err.exitCode === ExitCode.FAILURE) {
-        this.failed(path, errorMessage(err));
+        this.failed(path, errorMessage(err), 1, err instanceof RestoreError);
         return;
       }
       throw err;
@@ -374,21 +388,32 @@ class RestoreRun {
       this.safety.countSkipped(skipped);
       return ancestors;
     }
+    const slash = target.path.lastIndexOf(0x2f);
+    const parent = slash > 0 ? this.preparing.get(target.path.toString('latin1', 0, slash)) : undefined;
     const after = (fn: () => Promise<void>): Promise<void> =>
       this.guarded(e.path, async () => {
         if (ancestors) await ancestors;
+        if (parent) await parent;
         await fn();
       });
     switch (e.type) {
-      case 'dir':
+      case 'dir': {
         this.totals.dirs++;
         this.safety.count(e);
         if (this.selector.hasIncludes) this.madeDirs.add(e.path.toString('latin1'));
-        return after(async () => {
+        const task = after(async () => {
           await w.prepareDir(target.path);
           await w.applyMetadata(target);
           this.counts.dirs++;
         });
+        const key = target.path.toString('latin1');
+        this.preparing.set(key, task);
+        const done = (): void => {
+          if (this.preparing.get(key) === task) this.preparing.delete(key);
+        };
+        task.then(done, done);
+        return task;
+      }
       case 'file': {
         this.totals.files++;
         if (e.linkGroup !== undefined) {

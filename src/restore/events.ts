@@ -32,6 +32,8 @@ export interface FailedPath {
   /** Snapshot path (relative, bytes) of the entry. */
   path: Buffer;
   message: string;
+  /** The target failed (permissions, a name in the way, ...), not the store's data. */
+  local?: boolean;
 }
 
 export type RestoreEvent =
@@ -42,11 +44,11 @@ export type RestoreEvent =
   /** Emitted after each fetched range and each batch of entries; renderers throttle. */
   | { type: 'progress'; progress: RestoreProgress; totals: RestoreTotals }
   /** An entry could not be restored (missing or corrupt data, unsafe path, I/O error). */
-  | { type: 'failed'; path: Buffer; message: string }
+  | { type: 'failed'; path: Buffer; message: string; local?: boolean }
   /** Something was skipped that is not an error (a socket, a device when not root). */
   | { type: 'warning'; path: Buffer; message: string };
 
-/** What runRestore returns. `failed` > 0 means exit code DATA for the CLI. */
+/** What runRestore returns. */
 export interface RestoreSummary {
   snapshotId: string;
   /** The directory written into (its real path). */
@@ -63,6 +65,11 @@ export interface RestoreSummary {
   unchanged: number;
   /** Entries that could not be restored; the first MAX_REPORTED are listed in `failures`. */
   failed: number;
+  /**
+   * Of `failed`, those the target could not take (a RestoreError: permissions, a symlink in the
+   * way without --overwrite, ...): the CLI exits 1 for these, 5 when the store's data failed.
+   */
+  failedLocal: number;
   failures: FailedPath[];
   warnings: number;
   /** What the safety options (--no-owner, --no-devices, ...) withheld; not errors. */

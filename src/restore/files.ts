@@ -66,7 +66,8 @@ export interface FileTableDeps {
   onDone(entry: Entry, written: boolean): void;
   /** Bytes of a file completed (written or skipped). */
   onBytes(n: number): void;
-  onFailed(path: Buffer, message: string): void;
+  /** `local`: the target failed (a RestoreError), not the data. */
+  onFailed(path: Buffer, message: string, local: boolean): void;
 }
 
 export class FileTable {
@@ -241,18 +242,18 @@ export class FileTable {
 
   private async handleError(path: Buffer, err: unknown): Promise<void> {
     if (isFatalWriteError(err)) throw err;
-    await this.fail(path, errorMessage(err));
+    await this.fail(path, errorMessage(err), err instanceof RestoreError);
   }
 
   /**
    * Marks the file at snapshot path `path` failed: removes what was written of it and reports
    * it (once). Later chunks for it are ignored.
    */
-  async fail(path: Buffer, message: string): Promise<void> {
+  async fail(path: Buffer, message: string, local = false): Promise<void> {
     const key = path.toString('latin1');
     if (this.failed.has(key)) return;
     this.failed.add(key);
-    this.deps.onFailed(path, message);
+    this.deps.onFailed(path, message, local);
     const s = this.states.get(key);
     this.states.delete(key);
     if (s) await this.discard(s);

@@ -5,7 +5,7 @@
  * tests see what a user's shell would print).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,6 +25,16 @@ function sourcesNewerThanDist(dir: string): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Writes a backup config at `path`: one source, a local store (prefix `pc`), the state cache at
+ * `indexPath`, host `h`.
+ */
+export function writeBackupConfig(path: string, o: { src: string; store: string; recipient: string; indexPath: string }): string {
+  const lines = [`source_dirs: [${JSON.stringify(o.src)}]`, `age_recipient: ${o.recipient}`, `local: {path: ${JSON.stringify(o.store)}, prefix: pc}`, `index_path: ${JSON.stringify(o.indexPath)}`, 'hostname: h'];
+  writeFileSync(path, lines.join('\n') + '\n');
+  return path;
 }
 
 /** Compiles src/ to dist/ unless it is up to date. */
@@ -61,9 +71,12 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), no
   return startNode([...nodeArgs, MAIN, ...args], env);
 }
 
-/** Starts this Node with `args` (flags, a script, its arguments); `done` resolves when it exits. */
-export function startNode(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts this Node with `args` (flags, a script, its arguments), as the user `ids` when given;
+ * `done` resolves when it exits.
+ */
+export function startNode(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), ids: { uid?: number; gid?: number } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, args, { ...ids, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -36,3 +36,12 @@ export async function runMain(argv: string[], env: NodeJS.ProcessEnv = {}): Prom
   const code = await main(argv, c.io);
   return { code, stdout: c.out(), stderr: c.err() };
 }
+
+/** --json output (JSON Lines): every line parsed on its own; each carries its `type`. */
+export function jsonLines(stdout: string): { type: string; [k: string]: unknown }[] {
+  return stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as { type: string; [k: string]: unknown });
+}

@@ -10,7 +10,7 @@ import { main } from '../../src/cli/main.js';
 import { ExitCode } from '../../src/errors.js';
 import { openStorage } from '../../src/storage/index.js';
 import { buildRichTree, compareTrees, type TypeName } from '../helpers/tree.js';
-import { captureIO } from '../helpers/io.js';
+import { captureIO, jsonLines } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { jsonSummary, makeKey, runCli, snapshotTree, writeKeyFile, type SnapshotTreeResult } from './helpers.js';
 import { modeString } from '../../src/cli/commands/ls.js';
@@ -44,7 +44,7 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     mkdirSync(home);
     const target = join(tmp.dir, 'fresh-target');
     const r = await runCli(['restore', url, 'pc', 'latest', target], { HOME: home, VAULTIK_PRIVATE_KEY: keyFile, TMPDIR: home });
-    expect(r.stdout).toMatch(/^restored snapshot laptop-.*\nfiles: +[\d,]+ \(2 hard links\), [\d,]+ dirs, [\d,]+ symlinks/);
+    expect(r.stdout).toMatch(/^restored snapshot laptop-.*\nfiles: +[\d,]+ \([\d,]+ written, 2 hard links\), [\d,]+ dirs, [\d,]+ symlinks/);
     expect(r.code).toBe(0);
     expect(compareTrees(src, join(target, src), { ignore, owners: true })).toEqual([]);
     // The decrypted metadata was a temp file: gone.
@@ -91,7 +91,8 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(snaps.map((s) => s.id));
     const j = captureIO({}, 'latin1');
     expect(await main(['snapshots', url, 'pc', '--json'], j.io)).toBe(0);
-    const rows = JSON.parse(j.out()) as { id: string; host: string; blobs: number; blobBytes: number }[];
+    const rows = jsonLines(j.out()) as unknown as { type: string; id: string; host: string; blobs: number; blobBytes: number }[];
+    expect(rows.every((r) => r.type === 'snapshot')).toBe(true);
     expect(rows.map((r) => r.id)).toEqual(snaps.map((s) => s.id));
     expect(rows[0]!.host).toBe('laptop');
     // From the keyless manifest: the data blobs and the shards.
@@ -114,8 +115,8 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     expect(l.out()).toMatch(/^lrwxrwxrwx +\d+ +\d+ +0 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\/links\/rel -> \.\.\/text\.txt$/m);
     const j = captureIO({ VAULTIK_PRIVATE_KEY: keyFile }, 'latin1');
     expect(await main(['ls', url, 'pc', 'latest', `${src}/setuid`, '--json'], j.io)).toBe(0);
-    const rows = JSON.parse(j.out()) as { path: string; type: string; mode: number; size: number; mtime: string }[];
-    expect(rows).toEqual([expect.objectContaining({ path: `${src}/setuid`, type: 'file', mode: 0o4755, size: 4 })]);
+    const rows = jsonLines(j.out());
+    expect(rows).toEqual([expect.objectContaining({ type: 'entry', path: `${src}/setuid`, kind: 'file', mode: 0o4755, size: 4 })]);
     expect(modeString('file', 0o4755)).toBe('-rwsr-xr-x');
     expect(modeString('dir', 0o1777)).toBe('drwxrwxrwt');
   });
@@ -127,7 +128,7 @@ describe('vaultik restore/fetch/ls/snapshots', () => {
     const code = await main(['snapshots', '--config', cfg, '--json'], c.io);
     expect(c.err()).toBe('');
     expect(code).toBe(0);
-    expect((JSON.parse(c.out()) as unknown[]).length).toBe(2);
+    expect(jsonLines(c.out()).length).toBe(2);
   });
 
   it('on a terminal: a live progress line on stderr, the summary on stdout', async () => {

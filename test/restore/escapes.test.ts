@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
 import { escapeControls, escapeControlText } from '../../src/fs/paths.js';
 import { openStorage } from '../../src/storage/index.js';
-import { captureIO } from '../helpers/io.js';
+import { captureIO, jsonLines } from '../helpers/io.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { makeKey, snapshotTree, writeKeyFile } from './helpers.js';
 
@@ -59,7 +59,7 @@ describe('control characters in names', () => {
 
     const j = captureIO({ VAULTIK_PRIVATE_KEY: keyFile });
     expect(await main(['ls', url, 'pc', 'latest', src, '--json'], j.io)).toBe(0);
-    const rows = JSON.parse(j.out()) as { path: string; target?: string }[];
+    const rows = jsonLines(j.out()) as unknown as { path: string; target?: string }[];
     expect(rows.map((r) => r.path)).toContain(`${src}/${EVIL}`);
     expect(rows.find((r) => r.path === `${src}/link`)?.target).toBe('\x1b]0;title\x07target');
   });

@@ -14,7 +14,7 @@ import { generateKeyPair } from '../../src/crypto/index.js';
 import { ExitCode, VaultikError } from '../../src/errors.js';
 import { openStorage } from '../../src/storage/index.js';
 import { makeWorkspace, type Workspace } from '../backup/helpers.js';
-import { runMain } from '../helpers/io.js';
+import { jsonLines, runMain } from '../helpers/io.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { sshKeygen } from './kit.js';
@@ -157,7 +157,7 @@ describe('signed backups on S3 (s3rver), checked through the config', () => {
     expect(v.code).toBe(ExitCode.DATA);
     expect(v.stdout).toContain('signatures: 1 of 2 snapshot(s) validly signed');
     expect(v.stderr).toMatch(/snapshot box-\S+: unsigned/);
-    const list = JSON.parse((await runMain(['snapshots', '--config', cfg, '--json'])).stdout) as { id: string; signature: string }[];
+    const list = jsonLines((await runMain(['snapshots', '--config', cfg, '--json'])).stdout) as unknown as { id: string; signature: string }[];
     expect(list.map((s) => s.signature)).toEqual(['valid', 'unsigned']);
     const target = join(tmp.dir, 'restored');
     const r = await runMain(['restore', '--config', cfg, 'latest', target], { VAULTIK_PRIVATE_KEY: identity });

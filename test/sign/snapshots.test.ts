@@ -21,7 +21,7 @@ import { ExitCode } from '../../src/errors.js';
 import { listSnapshots, metadataKey, signatureOf, type SnapshotListing } from '../../src/snapshot/index.js';
 import { openStorage, type Storage } from '../../src/storage/index.js';
 import { makeWorkspace, type Workspace } from '../backup/helpers.js';
-import { runMain } from '../helpers/io.js';
+import { jsonLines, runMain } from '../helpers/io.js';
 import { requireTool } from '../helpers/tools.js';
 import { sshKeygen } from './kit.js';
 
@@ -151,7 +151,7 @@ describe('signed snapshots', () => {
 
   it('snapshots shows each signature: checked with --signers, "signed (unchecked)" without', async () => {
     type Row = { id: string; signature: string; suspect: string[]; signer?: string };
-    const plain = JSON.parse((await cli(['snapshots', url, 'box', '--json'])).stdout) as Row[];
+    const plain = jsonLines((await cli(['snapshots', url, 'box', '--json'])).stdout) as unknown as Row[];
     expect(Object.fromEntries(plain.map((r) => [r.id, r.signature]))).toEqual({
       [ids.s1]: 'signed (unchecked)',
       [ids.s2]: 'unsigned',
@@ -159,7 +159,7 @@ describe('signed snapshots', () => {
       [ids.s4]: 'signed (unchecked)',
     });
     expect(plain.every((r) => r.suspect.length === 0)).toBe(true);
-    const checked = JSON.parse((await cli(['snapshots', url, 'box', '--json', '--signers', signers])).stdout) as Row[];
+    const checked = jsonLines((await cli(['snapshots', url, 'box', '--json', '--signers', signers])).stdout) as unknown as Row[];
     expect(Object.fromEntries(checked.map((r) => [r.id, r.signature]))).toEqual({
       [ids.s1]: 'valid',
       [ids.s2]: 'unsigned',

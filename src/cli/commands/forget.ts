@@ -119,6 +119,7 @@ export const forgetCommand: Command = {
       if (values.json) {
         io.stdout.write(
           `${JSON.stringify({
+            type: 'summary',
             dryRun,
             keep: plan.keep.map((d) => ({ ...jsonListing(d.snapshot), reasons: d.reasons })),
             remove: plan.remove.map((d) => jsonListing(d.snapshot)),

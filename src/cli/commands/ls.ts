@@ -4,7 +4,7 @@
  * names live only in the encrypted metadata. Paths are printed as their bytes (like ls to a pipe)
  * but for control characters, written `\xNN`, and a backslash, doubled (escapeControls): a
  * hostile name cannot drive the terminal or fake a line. `-l` adds type and mode, owner, size and
- * mtime; `--json` prints one JSON array with the exact names.
+ * mtime; `--json` prints one JSON line per entry (`"type":"entry"`) with the exact names.
  */
 import { tmpdir } from 'node:os';
 import { ExitCode, UsageError } from '../../errors.js';
@@ -80,8 +80,6 @@ export const lsCommand: Command = {
         if (under && !reader.entry(under)) throw new UsageError(`${displayPath(under)} is not in snapshot ${listing.id}`);
         const slash = Buffer.from('/');
         const nl = Buffer.from('\n');
-        if (values.json) io.stdout.write('[');
-        let first = true;
         let batch: Buffer[] = [];
         const flush = (): void => {
           if (batch.length > 0) io.stdout.write(Buffer.concat(batch));
@@ -90,8 +88,9 @@ export const lsCommand: Command = {
         for (const e of reader.entries(under ? { under } : {})) {
           if (values.json) {
             const row = {
+              type: 'entry',
               ...jsonPath(Buffer.concat([slash, e.path])),
-              type: e.type,
+              kind: e.type,
               mode: e.mode,
               uid: e.uid,
               gid: e.gid,
@@ -100,8 +99,7 @@ export const lsCommand: Command = {
               ...(e.target ? { target: e.target.toString('utf8') } : {}),
               ...(e.linkGroup !== undefined ? { linkGroup: e.linkGroup } : {}),
             };
-            batch.push(Buffer.from(`${first ? '' : ','}\n${JSON.stringify(row)}`));
-            first = false;
+            batch.push(Buffer.from(`${JSON.stringify(row)}\n`));
           } else if (values.long) {
             const head = `${modeString(e.type, e.mode)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(12)} ${isoNs(e.mtimeNs).slice(0, 19).replace('T', ' ')} `;
             batch.push(Buffer.from(head), slash, escapeControls(e.path));
@@ -113,7 +111,6 @@ export const lsCommand: Command = {
           if (batch.length >= 512) flush();
         }
         flush();
-        if (values.json) io.stdout.write(first ? ']\n' : '\n]\n');
       } finally {
         reader.close();
       }

@@ -165,6 +165,7 @@ export const pruneCommand: Command = {
       if (json) {
         io.stdout.write(
           `${JSON.stringify({
+            type: 'summary',
             dryRun,
             ...planJson(plan),
             ...(forget ? { forget: forget.remove.map((d) => d.snapshot.id), forgotten } : {}),

@@ -15,6 +15,7 @@ import { judgeSignatures, signatureOf } from '../../snapshot/index.js';
 import { parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
 import { STORE_OPTIONS, STORE_USAGE, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 import { formatBytes } from '../render/format.js';
+import { JsonLines } from '../render/json.js';
 
 const OPTIONS = {
   ...STORE_OPTIONS,
@@ -50,6 +51,7 @@ export const snapshotsCommand: Command = {
         const rows = list.map((s) => {
           const st = statuses?.get(s.id);
           return {
+            type: 'snapshot',
             id: s.id,
             host: s.host,
             time: s.time.toISOString(),
@@ -64,7 +66,8 @@ export const snapshotsCommand: Command = {
             ...(s.manifestError !== undefined ? { manifestError: s.manifestError } : {}),
           };
         });
-        io.stdout.write(`${JSON.stringify(rows)}\n`);
+        const out = new JsonLines(io.stdout);
+        for (const row of rows) out.write(row);
         return ExitCode.OK;
       }
       if (list.length === 0) {

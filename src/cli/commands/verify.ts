@@ -77,7 +77,7 @@ export const verifyCommand: Command = {
       status.clear();
       const code = report.problems.length > 0 ? ExitCode.DATA : ExitCode.OK;
       if (json) {
-        io.stdout.write(`${JSON.stringify(reportJson(report))}\n`);
+        io.stdout.write(`${JSON.stringify({ type: 'summary', ...reportJson(report) })}\n`);
         return code;
       }
       const sampled = report.sample < 1 ? ` (sample of ${Math.round(report.sample * 1000) / 10}%)` : '';

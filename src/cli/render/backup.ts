@@ -8,7 +8,7 @@
  * - cron: nothing at all on success; with warnings, the warnings and a one-line verdict on stderr
  *   (the exit code is non-zero then); errors are printed by the CLI's error handler.
  */
-import type { BackupEvent, BackupSummary } from '../../backup/index.js';
+import type { BackupEvent, BackupProgress, BackupSummary } from '../../backup/index.js';
 import { errorMessage, type VaultikError } from '../../errors.js';
 import { formatBytes, formatCount, formatDuration, formatRate, plural } from './format.js';
 import { JsonLines } from './json.js';
@@ -25,10 +25,16 @@ export interface BackupRenderer {
 
 type ProgressEvent = Extract<BackupEvent, { type: 'progress' }>;
 
+/** "10 files (8 new, 0 changed, 0 unchanged, 2 hard links)": the parts add up to the files. */
+function fileCounts(p: BackupProgress): string {
+  const links = p.hardLinks > 0 ? `, ${plural(p.hardLinks, 'hard link')}` : '';
+  return `(${formatCount(p.filesNew)} new, ${formatCount(p.filesChanged)} changed, ${formatCount(p.filesUnchanged)} unchanged${links})`;
+}
+
 /** The live progress line: files, bytes scanned/read/new, throughput, ETA once known. */
 export function progressText(p: ProgressEvent): string {
   const parts = [
-    `${formatCount(p.files)} files (${formatCount(p.filesNew)} new, ${formatCount(p.filesChanged)} changed, ${formatCount(p.filesUnchanged)} unchanged)`,
+    `${formatCount(p.files)} files ${fileCounts(p)}`,
     `${formatBytes(p.bytesScanned)} scanned`,
     `${formatBytes(p.bytesRead)} read`,
     `${formatBytes(p.bytesPacked)} new`,
@@ -58,7 +64,7 @@ export function summaryLines(s: BackupSummary): string[] {
   const other = s.others > 0 ? `, ${plural(s.others, 'other entry', 'other entries')}` : '';
   return [
     `snapshot ${s.snapshotId} saved to ${s.store}`,
-    `files:     ${formatCount(s.files)} (${formatCount(s.filesNew)} new, ${formatCount(s.filesChanged)} changed, ${formatCount(s.filesUnchanged)} unchanged), ${plural(s.dirs, 'dir')}, ${plural(s.symlinks, 'symlink')}${other}`,
+    `files:     ${formatCount(s.files)} ${fileCounts(s)}, ${plural(s.dirs, 'dir')}, ${plural(s.symlinks, 'symlink')}${other}`,
     `read:      ${formatBytes(s.bytesRead)} of ${formatBytes(s.bytesScanned)} (${plural(s.filesRead, 'file')} opened${s.filesReread > 0 ? `, ${formatCount(s.filesReread)} read again after changing while read` : ''})`,
     `added:     ${formatBytes(s.bytesUploaded + s.metadataBytes)} (${formatBytes(s.bytesNew)} new data → ${formatBytes(s.bytesPacked)} compressed, in ${plural(s.blobsUploaded, 'blob')}; ${formatBytes(s.metadataBytes)} metadata)`,
     `snapshot:  ${formatCount(s.entries)} entries, ${plural(s.snapshotBlobs, 'blob')}, ${formatBytes(s.snapshotBlobBytes)} stored`,

@@ -32,8 +32,4 @@ export class JsonLines {
   }
 }
 
-/** A path for JSON: the text when it is valid UTF-8, plus its hex when it is not. */
-export function jsonPath(path: Buffer): { path: string; pathHex?: string } {
-  const text = path.toString('utf8');
-  return Buffer.from(text, 'utf8').equals(path) ? { path: text } : { path: text, pathHex: path.toString('hex') };
-}
+export { jsonPath } from '../../fs/paths.js';

@@ -15,7 +15,8 @@ const MAX_LINES = 100;
 /** The end-of-run summary, one fact per line (like backup's). */
 export function restoreSummaryLines(s: RestoreSummary): string[] {
   const others = s.specials > 0 ? `, ${plural(s.specials, 'special file')}` : '';
-  const links = s.hardLinks > 0 ? ` (${plural(s.hardLinks, 'hard link')})` : '';
+  // Written + linked = files (hard links are other names of a file written once).
+  const links = s.hardLinks > 0 ? ` (${formatCount(s.files - s.hardLinks)} written, ${plural(s.hardLinks, 'hard link')})` : '';
   const unchanged = s.unchanged > 0 ? `; ${plural(s.unchanged, 'entry', 'entries')} already up to date` : '';
   return [
     `restored snapshot ${s.snapshotId} into ${escapeControlText(s.target)}`,
@@ -24,8 +25,22 @@ export function restoreSummaryLines(s: RestoreSummary): string[] {
     `duration:  ${formatDuration(s.elapsedMs)} (${formatRate(s.bytes, s.elapsedMs)})`,
     ...withheldLines(s),
     ...(s.warnings > 0 ? [`warnings:  ${formatCount(s.warnings)} (see above)`] : []),
-    ...(s.failed > 0 ? [`failed:    ${plural(s.failed, 'entry', 'entries')} not restored (listed above): missing or corrupted data in the store`] : []),
+    ...(s.failed > 0 ? [`failed:    ${plural(s.failed, 'entry', 'entries')} not restored (listed above): ${failureCauses(s)}`] : []),
   ];
+}
+
+/** Why entries failed: the store's data, the target, or both. */
+function failureCauses(s: RestoreSummary): string {
+  const store = s.failed - s.failedLocal;
+  if (s.failedLocal === 0) return 'missing or corrupted data in the store';
+  if (store === 0) return 'the target could not take them (a local problem, not the store)';
+  return `${formatCount(store)} missing or corrupted in the store, ${formatCount(s.failedLocal)} not writable in the target`;
+}
+
+/** The exit code a restore summary implies: DATA when the store's data failed, FAILURE when only the target did. */
+export function restoreExitCode(s: RestoreSummary): number {
+  if (s.failed > s.failedLocal) return ExitCode.DATA;
+  return s.failedLocal > 0 ? ExitCode.FAILURE : ExitCode.OK;
 }
 
 /** What --no-owner, --no-devices, --no-specials and --no-setuid kept out of the target, if anything. */
@@ -78,7 +93,7 @@ export class RestoreRenderer {
         this.json?.write({ type: 'totals', ...e.totals });
         return;
       case 'failed':
-        this.json?.write({ type: 'failed', ...jsonPath(e.path), message: e.message });
+        this.json?.write({ type: 'failed', ...jsonPath(e.path), message: e.message, ...(e.local ? { local: true } : {}) });
         this.note(`vaultik: cannot restore ${displayPath(e.path)}: ${e.message}`);
         return;
       case 'warning':
@@ -101,11 +116,11 @@ export class RestoreRenderer {
     }
   };
 
-  /** Prints the summary; returns the exit code it implies (DATA when entries failed). */
+  /** Prints the summary; returns the exit code it implies (restoreExitCode). */
   finish(s: RestoreSummary): number {
     this.line.clear();
     if (this.printed > MAX_LINES) this.io.stderr.write(`vaultik: … and ${this.printed - MAX_LINES} more messages\n`);
-    const code = s.failed > 0 ? ExitCode.DATA : ExitCode.OK;
+    const code = restoreExitCode(s);
     if (this.json) {
       this.json.write({
         type: 'summary',
@@ -121,7 +136,8 @@ export class RestoreRenderer {
         warnings: s.warnings,
         withheld: s.withheld,
         failed: s.failed,
-        failures: s.failures.map((f) => ({ ...jsonPath(f.path), message: f.message })),
+        failedLocal: s.failedLocal,
+        failures: s.failures.map((f) => ({ ...jsonPath(f.path), message: f.message, ...(f.local ? { local: true } : {}) })),
         downloaded: s.downloaded,
         requests: s.requests,
         seconds: s.elapsedMs / 1000,
