@@ -20,7 +20,7 @@ const USAGE = `vaultik ls <bucket> <prefix> <snapshot_id|latest> [path] [-l] [--
 const OPTIONS = {
   ...STORE_OPTIONS,
   long: { type: 'boolean', short: 'l', help: 'also print type and mode, owner, size and mtime' },
-  json: { type: 'boolean', help: 'print JSON with the exact names' },
+  json: { type: 'boolean', help: 'print JSON Lines, one entry per line, with the exact names' },
   host: { type: 'string', arg: 'H', help: "with 'latest': the latest snapshot of host H" },
 } as const satisfies CommandOptions;
 

@@ -19,7 +19,7 @@ import { JsonLines } from '../render/json.js';
 
 const OPTIONS = {
   ...STORE_OPTIONS,
-  json: { type: 'boolean', help: 'print JSON instead of text' },
+  json: { type: 'boolean', help: 'print JSON Lines instead of text' },
   host: { type: 'string', arg: 'H', help: "only host H's snapshots" },
 } as const satisfies CommandOptions;
 

@@ -16,7 +16,7 @@ const OPTIONS = {
   ...STORE_OPTIONS,
   deep: { type: 'boolean', help: 'decrypt every referenced chunk and check its id (needs VAULTIK_PRIVATE_KEY)' },
   sample: { type: 'string', arg: '10%', help: 'read the content of only this share of the blobs, picked at random (all are still listed)' },
-  json: { type: 'boolean', help: 'print JSON instead of text' },
+  json: { type: 'boolean', help: 'print JSON Lines instead of text' },
 } as const satisfies CommandOptions;
 
 const USAGE = `vaultik verify <bucket> <prefix> [--deep] [--sample 10%] [--json] ${STORE_USAGE}`;
