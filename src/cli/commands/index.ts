@@ -9,13 +9,21 @@ import { lsCommand } from './ls.js';
 import { pruneCommand } from './prune.js';
 import { forgetCommand } from './forget.js';
 import { verifyCommand } from './verify.js';
+import { diffCommand } from './diff.js';
+import { dumpCommand } from './dump.js';
+import { findCommand } from './find.js';
+import { statsCommand } from './stats.js';
 
 export const commands: Command[] = [
   backupCommand,
   restoreCommand,
   fetchCommand,
+  dumpCommand,
   snapshotsCommand,
   lsCommand,
+  diffCommand,
+  findCommand,
+  statsCommand,
   pruneCommand,
   forgetCommand,
   verifyCommand,

@@ -10,43 +10,15 @@ import { tmpdir } from 'node:os';
 import { ExitCode, UsageError } from '../../errors.js';
 import { displayPath, escapeControls } from '../../fs/paths.js';
 import { snapshotPathArg } from '../../restore/index.js';
-import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId, type Entry } from '../../snapshot/index.js';
+import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId } from '../../snapshot/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
+import { isoNs, modeString } from '../render/entry.js';
 import { jsonPath } from '../render/json.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE = `vaultik ls <bucket> <prefix> <snapshot_id|latest> [path] [-l] [--json] [--host H] ${STORE_USAGE}`;
 
-const TYPE_CHAR: Record<Entry['type'], string> = {
-  file: '-',
-  dir: 'd',
-  symlink: 'l',
-  fifo: 'p',
-  socket: 's',
-  chardev: 'c',
-  blockdev: 'b',
-  other: '?',
-};
-
-/** `drwxr-xr-x`-style type and mode, with setuid/setgid/sticky letters. */
-export function modeString(type: Entry['type'], mode: number): string {
-  const rwx = (bits: number, special: boolean, ch: string): string =>
-    `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-'}`;
-  return (
-    TYPE_CHAR[type] +
-    rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') +
-    rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') +
-    rwx(mode & 7, (mode & 0o1000) !== 0, 't')
-  );
-}
-
-/** mtime (ns) as ISO 8601 UTC with nanoseconds. */
-function isoNs(ns: bigint): string {
-  const ms = ns / 1_000_000n - (ns < 0n && ns % 1_000_000n !== 0n ? 1n : 0n);
-  const sub = ns - ms * 1_000_000n;
-  const base = new Date(Number(ms)).toISOString().slice(0, -1); // ...mmm
-  return `${base}${sub.toString().padStart(6, '0')}Z`;
-}
+export { modeString } from '../render/entry.js';
 
 export const lsCommand: Command = {
   name: 'ls',
