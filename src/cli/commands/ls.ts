@@ -12,8 +12,7 @@ import { displayPath, escapeControls } from '../../fs/paths.js';
 import { snapshotPathArg } from '../../restore/index.js';
 import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId } from '../../snapshot/index.js';
 import { parseCommandArgs, type Command, type CommandIO } from '../command.js';
-import { isoNs, modeString } from '../render/entry.js';
-import { jsonPath } from '../render/json.js';
+import { entryJson, modeString, shortTime } from '../render/entry.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE = `vaultik ls <bucket> <prefix> <snapshot_id|latest> [path] [-l] [--json] [--host H] ${STORE_USAGE}`;
@@ -57,21 +56,13 @@ export const lsCommand: Command = {
         };
         for (const e of reader.entries(under ? { under } : {})) {
           if (values.json) {
-            const row = {
-              ...jsonPath(Buffer.concat([slash, e.path])),
-              type: e.type,
-              mode: e.mode,
-              uid: e.uid,
-              gid: e.gid,
-              size: e.size,
-              mtime: isoNs(e.mtimeNs),
-              ...(e.target ? { target: e.target.toString('utf8') } : {}),
-              ...(e.linkGroup !== undefined ? { linkGroup: e.linkGroup } : {}),
-            };
+            // ls names the entry's type `type` (its JSON is an array of entries, not JSON Lines).
+            const { entryType, ...fields } = entryJson(e);
+            const row = { ...fields, type: entryType };
             batch.push(Buffer.from(`${first ? '' : ','}\n${JSON.stringify(row)}`));
             first = false;
           } else if (values.long) {
-            const head = `${modeString(e.type, e.mode)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(12)} ${isoNs(e.mtimeNs).slice(0, 19).replace('T', ' ')} `;
+            const head = `${modeString(e.type, e.mode)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(12)} ${shortTime(e.mtimeNs)} `;
             batch.push(Buffer.from(head), slash, escapeControls(e.path));
             if (e.target) batch.push(Buffer.from(' -> '), escapeControls(e.target));
             batch.push(nl);
