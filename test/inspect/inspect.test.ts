@@ -387,3 +387,37 @@ describe('dump', () => {
     expect((await vaultik(['dump', url, '', 'nope-20260101T000000.000Z', join(ws.src, 'd2', 'f1.txt')])).code).toBe(2);
   });
 });
+
+// Last: it deletes an object from the store.
+describe('a shard missing from the store', () => {
+  it('find reports the snapshot it cannot read fully, searches the rest and exits 5; diff and stats say so', async () => {
+    const storage = openStorage({ type: 'local', path: ws.store, prefix: '' });
+    let lost: string;
+    try {
+      const list = await listSnapshots(storage, 'index/');
+      const identities = [parseIdentity(ws.identity)];
+      const [a, b] = ids.map((id) => list.find((s) => s.id === id)!) as [SnapshotListing, SnapshotListing];
+      const rootB = await readRoot(storage, b, identities, tmpdir());
+      const inB = new Set(rootB.shards.map((s) => s.hash));
+      // A shard only the first snapshot lists.
+      lost = (await readRoot(storage, a, identities, tmpdir())).shards.find((s) => !inB.has(s.hash))!.hash;
+      rmSync(join(ws.store, 'blobs', lost.slice(0, 2), lost.slice(2, 4), lost));
+    } finally {
+      await storage.close();
+    }
+    const r = await vaultik(['find', url, '', '*.txt', '--json']);
+    expect(r.code).toBe(5);
+    const out = lines(r.stdout);
+    expect(out.find((l) => l.type === 'error')).toMatchObject({ snapshot: ids[0], message: expect.stringContaining(lost) as unknown });
+    expect(out.filter((l) => l.type === 'match' && l.snapshot === ids[1]).map((l) => l.path)).toEqual(
+      [...after].filter(([p, n]) => n.type === 'file' && p.endsWith('.txt')).map(([p]) => p).sort(),
+    );
+    expect(r.stderr).toMatch(new RegExp(`snapshot ${ids[0]!.replace(/\./g, '\\.')}: .*${lost}`));
+    const d = await vaultik(['diff', url, '', ids[0]!, ids[1]!]);
+    expect(d.code).toBe(5);
+    expect(d.stderr).toMatch(new RegExp(`shard ${lost}.*not found`));
+    const s = await vaultik(['stats', url, '', '--json'], false);
+    expect(s.code).toBe(0);
+    expect(lines(s.stdout).at(-1)).toMatchObject({ missing: { count: 1 } });
+  });
+});
