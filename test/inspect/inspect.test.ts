@@ -85,10 +85,10 @@ let afterStore1: Map<string, number>;
 const ids: string[] = [];
 const EVIL = 'evil\x1b[2J\nname.txt';
 
-async function backup(): Promise<string> {
+async function backup(now?: () => Date): Promise<string> {
   const storage = openStorage(ws.config().storage);
   try {
-    const summary = await runBackup(ws.config(), { storage, workers: 1, progressIntervalMs: 0, shardLimits: LIMITS });
+    const summary = await runBackup(ws.config(), { storage, workers: 1, progressIntervalMs: 0, shardLimits: LIMITS, ...(now ? { now } : {}) });
     return summary.snapshotId;
   } finally {
     await storage.close();
@@ -419,5 +419,19 @@ describe('a shard missing from the store', () => {
     const s = await vaultik(['stats', url, '', '--json'], false);
     expect(s.code).toBe(0);
     expect(lines(s.stdout).at(-1)).toMatchObject({ missing: { count: 1 } });
+  });
+});
+
+describe('a suspect snapshot', () => {
+  it('is searched by find and marked, in both outputs', async () => {
+    // An id dated 3 hours after the store recorded it: suspect (src/snapshot/list.ts judgeSnapshot).
+    const old = await backup(() => new Date(Date.now() + 3 * 3_600_000));
+    const r = await vaultik(['find', url, '', 'new.txt', '--snapshot', old]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toMatch(/: 1 match {2}SUSPECT \(id time is \d+ (min|h) after the store recorded it\)$/);
+    const j = await vaultik(['find', url, '', 'new.txt', '--snapshot', old, '--json']);
+    const match = lines(j.stdout).find((l) => l.type === 'match')!;
+    expect(match).toMatchObject({ snapshot: old, path: join(ws.src, 'd4', 'new.txt') });
+    expect((match.suspect as string[])[0]).toMatch(/id time is \d+ (min|h) after the store recorded it/);
   });
 });

@@ -93,7 +93,8 @@ export const diffCommand: Command = {
       const resolve = (id: string) =>
         signers ? resolveSignedSnapshot(storage, list, id, values.host, signers, io.signal) : Promise.resolve(resolveSnapshotId(list, id, values.host));
       const [a, b] = [await resolve(idA), await resolve(idB)];
-      for (const s of [a, b]) if (s.suspect.length > 0) io.stderr.write(`vaultik diff: warning: ${s.id} is suspect: ${s.suspect.join('; ')}\n`);
+      // Each reason once: with --signers both resolutions judge the same listing.
+      for (const s of new Set([a, b])) if (s.suspect.length > 0) io.stderr.write(`vaultik diff: warning: ${s.id} is suspect: ${[...new Set(s.suspect)].join('; ')}\n`);
       const source = new MetadataSource({ storage, identities, tmpDir: tmpdir(), signal: io.signal });
       const json = values.json ? new JsonLines(io.stdout) : undefined;
       let batch: Buffer[] = [];
