@@ -18,10 +18,9 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
-import { bin, buildOnce, checkUsage, dist, finish, host, hostLine, keepOnFailure, log, need, parseOptions, prng, run, storeSize, timeRun, vaultikConfig, vaultikVersion, workDir } from './kit.mjs';
+import { bin, checkUsage, dist, finish, host, hostLine, keepOnFailure, log, need, parseOptions, run, storeSize, timeRun, vaultikConfig, vaultikVersion, workDir } from './kit.mjs';
+import { CountingStorage, millionTree } from './milliontree.mjs';
 
 const opts = parseOptions({ entries: { type: 'string', default: '1000000' } });
 const ENTRIES = Number(opts.entries);
@@ -33,34 +32,7 @@ need('time', '/usr/bin/time');
 const work = workDir('million', opts.dir);
 const { dir, data } = work;
 
-// Two levels of directories, 100 leaf directories per top one and 100 files per leaf, so the
-// entries (files and directories, the root included) add up to at least ENTRIES.
-const FILES_PER_DIR = 100;
-const LEAVES_PER_TOP = 100;
-const leaves = Math.ceil((ENTRIES - 1) / (FILES_PER_DIR + 1 + 1 / LEAVES_PER_TOP));
-const tops = Math.ceil(leaves / LEAVES_PER_TOP);
-const leafDir = (d) => join(data, `a${String(Math.floor(d / LEAVES_PER_TOP)).padStart(4, '0')}`, `b${String(d % LEAVES_PER_TOP).padStart(2, '0')}`);
-const fileName = (k) => `f${String(k).padStart(2, '0')}`;
-
-/**
- * The tree: 9 in 10 files empty, the others 1-100 bytes (each different, so they are real
- * chunks). Plain writeFileSync in a loop: about 20-40 s for a million files on ext4.
- */
-function buildTree() {
-  const rand = prng(SEED);
-  for (let d = 0; d < leaves; d++) {
-    const leaf = leafDir(d);
-    mkdirSync(leaf, { recursive: true });
-    for (let k = 0; k < FILES_PER_DIR; k++) {
-      const body = rand() < 0.9 ? '' : `${d}/${k} `.repeat(20).slice(0, 1 + Math.floor(rand() * 100));
-      writeFileSync(join(leaf, fileName(k)), body);
-    }
-  }
-}
-
-const { built, seconds: genSeconds } = buildOnce(work, { entries: ENTRIES, seed: SEED, layout: 1 }, `building the tree in ${data}: ${ENTRIES} entries`, buildTree);
-const tree = { files: leaves * FILES_PER_DIR, dirs: leaves + tops + 1, generatedSeconds: built ? genSeconds : null };
-tree.entries = tree.files + tree.dirs;
+const { leaves, leafDir, fileName, tree, built, genSeconds } = millionTree(work, ENTRIES, SEED);
 log(`tree: ${tree.entries} entries (${tree.files} files, ${tree.dirs} directories)${built ? `, built in ${genSeconds.toFixed(1)} s` : ' (reused)'}`);
 
 // ---------------------------------------------------------------- vaultik
@@ -166,61 +138,6 @@ const oneDir = leafDir(Math.floor(leaves / 3));
 // Snapshot paths are the absolute source paths without the leading '/'.
 const snapPath = (p) => Buffer.from(p.replace(/^\/+/, ''), 'utf8');
 
-/** A Storage that passes every call through and counts what `get` bodies carry. */
-class CountingStorage {
-  constructor(inner) {
-    this.inner = inner;
-    this.description = inner.description;
-    this.reset();
-  }
-  reset() {
-    this.gets = 0;
-    this.bytes = 0;
-    this.byPrefix = {};
-    this.keys = [];
-    this.lists = 0;
-    this.listed = 0;
-    this.stats = 0;
-  }
-  put(k, body, options) {
-    return this.inner.put(k, body, options);
-  }
-  async get(k, range, options) {
-    const body = await this.inner.get(k, range, options);
-    this.gets++;
-    this.keys.push(range ? `${k} [${range.offset}+${range.length}]` : k);
-    const top = k.split('/')[0];
-    const counter = new Transform({
-      transform: (chunk, _enc, cb) => {
-        this.bytes += chunk.length;
-        this.byPrefix[top] = (this.byPrefix[top] ?? 0) + chunk.length;
-        cb(null, chunk);
-      },
-    });
-    // A failure of the body destroys `counter` with the error, so the reader still sees it; an
-    // early stop of the reader only ends this pipeline.
-    pipeline(body, counter).catch(() => {});
-    return counter;
-  }
-  stat(k) {
-    this.stats++;
-    return this.inner.stat(k);
-  }
-  async *list(prefix) {
-    this.lists++;
-    for await (const o of this.inner.list(prefix)) {
-      this.listed++;
-      yield o;
-    }
-  }
-  delete(keys) {
-    return this.inner.delete(keys);
-  }
-  close() {
-    return this.inner.close();
-  }
-}
-
 const imp = (rel) => import(pathToFileURL(join(dist, rel)).href);
 const { openStorage } = await imp('storage/index.js');
 const { listSnapshots, resolveSnapshotId, openSnapshot } = await imp('snapshot/index.js');
@@ -244,7 +161,7 @@ async function lookup(under, use) {
   try {
     const listing = resolveSnapshotId(await listSnapshots(storage, 'index/'), 'latest');
     const list = phase();
-    const reader = await openSnapshot(storage, 'index/', listing.id, identities, scratch, { under });
+    const reader = await openSnapshot(storage, listing, identities, scratch, { under });
     const open = phase();
     let found;
     try {

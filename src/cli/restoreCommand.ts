@@ -1,9 +1,9 @@
 /**
- * The command body that `vaultik restore` and `vaultik fetch` share: options, store arguments,
+ * The command body that `vaultik restore`, `vaultik fetch` and `vaultik dump` share: options, store arguments,
  * key, store, renderer. Here rather than in either command so that commands never import each
  * other.
  */
-import type { RestoreOptions, RestoreSummary } from '../restore/index.js';
+import { fetchToStream, runFetch, snapshotPathArg, type RestoreOptions, type RestoreSummary } from '../restore/index.js';
 import { parseCommandArgs, type CommandIO, type CommandOptions } from './command.js';
 import { RestoreRenderer } from './render/restore.js';
 import { STORE_OPTIONS, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from './storageArgs.js';
@@ -78,4 +78,24 @@ export async function runRestoreCommand<A>(
   } finally {
     await storage.close();
   }
+}
+
+/**
+ * The body of `fetch … <filepath> <target>` and of `dump … <filepath>` (`withTarget` false: the
+ * target is `-`). A target of `-` writes one regular file's bytes to stdout, like `restic dump`;
+ * messages and the summary then go to stderr.
+ */
+export function runFetchCommand(argv: string[], io: CommandIO, usage: string, withTarget: boolean): Promise<number> {
+  return runRestoreCommand(
+    argv,
+    io,
+    usage,
+    withTarget ? 2 : 1,
+    ([filepath, target]) => ({ path: snapshotPathArg(filepath!), target: withTarget ? target! : '-' }),
+    (shared, { path, target }, values) =>
+      target === '-'
+        ? fetchToStream({ ...shared, path, include: values.include, exclude: values.exclude }, io.stdout)
+        : runFetch({ ...shared, path, target, include: values.include, exclude: values.exclude }),
+    ({ target }) => target === '-',
+  );
 }

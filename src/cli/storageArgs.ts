@@ -65,7 +65,7 @@ export function parseStoreArgs(
 ): StoreArgs {
   const count = (n: number): void => {
     if (n < restMin || n > restMax) {
-      const want = restMin === restMax ? `${restMin}` : `${restMin} to ${restMax}`;
+      const want = restMin === restMax ? `${restMin}` : restMax === Infinity ? `at least ${restMin}` : `${restMin} to ${restMax}`;
       throw new UsageError(`expected ${values.config !== undefined ? '' : '<bucket> <prefix> and '}${want} more argument${restMax === 1 ? '' : 's'}, got ${positionals.length} in all\n\nusage: ${usage}`);
     }
   };

@@ -4,11 +4,11 @@
  * machine (`/home/u/data/a.txt`) or the same without the leading '/'. Where it lands follows cp:
  * into an existing directory (or a target ending in '/') under its own name, else at the
  * target path itself. An existing destination is replaced only with --overwrite. A target of
- * `-` writes a regular file's bytes to stdout instead (a directory is a usage error).
+ * `-` writes a regular file's bytes to stdout instead (a directory is a usage error); `dump` is
+ * the same without the target.
  */
-import { fetchToStream, runFetch, snapshotPathArg } from '../../restore/index.js';
 import type { Command, CommandIO } from '../command.js';
-import { RESTORE_OPTIONS, RESTORE_USAGE, runRestoreCommand } from '../restoreCommand.js';
+import { RESTORE_OPTIONS, RESTORE_USAGE, runFetchCommand } from '../restoreCommand.js';
 import { STORE_USAGE } from '../storageArgs.js';
 
 const USAGE = `vaultik fetch <bucket> <prefix> <snapshot_id|latest> <filepath> <target_file_or_dir|-> ${RESTORE_USAGE} ${STORE_USAGE}`;
@@ -18,19 +18,5 @@ export const fetchCommand: Command = {
   summary: 'restore one file or directory of a snapshot (needs VAULTIK_PRIVATE_KEY)',
   usage: USAGE,
   options: RESTORE_OPTIONS,
-  run: (argv: string[], io: CommandIO): Promise<number> => {
-    return runRestoreCommand(
-      argv,
-      io,
-      USAGE,
-      2,
-      ([filepath, target]) => ({ path: snapshotPathArg(filepath!), target: target! }),
-      (shared, { path, target }, values) =>
-        target === '-'
-          ? fetchToStream({ ...shared, path, include: values.include, exclude: values.exclude }, io.stdout)
-          : runFetch({ ...shared, path, target, include: values.include, exclude: values.exclude }),
-      // `-` (like `restic dump`): stdout holds only the file's bytes; the summary goes to stderr.
-      ({ target }) => target === '-',
-    );
-  },
+  run: (argv: string[], io: CommandIO): Promise<number> => runFetchCommand(argv, io, USAGE, true),
 };

@@ -10,13 +10,21 @@ import { pruneCommand } from './prune.js';
 import { forgetCommand } from './forget.js';
 import { verifyCommand } from './verify.js';
 import { completionCommand } from './completion.js';
+import { diffCommand } from './diff.js';
+import { dumpCommand } from './dump.js';
+import { findCommand } from './find.js';
+import { statsCommand } from './stats.js';
 
 export const commands: CompletionCommand[] = [
   backupCommand,
   restoreCommand,
   fetchCommand,
+  dumpCommand,
   snapshotsCommand,
   lsCommand,
+  diffCommand,
+  findCommand,
+  statsCommand,
   pruneCommand,
   forgetCommand,
   verifyCommand,

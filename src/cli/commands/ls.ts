@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { ExitCode, UsageError } from '../../errors.js';
 import { displayPath, escapeControls } from '../../fs/paths.js';
 import { snapshotPathArg } from '../../restore/index.js';
-import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId, type Entry } from '../../snapshot/index.js';
+import { listSnapshots, openSnapshot, resolveSignedSnapshot, resolveSnapshotId } from '../../snapshot/index.js';
 import { parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
-import { jsonPath } from '../render/json.js';
+import { entryJson, modeString, shortTime } from '../render/entry.js';
 import { STORE_OPTIONS, STORE_USAGE, identitiesFromEnv, openStore, parseStoreArgs, signersFromArgs } from '../storageArgs.js';
 
 const USAGE = `vaultik ls <bucket> <prefix> <snapshot_id|latest> [path] [-l] [--json] [--host H] ${STORE_USAGE}`;
@@ -24,36 +24,7 @@ const OPTIONS = {
   host: { type: 'string', arg: 'H', help: "with 'latest': the latest snapshot of host H" },
 } as const satisfies CommandOptions;
 
-const TYPE_CHAR: Record<Entry['type'], string> = {
-  file: '-',
-  dir: 'd',
-  symlink: 'l',
-  fifo: 'p',
-  socket: 's',
-  chardev: 'c',
-  blockdev: 'b',
-  other: '?',
-};
-
-/** `drwxr-xr-x`-style type and mode, with setuid/setgid/sticky letters. */
-export function modeString(type: Entry['type'], mode: number): string {
-  const rwx = (bits: number, special: boolean, ch: string): string =>
-    `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-'}`;
-  return (
-    TYPE_CHAR[type] +
-    rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') +
-    rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') +
-    rwx(mode & 7, (mode & 0o1000) !== 0, 't')
-  );
-}
-
-/** mtime (ns) as ISO 8601 UTC with nanoseconds. */
-function isoNs(ns: bigint): string {
-  const ms = ns / 1_000_000n - (ns < 0n && ns % 1_000_000n !== 0n ? 1n : 0n);
-  const sub = ns - ms * 1_000_000n;
-  const base = new Date(Number(ms)).toISOString().slice(0, -1); // ...mmm
-  return `${base}${sub.toString().padStart(6, '0')}Z`;
-}
+export { modeString } from '../render/entry.js';
 
 export const lsCommand: Command = {
   name: 'ls',
@@ -87,21 +58,9 @@ export const lsCommand: Command = {
         };
         for (const e of reader.entries(under ? { under } : {})) {
           if (values.json) {
-            const row = {
-              type: 'entry',
-              ...jsonPath(Buffer.concat([slash, e.path])),
-              kind: e.type,
-              mode: e.mode,
-              uid: e.uid,
-              gid: e.gid,
-              size: e.size,
-              mtime: isoNs(e.mtimeNs),
-              ...(e.target ? { target: e.target.toString('utf8') } : {}),
-              ...(e.linkGroup !== undefined ? { linkGroup: e.linkGroup } : {}),
-            };
-            batch.push(Buffer.from(`${JSON.stringify(row)}\n`));
+            batch.push(Buffer.from(`${JSON.stringify({ type: 'entry', ...entryJson(e) })}\n`));
           } else if (values.long) {
-            const head = `${modeString(e.type, e.mode)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(12)} ${isoNs(e.mtimeNs).slice(0, 19).replace('T', ' ')} `;
+            const head = `${modeString(e.type, e.mode)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${String(e.size).padStart(12)} ${shortTime(e.mtimeNs)} `;
             batch.push(Buffer.from(head), slash, escapeControls(e.path));
             if (e.target) batch.push(Buffer.from(' -> '), escapeControls(e.target));
             batch.push(nl);
