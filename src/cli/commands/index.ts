@@ -9,9 +9,11 @@ import { lsCommand } from './ls.js';
 import { pruneCommand } from './prune.js';
 import { forgetCommand } from './forget.js';
 import { verifyCommand } from './verify.js';
+import { statusCommand } from './status.js';
 
 export const commands: Command[] = [
   backupCommand,
+  statusCommand,
   restoreCommand,
   fetchCommand,
   snapshotsCommand,
