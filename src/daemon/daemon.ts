@@ -188,7 +188,7 @@ export class Daemon {
         fullScanIntervalMs: c.fullScanInterval,
         minTimeBetweenRunMs: c.minTimeBetweenRun,
       });
-      this.status.start(c);
+      this.status.start(c, this.monitor.metrics);
       await this.startMetricsServer();
       await this.startWatcher();
       let dueAt = this.now();
@@ -282,10 +282,7 @@ export class Daemon {
     const listen = this.config.monitoring?.metricsListen;
     if (listen === undefined) return;
     try {
-      this.metricsServer = await startMetricsServer(listen, () => {
-        this.monitor.metrics.dirtyPaths = this.dirty.size;
-        return this.monitor.text(this.config);
-      });
+      this.metricsServer = await startMetricsServer(listen, () => this.monitor.text(this.config, { dirtyPaths: this.dirty.size }));
     } catch (err) {
       this.emit({ type: 'warning', message: `metrics_listen ${listen.host}:${listen.port}: cannot listen: ${errorMessage(err)}` });
     }

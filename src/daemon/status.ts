@@ -25,7 +25,7 @@ export class DaemonStatusKeeper {
     return new Date(ms).toISOString();
   }
 
-  start(config: Config): void {
+  start(config: Config, metrics: MetricsState): void {
     const now = this.iso(this.now());
     this.status = {
       version: 1,
@@ -36,7 +36,8 @@ export class DaemonStatusKeeper {
       state: 'starting',
       watching: false,
       dirtyPaths: 0,
-      consecutiveFailures: 0,
+      consecutiveFailures: metrics.consecutiveFailures,
+      ...(metrics.lastSuccess !== undefined ? { lastSuccessAt: this.iso(metrics.lastSuccess * 1000) } : {}),
     };
     this.save(config);
     this.timer = setInterval(() => {

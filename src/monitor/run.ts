@@ -51,9 +51,9 @@ export class RunMonitor {
     this.metrics = this.metricsFile !== undefined ? readPreviousMetrics(this.metricsFile) : emptyMetrics();
   }
 
-  /** The exposition text of the current state (labelled with the config file). */
-  text(config: Config): string {
-    return renderMetrics(this.metrics, config.sourcePath);
+  /** The exposition text of the current state (labelled with the config file), plus `live` values (the HTTP endpoint's). */
+  text(config: Config, live: Partial<MetricsState> = {}): string {
+    return renderMetrics({ ...this.metrics, ...live }, config.sourcePath);
   }
 
   /**

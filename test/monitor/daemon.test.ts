@@ -93,8 +93,11 @@ describe('daemon with monitoring', () => {
     // A check that finds nothing changed keeps the last success current.
     const before = sampleValue(m, 'vaultik_backup_last_success_timestamp_seconds');
     await running.next('skipped');
-    const later = parsePromText(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
-    expect(sampleValue(later, 'vaultik_backup_last_success_timestamp_seconds')).toBeGreaterThan(before);
+    // The metrics follow the 'skipped' event (after its ping, if any).
+    const later = await waitFor('the last success to advance', async () => {
+      const now = parsePromText(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+      return sampleValue(now, 'vaultik_backup_last_success_timestamp_seconds') > before ? now : undefined;
+    });
     expect(sampleValue(later, 'vaultik_backup_snapshots_total')).toBe(1);
   });
 
@@ -125,7 +128,11 @@ describe('daemon with monitoring', () => {
     // Checks that find nothing changed run no hook.
     expect(readOrder(hooksDir)).toEqual(['before', 'after']);
 
-    const s = await status(ws.configPath);
+    // The status file follows the 'skipped' event.
+    const s = await waitFor('the skipped check in the status', async () => {
+      const st = await status(ws!.configPath);
+      return st.lastRun?.result === 'skipped' ? st : undefined;
+    });
     expect(s).toMatchObject({ running: true, known: true, pid: process.pid, consecutiveFailures: 0 });
     expect(['idle', 'running']).toContain(s.state);
     expect(s.lastRun?.result).toBe('skipped');
