@@ -150,6 +150,20 @@ describe('daemon with monitoring', () => {
     expect(stopped).toMatchObject({ running: false, known: true, state: 'stopped' });
   });
 
+  it('a metrics textfile inside a source dir is left out: writing it after a run does not trigger the next run', async () => {
+    ws = makeWorkspace();
+    writeFileSync(join(ws.src, 'f'), 'f');
+    mkdirSync(join(ws.src, 'textfile'));
+    ws.writeConfig(`${TIMING}\nmetrics_file: ${join(ws.src, 'textfile', 'vaultik.prom')}`);
+    running = startDaemon(ws);
+    await running.next('run');
+    const from = running.events.length;
+    await running.next('skipped', from);
+    await running.next('skipped', running.events.length);
+    expect(running.count('run')).toBe(1);
+    expect(running.count('run-failed')).toBe(0);
+  });
+
   it('a failing before hook fails the run with exit code 9 and writes no snapshot; status shows the error', async () => {
     ws = makeWorkspace();
     const hooksDir = join(ws.root, 'hooks');
