@@ -141,12 +141,7 @@ export function readMonitoring(r: Reader, top: Map<string, Entry>, absolutePath:
   const urlEntry = top.get('healthcheck_url');
   if (urlEntry) {
     const u = r.string(urlEntry, 'a URL');
-    let url: URL | undefined;
-    try {
-      url = u === undefined ? undefined : new URL(u);
-    } catch {
-      url = undefined;
-    }
+    const url = u !== undefined && URL.canParse(u) ? new URL(u) : undefined;
     // The URL is a credential of sorts (anyone holding it can ping): messages name its origin only.
     if (u !== undefined && (!url || (url.protocol !== 'http:' && url.protocol !== 'https:'))) r.fail(urlEntry, 'is not an http:// or https:// URL');
     else if (url !== undefined) out.healthcheckUrl = u!.replace(/\/+$/, '');
