@@ -182,12 +182,12 @@ export function readPreviousMetrics(path: string): MetricsState {
 
 /**
  * Replaces `path` with `text` atomically: a temp file beside it (same filesystem), fsync, rename,
- * fsync of the directory. Creates the directory if needed. Default mode 0644 (the textfile:
- * node_exporter runs as its own user, and metrics hold no secret).
+ * fsync of the directory. Creates the directory (`dirMode`) if needed. Default mode 0644 (the
+ * textfile: node_exporter runs as its own user, and metrics hold no secret).
  */
-export function writeFileAtomic(path: string, text: string, mode = 0o644): void {
+export function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o755): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: dirMode });
   const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
   const fd = openSync(tmp, 'w', mode);
   try {

@@ -59,7 +59,8 @@ export function statusPathFor(indexPath: string): string {
 }
 
 export function writeStatus(path: string, status: DaemonStatus): void {
-  writeFileAtomic(path, JSON.stringify(status, null, 2) + '\n', 0o600);
+  // Beside the state cache: a directory created here gets the cache's own 0700.
+  writeFileAtomic(path, JSON.stringify(status, null, 2) + '\n', 0o600, 0o700);
 }
 
 const isStr = (v: unknown): v is string => typeof v === 'string';
