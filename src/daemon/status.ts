@@ -54,11 +54,12 @@ export class DaemonStatusKeeper {
     this.save(config);
   }
 
-  /** A run ended (or a check found nothing to do). */
-  ran(config: Config, run: { result: LastRun['result']; started: number; snapshotId?: string; message?: string; exitCode?: number }, metrics: MetricsState): void {
+  /** A run ended, or (result 'skipped') a check found nothing to do. */
+  ran(config: Config, run: { result: LastRun['result'] | 'skipped'; started: number; snapshotId?: string; message?: string; exitCode?: number }, metrics: MetricsState): void {
     if (!this.status) return;
     const end = this.now();
-    this.status.lastRun = {
+    if (run.result === 'skipped') this.status.lastCheckAt = this.iso(end);
+    else this.status.lastRun = {
       result: run.result,
       startedAt: this.iso(run.started),
       endedAt: this.iso(end),

@@ -52,6 +52,7 @@ const PASSED_THROUGH = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LANGUAGE', '
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const KILL_GRACE_MS = 5000;
 const OUTPUT_TAIL = 4096;
+const OUTPUT_DRAIN_MS = 500;
 
 /** The whole environment a hook gets (docs/MONITORING.md lists it). */
 export function hookEnv(name: HookName, ctx: HookContext, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
@@ -109,7 +110,10 @@ export function runHook(name: HookName, cmd: HookCommand, ctx: HookContext, time
       killTimer = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
     }, timeoutMs);
     const what = `the ${name} hook (${cmd.shell ? cmd.argv[0] : cmd.argv.join(' ')})`;
+    let finished = false;
     const finish = (err?: string): void => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       clearTimeout(killTimer);
       // A background process of the hook may hold the pipes open: stop reading them.
@@ -121,10 +125,20 @@ export function runHook(name: HookName, cmd: HookCommand, ctx: HookContext, time
     };
     child.on('error', (e) => finish(`could not start: ${e.message}`));
     child.on('exit', (code, signal) => {
-      if (timedOut) finish(`timed out after ${timeoutMs / 1000}s and was killed`);
-      else if (signal !== null) finish(`was killed by ${signal}`);
-      else if (code !== 0) finish(`exited with status ${code}`);
-      else finish();
+      const result = timedOut
+        ? `timed out after ${timeoutMs / 1000}s and was killed`
+        : signal !== null
+          ? `was killed by ${signal}`
+          : code !== 0
+            ? `exited with status ${code}`
+            : undefined;
+      // Let the pipes drain (their 'close' comes after 'exit'), but not for long: a background
+      // process of the hook may keep them open.
+      const drained = setTimeout(() => finish(result), OUTPUT_DRAIN_MS);
+      child.once('close', () => {
+        clearTimeout(drained);
+        finish(result);
+      });
     });
   });
 }

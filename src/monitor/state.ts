@@ -18,8 +18,9 @@ import { writeFileAtomic } from './metrics.js';
 
 export const STATUS_VERSION = 1;
 
+/** A backup run (a check that found nothing changed is not one: see `lastCheckAt`). */
 export interface LastRun {
-  result: 'success' | 'warnings' | 'failure' | 'skipped';
+  result: 'success' | 'warnings' | 'failure';
   startedAt: string;
   endedAt: string;
   durationMs: number;
@@ -43,6 +44,8 @@ export interface DaemonStatus {
   nextRunAt?: string;
   dirtyPaths: number;
   lastRun?: LastRun;
+  /** The last check that found nothing changed (no run, no snapshot: the backup is up to date). */
+  lastCheckAt?: string;
   lastSuccessAt?: string;
   lastError?: { time: string; message: string; exitCode: number };
   consecutiveFailures: number;
@@ -72,7 +75,7 @@ function validLastRun(v: unknown): boolean {
   if (typeof v !== 'object' || v === null) return false;
   const r = v as Record<string, unknown>;
   return (
-    ['success', 'warnings', 'failure', 'skipped'].includes(r.result as string) &&
+    ['success', 'warnings', 'failure'].includes(r.result as string) &&
     isStr(r.startedAt) &&
     isStr(r.endedAt) &&
     isCount(r.durationMs) &&
@@ -117,6 +120,7 @@ export function readStatus(path: string): DaemonStatus | undefined {
     isOptStr(v.nextRunAt) &&
     isCount(v.dirtyPaths) &&
     validLastRun(v.lastRun) &&
+    isOptStr(v.lastCheckAt) &&
     isOptStr(v.lastSuccessAt) &&
     (e === undefined || (typeof e === 'object' && e !== null && isStr(e.time) && isStr(e.message) && isCount(e.exitCode))) &&
     isCount(v.consecutiveFailures);

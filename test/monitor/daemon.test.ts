@@ -55,6 +55,7 @@ interface StatusLine {
   dirtyPaths: number;
   nextRunAt?: string;
   lastRun?: { result: string; snapshotId?: string; exitCode?: number };
+  lastCheckAt?: string;
   lastSuccessAt?: string;
   lastError?: { message: string; exitCode: number };
   consecutiveFailures: number;
@@ -131,11 +132,12 @@ describe('daemon with monitoring', () => {
     // The status file follows the 'skipped' event.
     const s = await waitFor('the skipped check in the status', async () => {
       const st = await status(ws!.configPath);
-      return st.lastRun?.result === 'skipped' ? st : undefined;
+      return st.lastCheckAt !== undefined ? st : undefined;
     });
     expect(s).toMatchObject({ running: true, known: true, pid: process.pid, consecutiveFailures: 0 });
     expect(['idle', 'running']).toContain(s.state);
-    expect(s.lastRun?.result).toBe('skipped');
+    // The last run stays the one that wrote the snapshot; the check after it is apart.
+    expect(s.lastRun).toMatchObject({ result: 'success', snapshotId: run.snapshotId });
     expect(s.lastSuccessAt).toBeDefined();
     expect(s.nextRunAt).toBeDefined();
     // Text mode, as a person reads it.
@@ -143,6 +145,8 @@ describe('daemon with monitoring', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`daemon: running, pid ${process.pid}`);
     expect(text.stdout).toContain('dirty paths: ');
+    expect(text.stdout).toContain(`last run: success, snapshot ${run.snapshotId}`);
+    expect(text.stdout).toContain('last check: nothing changed');
 
     await running.stop();
     running = undefined;

@@ -37,9 +37,10 @@ function textLines(s: DaemonStatus, running: boolean, lockPid: number | undefine
   if (lockPid !== undefined) lines.push(`cache lock: held by pid ${lockPid}`);
   const r = s.lastRun;
   if (r) {
-    const what = r.result === 'skipped' ? 'nothing changed, no snapshot' : r.result === 'failure' ? `failed (exit ${r.exitCode ?? 1})` : `${r.result}, snapshot ${r.snapshotId ?? '?'}`;
+    const what = r.result === 'failure' ? `failed (exit ${r.exitCode ?? 1})` : `${r.result}, snapshot ${r.snapshotId ?? '?'}`;
     lines.push(`last run: ${what}, ended ${when(r.endedAt, now)}, took ${formatDuration(r.durationMs)}`);
   } else lines.push('last run: none yet');
+  if (s.lastCheckAt !== undefined) lines.push(`last check: nothing changed, ${when(s.lastCheckAt, now)}`);
   lines.push(`last success: ${s.lastSuccessAt !== undefined ? when(s.lastSuccessAt, now) : 'none yet'}`);
   if (s.consecutiveFailures > 0) lines.push(`failures in a row: ${s.consecutiveFailures}`);
   if (s.lastError) lines.push(`last error: ${when(s.lastError.time, now)}: ${escapeControlText(s.lastError.message)} (exit ${s.lastError.exitCode})`);
