@@ -66,7 +66,8 @@ async function status(argv: string[], io: CommandIO): Promise<number> {
   }
   const { running, lockPid } = liveness(s, config.indexPath);
   if (values.json) {
-    new JsonLines(io.stdout).write({ type: 'status', statusFile: path, running, known: true, ...(lockPid !== undefined ? { lockPid } : {}), ...s });
+    // The file's fields first: what was computed here wins over anything the file says.
+    new JsonLines(io.stdout).write({ ...s, type: 'status', statusFile: path, running, known: true, ...(lockPid !== undefined ? { lockPid } : {}) });
   } else {
     io.stdout.write(textLines(s, running, lockPid, now).join('\n') + '\n');
   }
