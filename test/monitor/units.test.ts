@@ -3,11 +3,13 @@
  * escaping, counters carried over through the textfile), and a hook past its timeout (its whole
  * process group killed).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HookError, emptyMetrics, readPreviousMetrics, renderMetrics, runHook, writeFileAtomic } from '../../src/monitor/index.js';
+import { HookError, STATUS_VERSION, emptyMetrics, statusPathFor, readPreviousMetrics, renderMetrics, runHook, writeFileAtomic } from '../../src/monitor/index.js';
+import { makeWorkspace } from '../backup/helpers.js';
 import { parsePromText, sampleValue } from '../helpers/promText.js';
+import { runCli } from '../restore/helpers.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 let tmp: ReturnType<typeof makeTempDir> | undefined;
@@ -54,5 +56,40 @@ describe('hooks', () => {
     const ctx = { config: '/c.yaml', hostname: 'h', status: 'running' } as const;
     await expect(runHook('after', { argv: ['/nonexistent/hook'], shell: false }, ctx, 5000)).rejects.toThrow('the after hook (/nonexistent/hook) could not start: spawn /nonexistent/hook ENOENT');
     await expect(runHook('after', { argv: ['echo out; echo err >&2; exit 4'], shell: true }, ctx, 5000)).rejects.toThrow(/exited with status 4; its output ended with:\nout\nerr/);
+  });
+});
+
+describe('status', () => {
+  it('a status file whose daemon is gone reads as not running, whatever extra fields it holds; a malformed one is exit 1', async () => {
+    const ws = makeWorkspace();
+    try {
+      const forged = {
+        version: STATUS_VERSION,
+        pid: 2 ** 22 + 7, // above the kernel's pid_max default range: no such process
+        hostname: 'h',
+        config: ws.configPath,
+        startedAt: '2026-01-01T00:00:00.000Z',
+        updatedAt: '2026-01-01T00:00:00.000Z',
+        state: 'idle',
+        watching: true,
+        dirtyPaths: 3,
+        consecutiveFailures: 0,
+        running: true,
+        known: false,
+      };
+      writeFileSync(statusPathFor(ws.indexPath), JSON.stringify(forged));
+      const res = await runCli(['status', ws.configPath, '--json'], { HOME: '/nonexistent' });
+      expect(res.code).toBe(0);
+      expect(JSON.parse(res.stdout)).toMatchObject({ type: 'status', running: false, known: true, dirtyPaths: 3 });
+      const text = await runCli(['status', ws.configPath], { HOME: '/nonexistent' });
+      expect(text.stdout).toContain(`daemon: not running (pid ${forged.pid} is gone`);
+
+      writeFileSync(statusPathFor(ws.indexPath), JSON.stringify({ ...forged, dirtyPaths: -1 }));
+      const bad = await runCli(['status', ws.configPath], { HOME: '/nonexistent' });
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain('is not a vaultik status file');
+    } finally {
+      ws.cleanup();
+    }
   });
 });
