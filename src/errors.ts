@@ -23,6 +23,8 @@ export const ExitCode = {
   LOCKED: 7,
   /** forget refused: suspect snapshots exist (forged, or a clock far off) and no --suspects choice. Nothing removed. */
   SUSPECT: 8,
+  /** A `hooks:` command failed: `before` skips the run (no snapshot); after `after`, the snapshot was written. */
+  HOOK: 9,
   /** Interrupted by SIGINT/SIGTERM before completion: no snapshot was written. */
   INTERRUPTED: 130,
 } as const;

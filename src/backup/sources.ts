@@ -39,12 +39,22 @@ function real(path: string): string {
  * The backup's own files for a config: the local store directory (a backup of the store into
  * itself only grows it, and its temp files vanish mid-walk) and everything whose name starts
  * with the state cache's file name next to it (the SQLite file, its -wal/-shm/-journal, the lock,
- * the work directory with spool files and the metadata DB being built).
+ * the work directory with spool files and the metadata DB being built); and the metrics textfile
+ * (`metrics_file`) with its temp files.
  */
-export function selfPaths(config: Pick<Config, 'storage' | 'indexPath'>): SelfPaths {
+export function selfPaths(config: Pick<Config, 'storage' | 'indexPath' | 'monitoring'>): SelfPaths {
   const exact: string[] = [];
   if (config.storage.type === 'local') exact.push(real(config.storage.path));
-  return { exact, prefixes: [{ dir: real(dirname(config.indexPath)), prefix: basename(config.indexPath) }] };
+  const prefixes = [{ dir: real(dirname(config.indexPath)), prefix: basename(config.indexPath) }];
+  const metrics = config.monitoring?.metricsFile;
+  if (metrics !== undefined) {
+    // The metrics textfile changes after every run: in a source, each run would cause the next
+    // (src/monitor/metrics.ts writes it through `.<name>.<pid>.tmp` beside it).
+    const dir = real(dirname(metrics));
+    exact.push(`${dir}/${basename(metrics)}`);
+    prefixes.push({ dir, prefix: `.${basename(metrics)}.` });
+  }
+  return { exact, prefixes };
 }
 
 /** `path` relative to `dir` ('' for dir itself), or undefined when it is not inside. */

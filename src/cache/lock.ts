@@ -56,7 +56,7 @@ export function processStartOf(pid: number): string | undefined {
 
 /** Default liveness: the pid exists (EPERM means it exists under another user) and, where
  *  known, is the same process that took the lock. */
-function defaultIsAlive(owner: LockOwner): boolean {
+export function isOwnerAlive(owner: LockOwner): boolean {
   try {
     process.kill(owner.pid, 0);
   } catch (err) {
@@ -86,6 +86,15 @@ function readOwner(path: string): { text: string; owner: LockOwner | undefined; 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
+  }
+}
+
+/** The owner recorded in the lock file at `lockPath`, or undefined (no lock, or unreadable). */
+export function readLockOwner(lockPath: string): LockOwner | undefined {
+  try {
+    return readOwner(lockPath)?.owner;
+  } catch {
+    return undefined;
   }
 }
 
@@ -156,7 +165,7 @@ export function acquireLock(lockPath: string, options: LockOptions = {}): CacheL
   const start = options.pid === undefined ? processStartOf(process.pid) : undefined;
   if (start !== undefined) owner.processStart = start;
   const content = `${JSON.stringify(owner)}\n`;
-  const isAlive = options.isAlive ?? defaultIsAlive;
+  const isAlive = options.isAlive ?? isOwnerAlive;
   mkdirSync(dirname(lockPath), { recursive: true, mode: 0o700 });
 
   for (let attempt = 0; attempt < 5; attempt++) {

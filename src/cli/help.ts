@@ -38,6 +38,7 @@ export const EXIT_CODE_HELP: Readonly<Record<number, string>> = {
   [ExitCode.STORAGE]: 'store unreachable, access denied, missing bucket or local store directory; objects the store refused to delete',
   [ExitCode.LOCKED]: 'another backup holds the lock on this state cache',
   [ExitCode.SUSPECT]: 'forget refused: suspect snapshots exist and no --suspects choice was given',
+  [ExitCode.HOOK]: 'a hook failed: a failing before hook skipped the run (no snapshot); after a failing after hook the snapshot was written',
   [ExitCode.INTERRUPTED]: 'interrupted (SIGINT/SIGTERM); no snapshot written',
 };
 

@@ -31,3 +31,4 @@ export { formatSize, parseDuration, parseSize } from './size.js';
 export function excludeMatcherFor(config: Pick<Config, 'exclude' | 'sourceDirs'>, sourceDir: string): ExcludeMatcher {
   return compileExcludes(excludesForSource(config.exclude, sourceDir, config.sourceDirs));
 }
+export { MONITORING_DEFAULTS, isLoopback, type HookCommand, type HooksConfig, type MetricsListen, type MonitoringConfig } from './monitoring.js';

@@ -21,6 +21,7 @@ import { ExcludePatternError, compileExcludes } from './exclude.js';
 import { checkRecipient, checkRecipientsFile } from './recipient.js';
 import { formatSize, parseDuration, parseSize } from './size.js';
 import { editDistance } from '../util/editDistance.js';
+import { MONITORING_KEYS, readMonitoring, type MonitoringConfig } from './monitoring.js';
 
 /** A validated config. Sizes are bytes, durations milliseconds, paths absolute and normalized. */
 export interface Config {
@@ -64,6 +65,8 @@ export interface Config {
    * `--config` then require valid snapshot signatures, as with `--signers`.
    */
   allowedSigners?: string;
+  /** Metrics, hooks and health-check pings (docs/MONITORING.md); absent when no such key is set. */
+  monitoring?: MonitoringConfig;
   /** Absolute path of the file this config came from (or the name given to parseConfig). */
   sourcePath: string;
 }
@@ -152,6 +155,7 @@ const TOP_KEYS = [
   'hostname',
   'signing_key',
   'allowed_signers',
+  ...MONITORING_KEYS,
 ] as const;
 const S3_KEYS = [
   'endpoint',
@@ -201,8 +205,11 @@ const ALIASES: ReadonlyMap<string, string> = new Map([
   ['retention', 'days'],
 ]);
 
+/** The mapping a key sits in, for messages. */
+export type Block = 'top' | 's3' | 'local' | 'object_lock' | 'hooks';
+
 /** "did you mean …?" for an unknown key, or where the key belongs if it is in the wrong block. */
-function unknownKeyHint(key: string, known: readonly string[], block: 'top' | 's3' | 'local' | 'object_lock'): string {
+function unknownKeyHint(key: string, known: readonly string[], block: Block): string {
   const lower = key.toLowerCase().replace(/-/g, '_');
   const alias = ALIASES.get(lower);
   if (alias !== undefined && known.includes(alias)) return `; did you mean ${alias}?`;
@@ -223,7 +230,7 @@ function unknownKeyHint(key: string, known: readonly string[], block: 'top' | 's
 }
 
 /** A key/value pair of a mapping, with the nodes for line numbers. */
-interface Entry {
+export interface Entry {
   /** Dotted path for messages ("s3.bucket"). */
   path: string;
   keyNode: Node;
@@ -232,7 +239,7 @@ interface Entry {
 }
 
 /** Walks the YAML tree, collecting issues; getters return undefined after recording a problem. */
-class Reader {
+export class Reader {
   readonly issues: ConfigIssue[] = [];
 
   constructor(
@@ -281,7 +288,7 @@ class Reader {
    * The entries of a mapping node, reporting duplicate and unknown keys.
    * Returns undefined (after an issue) when `node` is not a mapping.
    */
-  map(node: unknown, path: string | undefined, known: readonly string[], block: 'top' | 's3' | 'local' | 'object_lock', line?: number): Map<string, Entry> | undefined {
+  map(node: unknown, path: string | undefined, known: readonly string[], block: Block, line?: number): Map<string, Entry> | undefined {
     node = this.deref(node);
     if (!isMap(node)) {
       const keys = path === undefined ? 'source_dirs:, age_recipient:, s3: ...' : known.join(', ');
@@ -903,6 +910,7 @@ export function parseConfig(text: string, sourceName: string, options: ParseConf
 
   const signingKey = readFilePath(r, top.get('signing_key'), baseDir, 'the path of an SSH Ed25519 private key');
   const allowedSigners = readFilePath(r, top.get('allowed_signers'), baseDir, 'the path of an allowed_signers file');
+  const monitoring = readMonitoring(r, top, absolutePath);
 
   if (r.issues.length > 0) throw new ConfigError(sortIssues(r.issues, sourceName));
   return {
@@ -922,6 +930,7 @@ export function parseConfig(text: string, sourceName: string, options: ParseConf
     hostname: hostname!,
     ...(signingKey !== undefined ? { signingKey } : {}),
     ...(allowedSigners !== undefined ? { allowedSigners } : {}),
+    ...(monitoring !== undefined ? { monitoring } : {}),
     sourcePath: options.sourcePath ?? sourceName,
   };
 }

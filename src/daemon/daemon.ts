@@ -24,6 +24,11 @@
  *   one is reported and the running config stays; a valid one applies from the next run.
  * - One chunk pool (worker threads) serves every run while runs come close together; it is
  *   released while the next run is more than `poolIdleMs` away (an idle worker costs ~11 MB).
+ * - Each run goes through the hooks, pings and metrics of src/monitor (a failing `before` hook
+ *   fails the run like any other failure: exit code 9, retried with backoff); a check that finds
+ *   nothing changed counts as up to date (metrics, success ping). The status file
+ *   (`<index_path>.status.json`, status.ts) and, with `metrics_listen`, the /metrics endpoint
+ *   say how the daemon is doing.
  * - Core code: it emits DaemonEvents and never writes to the terminal itself.
  */
 import { availableParallelism } from 'node:os';
@@ -32,9 +37,11 @@ import { ChunkPool } from '../compress/pool.js';
 import type { Config } from '../config/index.js';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { displayPath } from '../fs/index.js';
+import { HookError, RunMonitor, startMetricsServer, type MetricsServer } from '../monitor/index.js';
 import type { SigningKey } from '../sign/index.js';
 import type { StoreWriter } from '../storage/types.js';
 import { DEFAULT_DIRTY_LIMIT, DirtySet } from './dirty.js';
+import { DaemonStatusKeeper } from './status.js';
 import type { DaemonEvent, DaemonEventBody, ScanKind } from './events.js';
 import { SourceMap, diffTree, dirtyScan, recordingScan, type ScanFn } from './scan.js';
 import { fullScanDue, nextDue, retryDelay, startAt } from './schedule.js';
@@ -90,6 +97,11 @@ function changedKeys(a: Config, b: Config): string[] {
     ['compression_level', a.compressionLevel, b.compressionLevel],
     ['hostname', a.hostname, b.hostname],
     ['signing_key', a.signingKey, b.signingKey],
+    ['metrics_file', a.monitoring?.metricsFile, b.monitoring?.metricsFile],
+    ['metrics_listen', a.monitoring?.metricsListen, b.monitoring?.metricsListen],
+    ['hooks', a.monitoring?.hooks, b.monitoring?.hooks],
+    ['healthcheck_url', a.monitoring?.healthcheckUrl, b.monitoring?.healthcheckUrl],
+    ['healthcheck_timeout', a.monitoring?.healthcheckTimeout, b.monitoring?.healthcheckTimeout],
   ];
   return pairs.filter(([, x, y]) => JSON.stringify(x) !== JSON.stringify(y)).map(([k]) => k);
 }
@@ -112,11 +124,17 @@ export class Daemon {
   private wake: (() => void) | undefined;
   /** The signing key loaded for the config's `signing_key` path (loaded again when it changes). */
   private signer: { path: string; key: SigningKey } | undefined;
+  private readonly monitor: RunMonitor;
+  private readonly status: DaemonStatusKeeper;
+  private metricsServer: MetricsServer | undefined;
 
   constructor(private readonly options: DaemonOptions) {
     this.config = options.config;
     this.now = options.now ?? Date.now;
     this.dirty = new DirtySet(options.dirtyLimit ?? DEFAULT_DIRTY_LIMIT);
+    const onWarning = (message: string): void => this.emit({ type: 'warning', message });
+    this.monitor = new RunMonitor(this.config, { onWarning, interrupted: () => options.signal.aborted, now: this.now });
+    this.status = new DaemonStatusKeeper(this.now, () => this.dirty.size, onWarning);
   }
 
   private emit(body: DaemonEventBody): void {
@@ -171,6 +189,8 @@ export class Daemon {
         fullScanIntervalMs: c.fullScanInterval,
         minTimeBetweenRunMs: c.minTimeBetweenRun,
       });
+      this.status.start(c, this.monitor.metrics);
+      await this.startMetricsServer();
       await this.startWatcher();
       let dueAt = this.now();
       while (!signal.aborted) {
@@ -179,6 +199,8 @@ export class Daemon {
           continue;
         }
         const at = startAt(dueAt, this.lastRunEnd, this.config.minTimeBetweenRun);
+        this.monitor.metrics.nextRun = at / 1000;
+        this.status.update(this.config, { state: 'idle', watching: this.watching, nextRunAt: at });
         if (at > this.now()) {
           if (at - this.now() > (this.options.poolIdleMs ?? DEFAULT_POOL_IDLE_MS)) await this.releasePool();
           await this.sleepUntil(at);
@@ -201,6 +223,9 @@ export class Daemon {
       this.watcher?.close();
       this.watcher = undefined;
       await this.releasePool();
+      await this.metricsServer?.close();
+      this.metricsServer = undefined;
+      this.status.stop(this.config);
       this.emit({ type: 'stopped', interruptedRun });
     }
   }
@@ -235,6 +260,11 @@ export class Daemon {
     this.config = next;
     const changed = changedKeys(old, next);
     if (changed.includes('compression_level')) await this.releasePool();
+    if (changed.includes('metrics_listen')) {
+      await this.metricsServer?.close();
+      this.metricsServer = undefined;
+      await this.startMetricsServer();
+    }
     const watched = ['source_dirs', 'exclude', 'one_file_system', 'index_path', 'store'];
     if (changed.some((k) => watched.includes(k))) {
       // Other sources or excludes: the record no longer fits (its fingerprint changes) and the
@@ -246,6 +276,17 @@ export class Daemon {
     }
     // The new interval counts from when the previous run was due.
     return Math.max(dueAt - old.backupInterval + next.backupInterval, this.now());
+  }
+
+  /** Serves /metrics on `metrics_listen`; a port that cannot be had is a warning (the daemon goes on). */
+  private async startMetricsServer(): Promise<void> {
+    const listen = this.config.monitoring?.metricsListen;
+    if (listen === undefined) return;
+    try {
+      this.metricsServer = await startMetricsServer(listen, () => this.monitor.text(this.config, { dirtyPaths: this.dirty.size }));
+    } catch (err) {
+      this.emit({ type: 'warning', message: `metrics_listen ${listen.host}:${listen.port}: cannot listen: ${errorMessage(err)}` });
+    }
   }
 
   private async startWatcher(): Promise<void> {
@@ -315,15 +356,19 @@ export class Daemon {
       if (useRecord && marks.empty) {
         if (full) this.lastFullScan = started;
         this.emit({ type: 'skipped', fullScan: full, reason: full ? 'nothing changed (full scan)' : 'nothing changed' });
+        await this.monitor.upToDate(config);
+        this.status.ran(config, { result: 'skipped', started }, this.monitor.metrics);
         return 'skipped';
       }
       const kind: ScanKind = useRecord ? 'dirty' : 'full';
       const dirtyPaths = useRecord ? marks.size : 0;
       attempted = true;
       this.emit({ type: 'run-start', scan: kind, fullScan: full || !useRecord, dirtyPaths });
+      this.status.update(config, { state: 'running', watching: this.watching });
       writer = new TreeWriter(treePath, fingerprint);
       const inner: ScanFn = useRecord ? dirtyScan({ openTree, marks }) : scanSources;
-      const summary = await this.backup(config, recordingScan(inner, writer));
+      const scan = recordingScan(inner, writer);
+      const summary = await this.monitor.run(config, () => this.backup(config, scan));
       writer.commit();
       writer = undefined;
       if (full || !useRecord) this.lastFullScan = started;
@@ -343,11 +388,18 @@ export class Daemon {
         warnings: summary.warnings,
         filesChangedWhileRead: summary.filesChangedWhileRead,
       });
+      this.status.ran(config, { result: summary.warnings > 0 ? 'warnings' : 'success', started, snapshotId: summary.snapshotId }, this.monitor.metrics);
       return 'ran';
     } catch (err) {
-      writer?.abort();
-      // What this run was to look at is still to be looked at.
-      this.dirty.merge(marks);
+      if (err instanceof HookError && err.written && writer) {
+        // The after hook failed, but the snapshot was written: its scan record stands.
+        writer.commit();
+      } else {
+        writer?.abort();
+        // What this run was to look at is still to be looked at.
+        this.dirty.merge(marks);
+      }
+      writer = undefined;
       // Whatever failed after a stop was asked for failed because of it.
       if (signal.aborted) return 'stopped';
       attempted = true;
@@ -364,6 +416,7 @@ export class Daemon {
         failures: this.failures,
         retryInMs,
       });
+      this.status.ran(config, { result: 'failure', started, message: errorMessage(err), exitCode: err instanceof VaultikError ? err.exitCode : ExitCode.FAILURE }, this.monitor.metrics);
       return 'failed';
     } finally {
       this.running = false;

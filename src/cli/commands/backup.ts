@@ -10,12 +10,13 @@
  *
  * Exit codes: 0 snapshot written; 3 snapshot written with warnings (paths left out); 2 bad
  * arguments or config; 6 store unreachable or refusing; 7 another backup holds the cache lock;
- * 130 interrupted (no snapshot written); 1 anything else.
+ * 9 a hook failed (`before`: no snapshot; `after`: the snapshot was written); 130 interrupted (no snapshot written); 1 anything else.
  */
 import { runBackup } from '../../backup/index.js';
 import { loadConfig, parseDuration, type Config } from '../../config/index.js';
 import { Daemon, type DaemonEvent } from '../../daemon/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../../errors.js';
+import { RunMonitor } from '../../monitor/index.js';
 import { openStorage } from '../../storage/index.js';
 import { expectPositionals, parseCommandArgs, type Command, type CommandIO, type CommandOptions } from '../command.js';
 import { CronRenderer, JsonRenderer, TextRenderer, type BackupRenderer } from '../render/backup.js';
@@ -90,6 +91,11 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
       ? new CronRenderer(io.stderr)
       : new TextRenderer(io.stdout, io.stderr, io.isTTY);
 
+  // Hooks, pings and the metrics textfile (docs/MONITORING.md). Their warnings show even with
+  // --cron: a dead ping URL or textfile means the monitoring is blind.
+  const monitor = new RunMonitor(config, {
+    onWarning: (message) => (values.cron ? io.stderr.write(`vaultik: warning: ${message}\n`) : renderer.onEvent({ type: 'notice', message })),
+  });
   const run = async (): Promise<number> => {
     const storage = openStorage(config.storage, {
       retry: {
@@ -98,12 +104,14 @@ async function backup(argv: string[], io: CommandIO): Promise<number> {
       },
     });
     try {
-      const summary = await runBackup(config, {
-        storage,
-        signal: io.signal,
-        onEvent: (e) => renderer.onEvent(e),
-        progressIntervalMs: values.json ? 1000 : io.isTTY && !values.cron ? 200 : 0,
-      });
+      const summary = await monitor.run(config, () =>
+        runBackup(config, {
+          storage,
+          signal: io.signal,
+          onEvent: (e) => renderer.onEvent(e),
+          progressIntervalMs: values.json ? 1000 : io.isTTY && !values.cron ? 200 : 0,
+        }),
+      );
       renderer.done(summary);
       return summary.warnings > 0 ? ExitCode.WARNINGS : ExitCode.OK;
     } catch (caught) {

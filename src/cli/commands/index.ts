@@ -14,9 +14,11 @@ import { diffCommand } from './diff.js';
 import { dumpCommand } from './dump.js';
 import { findCommand } from './find.js';
 import { statsCommand } from './stats.js';
+import { statusCommand } from './status.js';
 
 export const commands: CompletionCommand[] = [
   backupCommand,
+  statusCommand,
   restoreCommand,
   fetchCommand,
   dumpCommand,
