@@ -52,12 +52,13 @@ export const ENVIRONMENT_HELP: ReadonlyArray<[string, string]> = [
   ['VAULTIK_DEBUG', 'print the stack trace of an unexpected error'],
 ];
 
-/** roff text with its special characters escaped. */
+/** roff text with its special characters escaped, and anything not ASCII as a \\[uXXXX] escape. */
 function roff(text: string): string {
   return text
     .replace(/\\/g, '\\e')
     .replace(/-/g, '\\-')
-    .replace(/^([.'])/gm, '\\&$1');
+    .replace(/^([.'])/gm, '\\&$1')
+    .replace(/[^ -~\n\t]/gu, (ch) => `\\[u${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`);
 }
 
 /** The man page (section 1), in the man(7) macros. */
