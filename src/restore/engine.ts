@@ -22,9 +22,11 @@
  * store, or an interrupt stop the restore: partly written files are removed, complete ones kept.
  * A wrong key fails before the target is touched.
  */
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { decodeChunk } from '../blob/reader.js';
-import { decryptRange, decryptSegments, type AgeFileInfo, type Identity } from '../crypto/index.js';
+import { FrameStream } from '../compress/zstd.js';
+import { SEGMENT_CIPHER_SIZE, SEGMENT_SIZE, decryptRange, decryptSegments, type AgeFileInfo, type Identity } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
 import { RestoreError, TargetWriter, utimesSeconds } from '../fs/restoreWriter.js';
 import { displayPath } from '../fs/paths.js';
@@ -83,6 +85,11 @@ export interface RestoreOptions {
    * decompressed chunks it is writing — (default 32 MiB; a single larger range runs alone).
    */
   memoryBudget?: number;
+  /**
+   * Chunks of at least this many bytes are streamed: decrypted, decompressed, checked and
+   * written in steps of 1 MiB, never held whole (default half the memory budget).
+   */
+  streamChunkSize?: number;
   plan?: PlanOptions;
 }
 
@@ -102,6 +109,11 @@ const DECODE_POOL_MIN = 256 * 1024;
 
 const EMPTY = Buffer.alloc(0);
 
+/** Segments of ciphertext a streamed chunk decrypts at a time (1 MiB). */
+const STREAM_SEGMENTS = 16;
+/** Budget a streamed chunk holds besides its zstd window: ciphertext, plaintext and output steps. */
+const STREAM_HELD = 3 * 1024 * 1024;
+
 /** What a decode worker returned for one batch. */
 interface SubmittedBatch {
   results: BatchResult[];
@@ -120,6 +132,20 @@ interface LinkGroup {
   first: Buffer;
   /** Its target path. */
   firstTarget: Buffer;
+}
+
+/** A range over just `jobs` (in frame-offset order) of `blob`. */
+function narrowRange(blob: string, jobs: ChunkJob[]): RangePlan {
+  let first = Infinity;
+  let last = -1;
+  let useCount = 0;
+  for (const j of jobs) {
+    const s = segmentsOf(j.chunk.offset, j.chunk.length);
+    first = Math.min(first, s.first);
+    last = Math.max(last, s.last);
+    useCount += j.uses.length;
+  }
+  return { blob, firstSegment: first, lastSegment: last, chunks: jobs, useCount };
 }
 
 /** The entry with its path mapped into the target. */
@@ -208,6 +234,8 @@ class RestoreRun {
   /** Ciphertext of pooled ranges and their decoded batches. */
   private readonly buffers: SharedBuffers;
   private readonly safety: SafetyPolicy;
+  /** Chunks this large are streamed (runStreamed). */
+  private readonly streamChunkSize: number;
 
   constructor(
     private readonly options: RestoreOptions,
@@ -220,6 +248,7 @@ class RestoreRun {
     // In use is bounded by the budget (in size classes, up to twice it); what is free was in use once.
     this.buffers = new SharedBuffers(4 * (options.memoryBudget ?? DEFAULT_BUDGET));
     this.safety = new SafetyPolicy(options.safety);
+    this.streamChunkSize = options.streamChunkSize ?? Math.floor((options.memoryBudget ?? DEFAULT_BUDGET) / 2);
   }
 
   /**
@@ -563,6 +592,15 @@ class RestoreRun {
       if (!isDataError(err)) throw err;
       return this.failJobs(range.chunks, errorMessage(err));
     }
+    if (range.chunks.some((j) => j.chunk.plainLength >= this.streamChunkSize)) {
+      const rest: ChunkJob[] = [];
+      for (const job of range.chunks) {
+        if (job.chunk.plainLength >= this.streamChunkSize) await this.runStreamed(range, file, size, job, budget);
+        else rest.push(job);
+      }
+      if (rest.length === 0) return;
+      range = narrowRange(range.blob, rest);
+    }
     const span = cipherSpan(range, file.headerLength, size);
     const spanBytes = span.end - span.start;
     let plainBytes = 0;
@@ -609,6 +647,83 @@ class RestoreRun {
       }
     } finally {
       release();
+    }
+  }
+
+  /**
+   * A chunk of at least streamChunkSize bytes, never held whole: its segments come in with one
+   * ranged GET, are decrypted 1 MiB at a time, decompressed in steps (FrameStream, which refuses
+   * content beyond the declared size at once) and written at every use as they come, hashed on
+   * the way. The files count the chunk only once its SHA-256 matched (FileTable.writePart, then
+   * commit); a chunk that fails fails its files, which are removed like any partly written file.
+   * Holds STREAM_HELD of the budget, and the zstd window the frame's header asks for.
+   */
+  private async runStreamed(range: RangePlan, file: AgeFileInfo, size: number, job: ChunkJob, budget: ByteBudget): Promise<void> {
+    const { chunk } = job;
+    const seg = segmentsOf(chunk.offset, chunk.length);
+    const span = cipherSpan({ firstSegment: seg.first, lastSegment: seg.last }, file.headerLength, size);
+    const frameEnd = chunk.offset + chunk.length;
+    let held = STREAM_HELD;
+    await budget.acquire(held);
+    const frame = new FrameStream(chunk.plainLength);
+    try {
+      const hash = createHash('sha256');
+      let live = job.uses;
+      let pos = 0;
+      const consume = async (pieces: Generator<Buffer>): Promise<void> => {
+        for (const piece of pieces) {
+          if (piece.length === 0) {
+            // The header is checked, nothing decompressed yet: count the window it asks for.
+            const window = Math.min(frame.windowSize!, chunk.plainLength);
+            await budget.acquire(window, held);
+            held += window;
+            continue;
+          }
+          hash.update(piece);
+          const zero = isAllZero(piece);
+          const alive: typeof live = [];
+          for (const u of live) if (await this.files.writePart(u.path, u.fileOffset + pos, piece, chunk.plainLength, zero)) alive.push(u);
+          live = alive;
+          pos += piece.length;
+        }
+      };
+      let segment = seg.first;
+      let plainAt = seg.first * SEGMENT_SIZE; // blob plaintext offset of the next decrypted byte
+      const feed = async (cipher: Buffer): Promise<void> => {
+        const plain = decryptSegments(file.payloadKey, segment, cipher, file.segmentCount - 1);
+        segment += Math.ceil(cipher.length / SEGMENT_CIPHER_SIZE);
+        const from = Math.max(chunk.offset - plainAt, 0);
+        const to = Math.min(frameEnd - plainAt, plain.length);
+        plainAt += plain.length;
+        if (to > from) await consume(frame.push(plain.subarray(from, to)));
+      };
+      const cipher = Buffer.allocUnsafe(STREAM_SEGMENTS * SEGMENT_CIPHER_SIZE);
+      let fill = 0;
+      for await (const piece of this.fetcher.stream(range.blob, span.start, span.end)) {
+        // Every file it was for failed (and was reported): the rest is not needed.
+        if (live.length === 0) return;
+        for (let at = 0; at < piece.length; ) {
+          const n = piece.copy(cipher, fill, at);
+          fill += n;
+          at += n;
+          if (fill === cipher.length) {
+            await feed(cipher);
+            fill = 0;
+          }
+        }
+      }
+      if (fill > 0) await feed(cipher.subarray(0, fill));
+      if (live.length === 0) return;
+      await consume(frame.end());
+      const id = hash.digest();
+      if (!id.equals(chunk.id)) throw new VaultikError(`chunk has SHA-256 ${id.toString('hex')}, expected ${chunk.id.toString('hex')}`, ExitCode.DATA);
+      for (const u of live) await this.files.commit(u.path, chunk.plainLength);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      await this.failJobs([job], chunkFailure(range, job, errorMessage(err)));
+    } finally {
+      frame.close();
+      budget.release(held);
     }
   }
 

@@ -87,6 +87,30 @@ export class BlobFetcher {
   }
 
   /**
+   * Bytes [start, end) of the blob, exactly, as the store sends them (one ranged GET, read as
+   * the caller consumes it: a large chunk is never held whole).
+   * @throws BlobDataError for a short or long answer; StorageError from the store.
+   */
+  async *stream(blob: string, start: number, end: number): AsyncGenerator<Buffer> {
+    const length = end - start;
+    if (length <= 0) return;
+    this.requests++;
+    const stream = await this.storage.get(blobKey(blob), { offset: start, length }, this.signal ? { signal: this.signal } : undefined);
+    let n = 0;
+    try {
+      for await (const piece of stream as AsyncIterable<Buffer>) {
+        if (n + piece.length > length) throw new BlobDataError(blob, `blob ${blob}: the store returned more than the ${length} bytes asked for`);
+        n += piece.length;
+        this.downloaded += piece.length;
+        yield piece;
+      }
+    } finally {
+      stream.destroy();
+    }
+    if (n !== length) throw new BlobDataError(blob, `blob ${blob}: short read at ${start}: got ${n} of ${length} bytes (truncated blob?)`);
+  }
+
+  /**
    * The blob's opened header (file key unwrapped, MAC checked), read once per blob.
    * @throws BlobDataError when the blob is missing, truncated or its header is corrupt or not
    *   for our key; StorageError for store failures.
