@@ -22,11 +22,9 @@
  * store, or an interrupt stop the restore: partly written files are removed, complete ones kept.
  * A wrong key fails before the target is touched.
  */
-import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { decodeChunk } from '../blob/reader.js';
-import { FrameStream } from '../compress/zstd.js';
-import { SEGMENT_CIPHER_SIZE, SEGMENT_SIZE, decryptRange, decryptSegments, type AgeFileInfo, type Identity } from '../crypto/index.js';
+import { decodeChunk, streamChunk } from '../blob/reader.js';
+import { decryptRange, decryptSegments, type AgeFileInfo, type Identity } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
 import { RestoreError, TargetWriter, utimesSeconds } from '../fs/restoreWriter.js';
 import { displayPath } from '../fs/paths.js';
@@ -40,7 +38,7 @@ import { DecodePool, type BatchJob, type BatchResult } from './decodePool.js';
 import { SharedBuffers } from './buffers.js';
 import { BlobFetcher, isDataError } from './fetcher.js';
 import { FileTable, diskFullError, isAllZero, isFatalWriteError } from './files.js';
-import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
+import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type ChunkUse, type PlanOptions, type RangePlan } from './plan.js';
 import { SafetyPolicy, type RestoreSafety } from './safety.js';
 import { Selector, relocator, type Relocation, type RestoreSelection } from './select.js';
 import { ByteBudget, TaskWindow } from '../util/concurrency.js';
@@ -109,8 +107,6 @@ const DECODE_POOL_MIN = 256 * 1024;
 
 const EMPTY = Buffer.alloc(0);
 
-/** Segments of ciphertext a streamed chunk decrypts at a time (1 MiB). */
-const STREAM_SEGMENTS = 16;
 /** Budget a streamed chunk holds besides its zstd window: ciphertext, plaintext and output steps. */
 const STREAM_HELD = 3 * 1024 * 1024;
 
@@ -662,67 +658,29 @@ class RestoreRun {
     const { chunk } = job;
     const seg = segmentsOf(chunk.offset, chunk.length);
     const span = cipherSpan({ firstSegment: seg.first, lastSegment: seg.last }, file.headerLength, size);
-    const frameEnd = chunk.offset + chunk.length;
     let held = STREAM_HELD;
     await budget.acquire(held);
-    const frame = new FrameStream(chunk.plainLength);
     try {
-      const hash = createHash('sha256');
       let live = job.uses;
-      let pos = 0;
-      const consume = async (pieces: Generator<Buffer>): Promise<void> => {
-        for (const piece of pieces) {
-          if (piece.length === 0) {
-            // The header is checked, nothing decompressed yet: count the window it asks for.
-            const window = Math.min(frame.windowSize!, chunk.plainLength);
-            await budget.acquire(window, held);
-            held += window;
-            continue;
-          }
-          hash.update(piece);
+      const checked = await streamChunk(file, this.fetcher.stream(range.blob, span.start, span.end), chunk, chunk.id, {
+        onWindow: async (bytes) => {
+          await budget.acquire(bytes, held);
+          held += bytes;
+        },
+        onPiece: async (piece, pos) => {
           const zero = isAllZero(piece);
-          const alive: typeof live = [];
+          const alive: ChunkUse[] = [];
           for (const u of live) if (await this.files.writePart(u.path, u.fileOffset + pos, piece, chunk.plainLength, zero)) alive.push(u);
           live = alive;
-          pos += piece.length;
-        }
-      };
-      let segment = seg.first;
-      let plainAt = seg.first * SEGMENT_SIZE; // blob plaintext offset of the next decrypted byte
-      const feed = async (cipher: Buffer): Promise<void> => {
-        const plain = decryptSegments(file.payloadKey, segment, cipher, file.segmentCount - 1);
-        segment += Math.ceil(cipher.length / SEGMENT_CIPHER_SIZE);
-        const from = Math.max(chunk.offset - plainAt, 0);
-        const to = Math.min(frameEnd - plainAt, plain.length);
-        plainAt += plain.length;
-        if (to > from) await consume(frame.push(plain.subarray(from, to)));
-      };
-      const cipher = Buffer.allocUnsafe(STREAM_SEGMENTS * SEGMENT_CIPHER_SIZE);
-      let fill = 0;
-      for await (const piece of this.fetcher.stream(range.blob, span.start, span.end)) {
-        // Every file it was for failed (and was reported): the rest is not needed.
-        if (live.length === 0) return;
-        for (let at = 0; at < piece.length; ) {
-          const n = piece.copy(cipher, fill, at);
-          fill += n;
-          at += n;
-          if (fill === cipher.length) {
-            await feed(cipher);
-            fill = 0;
-          }
-        }
-      }
-      if (fill > 0) await feed(cipher.subarray(0, fill));
-      if (live.length === 0) return;
-      await consume(frame.end());
-      const id = hash.digest();
-      if (!id.equals(chunk.id)) throw new VaultikError(`chunk has SHA-256 ${id.toString('hex')}, expected ${chunk.id.toString('hex')}`, ExitCode.DATA);
-      for (const u of live) await this.files.commit(u.path, chunk.plainLength);
+          // Every file it was for failed (and was reported): the rest is not needed.
+          return live.length > 0;
+        },
+      });
+      if (checked) for (const u of live) await this.files.commit(u.path, chunk.plainLength);
     } catch (err) {
       if (!isDataError(err)) throw err;
       await this.failJobs([job], chunkFailure(range, job, errorMessage(err)));
     } finally {
-      frame.close();
       budget.release(held);
     }
   }

@@ -68,22 +68,9 @@ export class BlobFetcher {
    */
   async readInto(blob: string, start: number, end: number, out: Buffer): Promise<void> {
     const length = end - start;
-    if (length <= 0) return;
     if (out.length < length) throw new RangeError(`buffer of ${out.length} bytes for a read of ${length}`);
-    this.requests++;
-    const stream = await this.storage.get(blobKey(blob), { offset: start, length }, this.signal ? { signal: this.signal } : undefined);
     let n = 0;
-    try {
-      for await (const piece of stream as AsyncIterable<Buffer>) {
-        if (n + piece.length > length) throw new BlobDataError(blob, `blob ${blob}: the store returned more than the ${length} bytes asked for`);
-        piece.copy(out, n);
-        n += piece.length;
-        this.downloaded += piece.length;
-      }
-    } finally {
-      stream.destroy();
-    }
-    if (n !== length) throw new BlobDataError(blob, `blob ${blob}: short read at ${start}: got ${n} of ${length} bytes (truncated blob?)`);
+    for await (const piece of this.stream(blob, start, end)) n += piece.copy(out, n);
   }
 
   /**

@@ -136,7 +136,7 @@ function rowToChunk(r: Row): ChunkLocation {
   const plain = r.plain_length;
   if ((typeof plain === 'number' || typeof plain === 'bigint') && plain > MAX_CHUNK_PLAIN_LENGTH) {
     // Readers allocate by it: refused before anything is read, whatever else the row says.
-    throw new Invalid(`plain_length${where} is ${plain} bytes, more than the largest chunk a backup writes (${MAX_CHUNK_PLAIN_LENGTH}): damaged or forged`);
+    throw new Invalid(`plain_length${where} out of range: ${plain} bytes, more than the largest chunk a backup writes (${MAX_CHUNK_PLAIN_LENGTH}): damaged or forged`);
   }
   return {
     id,
