@@ -8,7 +8,7 @@
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import zstd from 'zstd-napi/binding.js';
@@ -73,13 +73,19 @@ interface Forge {
   tamper?: (db: Database.Database, base: Buffer) => void;
 }
 
-/** A store (prefix 'pc/', host 'h') with one snapshot of `files`, the key in a file. */
-async function store(files: Record<string, Buffer>, options: Forge & { chunkSize?: number } = {}) {
+/** A store (prefix 'pc/', host 'h') with one snapshot of `files` (a number: a sparse file of that size), the key in a file. */
+async function store(files: Record<string, Buffer | number>, options: Forge & { chunkSize?: number } = {}) {
   const dir = join(tmp.dir, `case${n++}`);
   const src = join(dir, 'src');
   mkdirSync(src, { recursive: true });
   mkdirSync(join(dir, 'store'));
-  for (const [name, data] of Object.entries(files)) writeFileSync(join(src, name), data);
+  for (const [name, data] of Object.entries(files)) {
+    if (typeof data === 'number') {
+      closeSync(openSync(join(src, name), 'w'));
+      truncateSync(join(src, name), data);
+    }
+    else writeFileSync(join(src, name), data);
+  }
   const key = makeKey();
   const keyFile = writeKeyFile(key, join(dir, 'key.txt'));
   const storage = openStorage({ type: 'local', path: join(dir, 'store'), prefix: 'pc/' });
@@ -143,25 +149,25 @@ describe('the largest chunk', () => {
   it.skipIf(!existsSync(TIME))(
     'a forged chunk of more than that is refused (exit 5) before it is allocated, in little memory',
     async () => {
-      // A real frame of 300 MiB of zeros (about 10 KB), in a blob encrypted to the public key.
+      // A real frame of 300 MiB of zeros (about 10 KB), in a blob encrypted to the public key, as
+      // the chunk of a (sparse) file of that size: metadata as consistent as a backup's.
       const size = 300 * MiB;
       const { frame, id } = zeroFrame(size);
       expect(frame.length).toBeLessThan(MiB);
       const forged: ExtraFrame = { frame, plainLength: 1 };
       const s = await store(
-        { 'big.bin': Buffer.from('x'), 'small.txt': Buffer.from('fine') },
+        { 'big.bin': size, 'small.txt': Buffer.from('fine') },
         {
           extraFrames: [forged],
           tamper: (db, base) => repoint(db, Buffer.concat([base, Buffer.from('/big.bin')]), forged, id, size),
         },
       );
       const r = await timedCli(['restore', s.url, 'pc', 'latest', s.target], { HOME: s.dir, TMPDIR: s.dir, VAULTIK_PRIVATE_KEY: s.keyFile });
+      // Nothing near the chunk's size was ever held (the CLI running the sources is ~180 MB).
+      expect(r.maxRss).toBeLessThan(250 * MiB);
       expect(r.code, r.stderr).toBe(ExitCode.DATA);
-      expect(r.stderr).toMatch(/damaged or forged/);
-      expect(r.stderr).toMatch(/plain_length/);
+      expect(r.stderr).toMatch(/plain_length .* damaged or forged/);
       expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack
-      // Nothing near the chunk's size was ever held (a Node CLI restore alone is ~100 MB).
-      expect(r.maxRss).toBeLessThan(220 * MiB);
       expect(existsSync(join(s.target, snapPath(s.src).toString(), 'big.bin'))).toBe(false);
     },
     60_000,
