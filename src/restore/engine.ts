@@ -12,7 +12,9 @@
  *    is written, at every (file, offset) that uses it. Ranges with enough data are fetched into
  *    reused shared memory and decrypted, decoded and verified by the decode workers
  *    (decodePool.ts), which also create and write the files that are one chunk (most files);
- *    this thread reads the metadata, fetches, and writes the rest.
+ *    this thread reads the metadata, fetches, and writes the rest. A chunk of at least
+ *    `streamChunkSize` is streamed instead (runStreamed): memory stays within the budget
+ *    whatever the chunk sizes.
  * 3. Hard links to the first restored name of each group; then directory metadata, deepest
  *    first (TargetWriter.finish).
  *
