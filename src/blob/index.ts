@@ -5,4 +5,4 @@
  */
 export { blobKey, blobHashOf } from './key.js';
 export { BlobWriter, DEFAULT_MEMORY_THRESHOLD, type BlobWriterOptions, type FinishedBlob, type FrameLocation } from './writer.js';
-export { chunkFromFetched, decodeChunk, readChunk, storageReadRange, type FrameRef } from './reader.js';
+export { chunkFromFetched, decodeChunk, readChunk, storageReadRange, streamChunk, type FrameRef, type StreamChunkOptions } from './reader.js';

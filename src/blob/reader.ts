@@ -3,8 +3,8 @@
  * decompress the frame and verify the chunk against its id (SHA-256 of its plaintext).
  */
 import { createHash } from 'node:crypto';
-import { decompressFrame, decompressFrameInto } from '../compress/zstd.js';
-import { decryptRange, type AgeFileInfo, type AgeRandomAccess, type ReadRange } from '../crypto/index.js';
+import { FrameStream, decompressFrame, decompressFrameInto } from '../compress/zstd.js';
+import { AgeError, SEGMENT_CIPHER_SIZE, SEGMENT_SIZE, decryptRange, openSegments, type AgeFileInfo, type AgeRandomAccess, type ReadRange } from '../crypto/index.js';
 import { VaultikError, ExitCode } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 
@@ -39,8 +39,8 @@ export function decodeChunkInto(frame: Uint8Array, out: Uint8Array, expectedId: 
   checkId(out, expectedId, 'chunk');
 }
 
-function checkId(chunk: Uint8Array, expectedId: Uint8Array, what: string): void {
-  const id = createHash('sha256').update(chunk).digest();
+function checkId(chunk: Uint8Array, expectedId: Uint8Array, what: string, hashed = false): void {
+  const id = hashed ? Buffer.from(chunk) : createHash('sha256').update(chunk).digest();
   if (!id.equals(expectedId)) {
     throw new VaultikError(`${what} has SHA-256 ${id.toString('hex')}, expected ${Buffer.from(expectedId).toString('hex')}`, ExitCode.DATA);
   }
@@ -73,4 +73,92 @@ export function storageReadRange(storage: Storage, key: string, signal?: AbortSi
     for await (const c of stream) parts.push(c as Buffer);
     return Buffer.concat(parts);
   };
+}
+
+/** Segments of ciphertext streamChunk decrypts at a time (1 MiB). */
+const STREAM_SEGMENTS = 16;
+
+export interface StreamChunkOptions {
+  /**
+   * Called with each piece of the chunk, in order, at `pos` in the chunk: a view valid only
+   * until the returned promise settles. Resolves false when the rest is not wanted (nothing is
+   * checked then).
+   */
+  onPiece(piece: Buffer, pos: number): Promise<boolean>;
+  /** Called once, before anything is decompressed, with the zstd window the frame asks for. */
+  onWindow?(bytes: number): Promise<void>;
+}
+
+/**
+ * Decodes one chunk without holding it: `cipher` yields the stored bytes of the segments
+ * holding its frame (from segment floor(ref.offset / 64 KiB) on); they are decrypted 1 MiB at a
+ * time, the frame decompressed in 1 MiB steps (FrameStream: the frame must declare
+ * `ref.plainLength`, and more content is refused at once) and each piece handed to `onPiece`
+ * and hashed. Memory: about 3 MiB and the frame's zstd window, whatever the chunk's size.
+ * @returns false when `onPiece` declined the rest, true when the whole chunk checked out.
+ * @throws AgeError 'payload' when a segment fails authentication or is truncated; VaultikError
+ *   (DATA) as decodeChunk; errors of `cipher` and the callbacks propagate.
+ */
+export async function streamChunk(file: AgeFileInfo, cipher: AsyncIterable<Buffer>, ref: FrameRef, expectedId: Uint8Array, options: StreamChunkOptions): Promise<boolean> {
+  const frame = new FrameStream(ref.plainLength);
+  try {
+    const hash = createHash('sha256');
+    const frameEnd = ref.offset + ref.length;
+    let segment = Math.floor(ref.offset / SEGMENT_SIZE);
+    let plainAt = segment * SEGMENT_SIZE; // blob plaintext offset of the next decrypted byte
+    let pos = 0;
+    let wanted = true;
+    const consume = async (pieces: Generator<Buffer>): Promise<void> => {
+      for (const piece of pieces) {
+        if (piece.length === 0) {
+          // The header is checked, nothing decompressed yet.
+          await options.onWindow?.(Math.min(frame.windowSize!, ref.plainLength));
+          continue;
+        }
+        hash.update(piece);
+        if (!(await options.onPiece(piece, pos))) {
+          wanted = false;
+          return;
+        }
+        pos += piece.length;
+      }
+    };
+    const plains: Buffer[] = [];
+    const feed = async (bytes: Buffer): Promise<void> => {
+      // Segment by segment, no concatenation: less garbage.
+      openSegments(file.payloadKey, segment, bytes, file.segmentCount - 1, (_k, plain) => plains.push(plain), (_i, why) => {
+        throw new AgeError('payload', why);
+      });
+      segment += Math.ceil(bytes.length / SEGMENT_CIPHER_SIZE);
+      for (const plain of plains) {
+        const from = Math.max(ref.offset - plainAt, 0);
+        const to = Math.min(frameEnd - plainAt, plain.length);
+        plainAt += plain.length;
+        if (to > from && wanted) await consume(frame.push(plain.subarray(from, to)));
+      }
+      plains.length = 0;
+    };
+    const buf = Buffer.allocUnsafe(STREAM_SEGMENTS * SEGMENT_CIPHER_SIZE);
+    let fill = 0;
+    for await (const piece of cipher) {
+      if (!wanted) return false;
+      for (let at = 0; at < piece.length; ) {
+        const n = piece.copy(buf, fill, at);
+        fill += n;
+        at += n;
+        if (fill === buf.length) {
+          await feed(buf);
+          fill = 0;
+        }
+      }
+    }
+    if (fill > 0) await feed(buf.subarray(0, fill));
+    if (!wanted) return false;
+    await consume(frame.end());
+    if (!wanted) return false;
+    checkId(hash.digest(), expectedId, `chunk at blob offset ${ref.offset}`, true);
+    return true;
+  } finally {
+    frame.close();
+  }
 }

@@ -13,11 +13,11 @@ import { VaultikError, ExitCode } from '../errors.js';
 export const DEFAULT_COMPRESSION_LEVEL = 3;
 
 /**
- * Largest frame content we decompress unless the caller raises it: the largest chunk the
- * chunker may produce (1 GiB). A corrupt or hostile 20-byte frame can declare any size, and
- * decompression allocates the declared size up front.
+ * Largest frame content we decompress unless the caller raises it: the largest chunk a backup
+ * can write (4 × the largest chunk_size, 64 MiB: see src/config/load.ts). A corrupt or hostile
+ * 20-byte frame can declare any size, and decompression allocates the declared size up front.
  */
-export const MAX_FRAME_CONTENT = 1 << 30;
+export const MAX_FRAME_CONTENT = 256 * 1024 * 1024;
 
 /** Frame parameters every vaultik frame uses (besides the level). */
 export const FRAME_PARAMETERS: Readonly<CompressParameters> = Object.freeze({
@@ -160,4 +160,132 @@ export function boundedDecompress(maxOutput: number, tooLarge: () => Error): (so
     }
     if (inFrame) throw corrupt('the data ends inside a frame (truncated)');
   };
+}
+
+/** Largest frame header (RFC 8878 §3.1.1.1: magic, descriptor, window, dictionary id, content size). */
+const FRAME_HEADER_MAX = 18;
+/** Output of one FrameStream step. */
+const STREAM_OUT = 1024 * 1024;
+const EMPTY = Buffer.alloc(0);
+/** Streaming decoders to reuse: each keeps its window (freed only by GC otherwise). */
+const idleStreams: InstanceType<typeof zstd.DCtx>[] = [];
+
+/**
+ * The window a frame's header asks the streaming decoder to keep, in bytes (its content size for
+ * a single-segment frame); `header` holds at least the frame header.
+ * @throws VaultikError (DATA) for a header that is not a zstd frame's.
+ */
+export function frameWindowSize(header: Uint8Array, contentSize: number): number {
+  if (header.length < 6 || header[0] !== 0x28 || header[1] !== 0xb5 || header[2] !== 0x2f || header[3] !== 0xfd) throw corrupt('not a zstd frame header');
+  const singleSegment = (header[4]! >> 5) & 1;
+  if (singleSegment) return contentSize;
+  const wd = header[5]!;
+  const base = 2 ** (10 + (wd >> 3));
+  return base + (base / 8) * (wd & 7);
+}
+
+/**
+ * Decompresses one frame fed in pieces, in steps of at most 1 MiB of output, never holding the
+ * whole content: for chunks too large to decode into one buffer. The frame must declare its
+ * content size, equal to `expectedSize` (checked as soon as the header is in); producing more
+ * than that is an error at once, before the excess is written anywhere. zstd's own window
+ * limit (128 MiB) bounds what a hostile header can make it allocate; `windowSize` says what
+ * this frame asks for, so the caller can count it.
+ */
+export class FrameStream {
+  private dctx: InstanceType<typeof zstd.DCtx> | undefined = idleStreams.pop() ?? new zstd.DCtx();
+  private readonly out = Buffer.allocUnsafe(STREAM_OUT);
+  private head: Buffer | undefined = Buffer.alloc(0);
+  private produced = 0;
+  /** ZSTD_decompressStream's last hint: 0 once the frame is complete. */
+  private hint = 1;
+  /** The window the frame asks for, once its header is in. */
+  windowSize: number | undefined;
+
+  constructor(private readonly expectedSize: number) {}
+
+  /**
+   * Feeds the next bytes of the frame; yields the content they complete, as views of one
+   * reused buffer, each valid only until the generator is resumed. Once, when the header is
+   * in, it yields an empty view before decompressing anything: `windowSize` is known then.
+   * @throws VaultikError (DATA) for a corrupt frame, a wrong declared size, more content than
+   *   declared, or bytes after the end of the frame.
+   */
+  *push(input: Uint8Array): Generator<Buffer> {
+    if (this.head) {
+      // Nothing is decompressed before the header is checked.
+      this.head = Buffer.concat([this.head, input]);
+      if (this.head.length < FRAME_HEADER_MAX) return;
+      input = this.checkHeader();
+      yield EMPTY;
+    }
+    yield* this.step(input);
+  }
+
+  /** Hands the decoder back for reuse (its window stays allocated for the next large frame). */
+  close(): void {
+    if (!this.dctx) return;
+    this.dctx.reset(zstd.ResetDirective.sessionOnly);
+    if (idleStreams.length < 4) idleStreams.push(this.dctx);
+    this.dctx = undefined;
+  }
+
+  /**
+   * The end of the frame's bytes: flushes what is left.
+   * @throws VaultikError (DATA) when the frame is truncated or its content is not the expected size.
+   */
+  *end(): Generator<Buffer> {
+    if (this.head) {
+      const head = this.checkHeader();
+      yield EMPTY;
+      yield* this.step(head);
+    }
+    // Flush: the decoder may hold output it had no room for.
+    while (this.hint !== 0) {
+      const before = this.produced;
+      yield* this.step(new Uint8Array(0));
+      if (this.produced === before && this.hint !== 0) throw corrupt('truncated: the frame ends early');
+    }
+    if (this.produced !== this.expectedSize) throw corrupt(`decompressed to ${this.produced} bytes, expected ${this.expectedSize}`);
+  }
+
+  private checkHeader(): Buffer {
+    const head = this.head!;
+    this.head = undefined;
+    let declared: number | null;
+    try {
+      declared = zstd.getFrameContentSize(head);
+    } catch (err) {
+      throw corrupt((err as Error).message, err);
+    }
+    if (declared === null) throw corrupt('no content size in the frame header');
+    if (declared !== this.expectedSize) throw new VaultikError(`zstd frame holds ${declared} bytes, expected ${this.expectedSize}`, ExitCode.DATA);
+    this.windowSize = frameWindowSize(head, declared);
+    return head;
+  }
+
+  private *step(input: Uint8Array): Generator<Buffer> {
+    let at = 0;
+    for (;;) {
+      if (this.hint === 0) {
+        if (at < input.length) throw corrupt(`${input.length - at} bytes after the end of the frame`);
+        return;
+      }
+      let r: [number, number, number];
+      try {
+        if (!this.dctx) throw new Error('FrameStream used after close()');
+        r = this.dctx.decompressStream(this.out, input.subarray(at));
+      } catch (err) {
+        throw corrupt((err as Error).message, err);
+      }
+      const [hint, n, used] = r;
+      this.hint = hint;
+      at += used;
+      this.produced += n;
+      if (this.produced > this.expectedSize) throw corrupt(`decompresses to more than the ${this.expectedSize} bytes declared`);
+      if (n > 0) yield this.out.subarray(0, n);
+      // Done with this input once it is consumed and the output had room (nothing held back).
+      if (at >= input.length && n < this.out.length) return;
+    }
+  }
 }

@@ -12,7 +12,9 @@
  *    is written, at every (file, offset) that uses it. Ranges with enough data are fetched into
  *    reused shared memory and decrypted, decoded and verified by the decode workers
  *    (decodePool.ts), which also create and write the files that are one chunk (most files);
- *    this thread reads the metadata, fetches, and writes the rest.
+ *    this thread reads the metadata, fetches, and writes the rest. A chunk of at least
+ *    `streamChunkSize` is streamed instead (runStreamed): memory stays within the budget
+ *    whatever the chunk sizes.
  * 3. Hard links to the first restored name of each group; then directory metadata, deepest
  *    first (TargetWriter.finish).
  *
@@ -23,7 +25,7 @@
  * A wrong key fails before the target is touched.
  */
 import { tmpdir } from 'node:os';
-import { decodeChunk } from '../blob/reader.js';
+import { decodeChunk, streamChunk } from '../blob/reader.js';
 import { decryptRange, decryptSegments, type AgeFileInfo, type Identity } from '../crypto/index.js';
 import { ExitCode, UsageError, VaultikError, errorMessage } from '../errors.js';
 import { RestoreError, TargetWriter, utimesSeconds } from '../fs/restoreWriter.js';
@@ -38,7 +40,7 @@ import { DecodePool, type BatchJob, type BatchResult } from './decodePool.js';
 import { SharedBuffers } from './buffers.js';
 import { BlobFetcher, isDataError } from './fetcher.js';
 import { FileTable, diskFullError, isAllZero, isFatalWriteError } from './files.js';
-import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type PlanOptions, type RangePlan } from './plan.js';
+import { cipherSpan, frameOffsetInRange, planRanges, segmentsOf, type ChunkJob, type ChunkUse, type PlanOptions, type RangePlan } from './plan.js';
 import { SafetyPolicy, type RestoreSafety } from './safety.js';
 import { Selector, relocator, type Relocation, type RestoreSelection } from './select.js';
 import { ByteBudget, TaskWindow } from '../util/concurrency.js';
@@ -83,6 +85,11 @@ export interface RestoreOptions {
    * decompressed chunks it is writing — (default 32 MiB; a single larger range runs alone).
    */
   memoryBudget?: number;
+  /**
+   * Chunks of at least this many bytes are streamed: decrypted, decompressed, checked and
+   * written in steps of 1 MiB, never held whole (default half the memory budget).
+   */
+  streamChunkSize?: number;
   plan?: PlanOptions;
 }
 
@@ -102,6 +109,9 @@ const DECODE_POOL_MIN = 256 * 1024;
 
 const EMPTY = Buffer.alloc(0);
 
+/** Budget a streamed chunk holds besides its zstd window: ciphertext, plaintext and output steps. */
+const STREAM_HELD = 3 * 1024 * 1024;
+
 /** What a decode worker returned for one batch. */
 interface SubmittedBatch {
   results: BatchResult[];
@@ -120,6 +130,20 @@ interface LinkGroup {
   first: Buffer;
   /** Its target path. */
   firstTarget: Buffer;
+}
+
+/** A range over just `jobs` (in frame-offset order) of `blob`. */
+function narrowRange(blob: string, jobs: ChunkJob[]): RangePlan {
+  let first = Infinity;
+  let last = -1;
+  let useCount = 0;
+  for (const j of jobs) {
+    const s = segmentsOf(j.chunk.offset, j.chunk.length);
+    first = Math.min(first, s.first);
+    last = Math.max(last, s.last);
+    useCount += j.uses.length;
+  }
+  return { blob, firstSegment: first, lastSegment: last, chunks: jobs, useCount };
 }
 
 /** The entry with its path mapped into the target. */
@@ -217,6 +241,8 @@ class RestoreRun {
   /** Ciphertext of pooled ranges and their decoded batches. */
   private readonly buffers: SharedBuffers;
   private readonly safety: SafetyPolicy;
+  /** Chunks this large are streamed (runStreamed). */
+  private readonly streamChunkSize: number;
 
   constructor(
     private readonly options: RestoreOptions,
@@ -229,6 +255,7 @@ class RestoreRun {
     // In use is bounded by the budget (in size classes, up to twice it); what is free was in use once.
     this.buffers = new SharedBuffers(4 * (options.memoryBudget ?? DEFAULT_BUDGET));
     this.safety = new SafetyPolicy(options.safety);
+    this.streamChunkSize = options.streamChunkSize ?? Math.floor((options.memoryBudget ?? DEFAULT_BUDGET) / 2);
   }
 
   /**
@@ -588,6 +615,15 @@ class RestoreRun {
       if (!isDataError(err)) throw err;
       return this.failJobs(range.chunks, errorMessage(err));
     }
+    if (range.chunks.some((j) => j.chunk.plainLength >= this.streamChunkSize)) {
+      const rest: ChunkJob[] = [];
+      for (const job of range.chunks) {
+        if (job.chunk.plainLength >= this.streamChunkSize) await this.runStreamed(range, file, size, job, budget);
+        else rest.push(job);
+      }
+      if (rest.length === 0) return;
+      range = narrowRange(range.blob, rest);
+    }
     const span = cipherSpan(range, file.headerLength, size);
     const spanBytes = span.end - span.start;
     let plainBytes = 0;
@@ -634,6 +670,45 @@ class RestoreRun {
       }
     } finally {
       release();
+    }
+  }
+
+  /**
+   * A chunk of at least streamChunkSize bytes, never held whole: its segments come in with one
+   * ranged GET, are decrypted 1 MiB at a time, decompressed in steps (FrameStream, which refuses
+   * content beyond the declared size at once) and written at every use as they come, hashed on
+   * the way. The files count the chunk only once its SHA-256 matched (FileTable.writePart, then
+   * commit); a chunk that fails fails its files, which are removed like any partly written file.
+   * Holds STREAM_HELD of the budget, and the zstd window the frame's header asks for.
+   */
+  private async runStreamed(range: RangePlan, file: AgeFileInfo, size: number, job: ChunkJob, budget: ByteBudget): Promise<void> {
+    const { chunk } = job;
+    const seg = segmentsOf(chunk.offset, chunk.length);
+    const span = cipherSpan({ firstSegment: seg.first, lastSegment: seg.last }, file.headerLength, size);
+    let held = STREAM_HELD;
+    await budget.acquire(held);
+    try {
+      let live = job.uses;
+      const checked = await streamChunk(file, this.fetcher.stream(range.blob, span.start, span.end), chunk, chunk.id, {
+        onWindow: async (bytes) => {
+          await budget.acquire(bytes, held);
+          held += bytes;
+        },
+        onPiece: async (piece, pos) => {
+          const zero = isAllZero(piece);
+          const alive: ChunkUse[] = [];
+          for (const u of live) if (await this.files.writePart(u.path, u.fileOffset + pos, piece, chunk.plainLength, zero)) alive.push(u);
+          live = alive;
+          // Every file it was for failed (and was reported): the rest is not needed.
+          return live.length > 0;
+        },
+      });
+      if (checked) for (const u of live) await this.files.commit(u.path, chunk.plainLength);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      await this.failJobs([job], chunkFailure(range, job, errorMessage(err)));
+    } finally {
+      budget.release(held);
     }
   }
 

@@ -68,17 +68,28 @@ export class BlobFetcher {
    */
   async readInto(blob: string, start: number, end: number, out: Buffer): Promise<void> {
     const length = end - start;
-    if (length <= 0) return;
     if (out.length < length) throw new RangeError(`buffer of ${out.length} bytes for a read of ${length}`);
+    let n = 0;
+    for await (const piece of this.stream(blob, start, end)) n += piece.copy(out, n);
+  }
+
+  /**
+   * Bytes [start, end) of the blob, exactly, as the store sends them (one ranged GET, read as
+   * the caller consumes it: a large chunk is never held whole).
+   * @throws BlobDataError for a short or long answer; StorageError from the store.
+   */
+  async *stream(blob: string, start: number, end: number): AsyncGenerator<Buffer> {
+    const length = end - start;
+    if (length <= 0) return;
     this.requests++;
     const stream = await this.storage.get(blobKey(blob), { offset: start, length }, this.signal ? { signal: this.signal } : undefined);
     let n = 0;
     try {
       for await (const piece of stream as AsyncIterable<Buffer>) {
         if (n + piece.length > length) throw new BlobDataError(blob, `blob ${blob}: the store returned more than the ${length} bytes asked for`);
-        piece.copy(out, n);
         n += piece.length;
         this.downloaded += piece.length;
+        yield piece;
       }
     } finally {
       stream.destroy();

@@ -100,14 +100,9 @@ export class FileTable {
   async write(path: Buffer, offset: number, data: Buffer, zero = false): Promise<void> {
     const key = path.toString('latin1');
     if (this.failed.has(key)) return;
-    let s = this.states.get(key);
-    if (!s) {
+    if (!this.states.has(key)) {
       const entry = this.deps.lookup(path);
-      if (!entry || entry.type !== 'file') {
-        await this.fail(path, 'the snapshot lists chunks for this path but no regular file');
-        return;
-      }
-      if (offset === 0 && data.length === entry.size && data.length <= WHOLE_FILE_MAX && !this.deps.skipUnchanged) {
+      if (entry?.type === 'file' && offset === 0 && data.length === entry.size && data.length <= WHOLE_FILE_MAX && !this.deps.skipUnchanged) {
         // A small file in one chunk, the common case: created, written and finished in one call.
         try {
           await this.deps.writer.writeWholeFile(entry, data, zero && data.length >= HOLE_MIN);
@@ -119,6 +114,48 @@ export class FileTable {
         this.deps.onDone(entry, true);
         return;
       }
+    }
+    const started = await this.started(path, data.length);
+    if (!started || !(await this.put(path, started, offset, data, zero))) return;
+    await this.countDown(path, started, data.length);
+  }
+
+  /**
+   * Writes part of a chunk of `length` bytes (a large chunk decoded in steps) at `offset` of the
+   * file, creating the file if needed, without counting it: the file cannot finish until
+   * `commit` says the whole chunk checked out. A failure afterwards removes the file as usual.
+   * @returns false when the file failed (or was failed before): drop the rest of its chunk.
+   * @throws RestoreError only for fatal errors (isFatalWriteError).
+   */
+  async writePart(path: Buffer, offset: number, data: Buffer, length: number, zero = false): Promise<boolean> {
+    const started = await this.started(path, length);
+    return started !== undefined && (await this.put(path, started, offset, data, zero));
+  }
+
+  /**
+   * The chunk of `length` bytes whose parts `writePart` wrote checked out: counts it, and
+   * finishes the file when it was the last.
+   * @throws RestoreError only for fatal errors (isFatalWriteError).
+   */
+  async commit(path: Buffer, length: number): Promise<void> {
+    const started = await this.started(path, length);
+    if (started) await this.countDown(path, started, length);
+  }
+
+  /**
+   * The state of a file a chunk of `length` bytes is for, created on its first chunk; undefined
+   * (reported) when the path is no regular file, the file could not be created, or failed.
+   */
+  private async started(path: Buffer, length: number): Promise<{ s: FileState; mode: 'write' | 'skip' } | undefined> {
+    const key = path.toString('latin1');
+    if (this.failed.has(key)) return undefined;
+    let s = this.states.get(key);
+    if (!s) {
+      const entry = this.deps.lookup(path);
+      if (!entry || entry.type !== 'file') {
+        await this.fail(path, 'the snapshot lists chunks for this path but no regular file');
+        return undefined;
+      }
       const created: FileState = { entry, remaining: entry.size, ready: Promise.resolve('write'), file: undefined, last: undefined, opening: undefined, busy: 0 };
       created.ready = this.start(created);
       this.states.set(key, created);
@@ -129,13 +166,18 @@ export class FileTable {
       mode = await s.ready;
     } catch (err) {
       await this.handleError(path, err);
-      return;
+      return undefined;
     }
-    if (this.failed.has(key)) return;
-    if (data.length > s.remaining) {
+    if (this.failed.has(key)) return undefined;
+    if (length > s.remaining) {
       await this.fail(path, `chunks overlap or exceed the file size ${s.entry.size}`);
-      return;
+      return undefined;
     }
+    return { s, mode };
+  }
+
+  /** Writes `data` at `offset` (nothing in skip mode); false when the file failed. */
+  private async put(path: Buffer, { s, mode }: { s: FileState; mode: 'write' | 'skip' }, offset: number, data: Buffer, zero: boolean): Promise<boolean> {
     if (mode === 'write') {
       s.busy++;
       try {
@@ -144,14 +186,19 @@ export class FileTable {
         else await file.write(data, offset);
       } catch (err) {
         await this.handleError(path, err);
-        return;
+        return false;
       } finally {
         s.busy--;
       }
-      if (this.failed.has(key)) return;
     }
-    s.remaining -= data.length;
-    this.deps.onBytes(data.length);
+    return !this.failed.has(path.toString('latin1'));
+  }
+
+  /** `n` more bytes of the file are in place; finishes it after the last. */
+  private async countDown(path: Buffer, { s, mode }: { s: FileState; mode: 'write' | 'skip' }, n: number): Promise<void> {
+    const key = path.toString('latin1');
+    s.remaining -= n;
+    this.deps.onBytes(n);
     if (s.remaining > 0 || this.states.get(key) !== s) return;
     try {
       if (mode === 'write') {

@@ -134,6 +134,11 @@ function rowToEntry(r: Row): Entry {
 function rowToChunk(r: Row): ChunkLocation {
   const id = bytes(r.id, 'chunk id', 32);
   const where = ` of chunk ${id.toString('hex')}`;
+  const plain = r.plain_length;
+  if ((typeof plain === 'number' || typeof plain === 'bigint') && plain > MAX_CHUNK_PLAIN_LENGTH) {
+    // Readers allocate by it: refused before anything is read, whatever else the row says.
+    throw new Invalid(`plain_length${where} out of range: ${plain} bytes, more than the largest chunk a backup writes (${MAX_CHUNK_PLAIN_LENGTH}): damaged or forged`);
+  }
   return {
     id,
     blob: bytes(r.blob, `blob${where}`, 32).toString('hex'),

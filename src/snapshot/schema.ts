@@ -22,8 +22,12 @@ export const SNAPSHOT_APPLICATION_ID = 0x564b534e;
 /** `PRAGMA application_id` of a shard: 'VKSH'. */
 export const SHARD_APPLICATION_ID = 0x564b5348;
 
-/** Largest chunk plaintext a reader accepts (restore allocates one buffer per chunk). */
-export const MAX_CHUNK_PLAIN_LENGTH = 1 << 30;
+/**
+ * Largest chunk plaintext a writer makes and a reader accepts: 4 × the largest chunk_size
+ * (64 MiB), FastCDC's maximum for it (src/config/load.ts CHUNK_SIZE_MAX, MAX_CHUNK_FACTOR). A
+ * larger one is damaged or forged metadata.
+ */
+export const MAX_CHUNK_PLAIN_LENGTH = 256 * 1024 * 1024;
 
 export const ENTRY_TYPES = ['file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev', 'other'] as const;
 

@@ -21,7 +21,7 @@
  * order.
  */
 import { tmpdir } from 'node:os';
-import { blobHashOf, blobKey, chunkFromFetched, storageReadRange } from '../blob/index.js';
+import { blobHashOf, blobKey, chunkFromFetched, storageReadRange, streamChunk } from '../blob/index.js';
 import { AgeError, openAgeFile, segmentRange, type AgeFileInfo, type Identity } from '../crypto/index.js';
 import { ExitCode, VaultikError, errorMessage } from '../errors.js';
 import { scanIndex, type SnapshotListing } from '../snapshot/list.js';
@@ -467,6 +467,19 @@ async function checkBlobChunks(
     let runEnd = -1;
     for (; i < chunks.length; i++) {
       const c = chunks[i]!;
+      if (c.plainLength > MAX_FETCH) {
+        // A large chunk is checked as it streams in, never held whole; after the run so far.
+        if (plans.length > 0) break;
+        i++;
+        const problem = await streamCheck(storage, hash, file, c, signal);
+        if (problem === undefined) {
+          totals.count++;
+          totals.bytes += c.plainLength;
+        } else {
+          bad.push({ offset: c.offset, message: problem });
+        }
+        break;
+      }
       let plan;
       try {
         plan = segmentRange(file.headerLength, file.ciphertextSize, c.offset, c.length);
@@ -503,4 +516,25 @@ async function checkBlobChunks(
     }
   }
   return bad;
+}
+
+/**
+ * Checks one chunk larger than MAX_FETCH without holding it (blob/reader.ts streamChunk).
+ * @returns why it fails, or undefined when it checks out.
+ * @throws StorageError when the store fails (not for a missing or short object); the abort reason.
+ */
+async function streamCheck(storage: Storage, hash: string, file: AgeFileInfo, c: ChunkLocation, signal: AbortSignal | undefined): Promise<string | undefined> {
+  try {
+    const plan = segmentRange(file.headerLength, file.ciphertextSize, c.offset, c.length);
+    const stream = await storage.get(blobKey(hash), { offset: plan.cipherStart, length: plan.cipherEnd - plan.cipherStart }, signal ? { signal } : undefined);
+    try {
+      await streamChunk(file, stream as AsyncIterable<Buffer>, c, c.id, { onPiece: () => Promise.resolve(true) });
+    } finally {
+      stream.destroy();
+    }
+    return undefined;
+  } catch (err) {
+    if (err instanceof VaultikError && !isStorageError(err, 'transient') && !isStorageError(err, 'permission')) return errorMessage(err);
+    throw err;
+  }
 }

@@ -61,6 +61,17 @@ export interface SnapshotTreeOptions {
   tamper?: (dbPath: string) => void;
   /** Where shards are cut (default: src/snapshot/shardCut.ts's, one shard for a small tree). */
   shardLimits?: ShardLimits;
+  /**
+   * Frames appended to the last data blob, used by no file: forged-metadata tests point chunks
+   * at them from `tamper`. Each one's `location` is filled in before `tamper` runs.
+   */
+  extraFrames?: ExtraFrame[];
+}
+
+export interface ExtraFrame {
+  frame: Buffer;
+  plainLength: number;
+  location?: { blob: string; offset: number; length: number };
 }
 
 export interface SnapshotTreeResult {
@@ -135,7 +146,9 @@ export async function snapshotTree(storage: Storage, sourceDir: string, options:
     writer.addEntry({ ...e, size: data.length }, ids);
     fileChunkIds.set(e.path.toString('latin1'), ids);
   }
+  const extra = (options.extraFrames ?? []).map((f) => ({ f, at: blob.addFrame(f.frame, f.plainLength) }));
   await seal();
+  for (const { f, at } of extra) f.location = { blob: blobs[blobs.length - 1]!.hash, ...at };
   for (const [path, ids] of fileChunkIds) {
     chunksOf.set(
       path,
