@@ -30,7 +30,7 @@ export function commandHelp(command: Command): string {
 /** What each exit code means, for the man page (README.md's table says the same at length). */
 export const EXIT_CODE_HELP: Readonly<Record<number, string>> = {
   [ExitCode.OK]: 'success',
-  [ExitCode.FAILURE]: 'unexpected failure',
+  [ExitCode.FAILURE]: 'unexpected failure; restore and fetch: some entries could not be written into the target (a local problem), everything else was restored',
   [ExitCode.USAGE]: 'bad command line or configuration (the message names the key and line), unknown snapshot id',
   [ExitCode.WARNINGS]: 'backup completed with warnings (some files skipped or changed while read)',
   [ExitCode.NO_IDENTITY]: 'no identity matches this backup (wrong private key); nothing written',
