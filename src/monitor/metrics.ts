@@ -111,7 +111,7 @@ export function renderMetrics(state: MetricsState, config: string): string {
     g(METRIC.lastRunUploaded, 'Stored bytes the last run uploaded: data blobs and metadata.', c?.bytesUploaded),
     g(METRIC.lastRunFiles, 'Regular files in the last snapshot.', c?.files),
     g(METRIC.lastRunChanged, 'Files the last run read because they were new or changed.', c?.filesChanged),
-    g(METRIC.lastRunWarnings, 'Paths the last run left out or kept at an older version (warnings).', c?.warnings ?? (run ? 0 : undefined)),
+    g(METRIC.lastRunWarnings, 'Warnings of the last run: paths left out, files stored as last read after changing during every read.', c?.warnings ?? (run ? 0 : undefined)),
     g(METRIC.lastRunErrors, 'Errors of the last run: a failed backup and each failed hook.', run?.errors),
     {
       name: METRIC.runs,
