@@ -6,7 +6,7 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,6 +40,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     await cluster.stop();
     await settled;
+    if (existsSync(join(tmp.dir, 'exited'))) {
+      console.warn(`radosgw: a ceph daemon died during the run; logs kept in ${tmp.dir}/log:\n${readFileSync(join(tmp.dir, 'exited'), 'utf8')}`);
+      return;
+    }
     tmp.cleanup();
   };
 }
@@ -50,13 +54,39 @@ function radosgwMissing(): string | undefined {
   return absent.length === 0 ? undefined : `radosgw not installed (no ${absent.join(', ')}): apt-get install ${RADOSGW_PACKAGES}`;
 }
 
-/** A port free on 127.0.0.1 right now. */
+/** The kernel's ephemeral port range (what `listen(0)` and outgoing connections take). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low! > 0 && high! >= low!) return [low!, high!];
+  } catch {
+    // not Linux: the IANA range
+  }
+  return [49152, 65535];
+}
+
+/**
+ * A port free on 127.0.0.1 right now, outside the ephemeral range. A port from listen(0) would
+ * be ephemeral: in the seconds before ceph binds it, another test's server (listen(0)) or an
+ * outgoing connection can take it, rgw then fails to bind, and the readiness check would be
+ * answered by the other server.
+ */
 async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
+  const [low] = ephemeralRange();
+  const floor = Math.min(20_000, low - 2_000);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = floor + Math.floor(Math.random() * (low - floor));
+    const srv = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      await new Promise((resolve) => srv.close(resolve));
+      return port;
+    }
+  }
+  throw new Error(`no free port in ${floor}-${low - 1} on 127.0.0.1`);
 }
 
 interface RadosgwCluster {
@@ -129,6 +159,10 @@ rgw_multipart_min_part_size = 65536
     stopping.signal.throwIfAborted();
     const child = spawn(cmd, ['-f', '-c', conf, ...args], { stdio: 'ignore' });
     child.on('error', () => undefined);
+    // A daemon that dies before stop() says so where the tests look (radosgw.ts, `exited`).
+    child.on('exit', (code, signal) => {
+      if (!stopping.signal.aborted) appendFileSync(join(dir, 'exited'), `${cmd} ${args.join(' ')} exited (code ${code}, signal ${signal}) at ${new Date().toISOString()}\n`);
+    });
     children.push(child);
   };
   // Asynchronous: the global setup shares its event loop with vitest's scheduling.
@@ -151,8 +185,9 @@ rgw_multipart_min_part_size = 65536
     await run('radosgw-admin', ['-c', conf, 'user', 'create', '--uid=vaultik', '--display-name=vaultik', `--access-key=${info.accessKeyId}`, `--secret-key=${info.secretAccessKey}`]);
     const deadline = Date.now() + STARTUP_TIMEOUT_MS;
     for (;;) {
+      // rgw's answer, not any server's: S3 sets x-amz-request-id.
       const up = await fetch(info.endpoint).then(
-        (r) => r.status < 500,
+        (r) => r.status < 500 && r.headers.has('x-amz-request-id'),
         () => false,
       );
       if (up) return;

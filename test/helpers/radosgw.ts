@@ -67,6 +67,8 @@ export function radosgwTarget(): RadosgwTarget {
     ready: async () => {
       if (missing) throw new Error(missing);
       await waitReady(info.dir!);
+      const exited = join(info.dir!, 'exited');
+      if (existsSync(exited)) throw new Error(`radosgw is down: ${readFileSync(exited, 'utf8').trim()} (logs in ${info.dir}/log)`);
       return server(info);
     },
   };
