@@ -10,7 +10,7 @@
  *   64 KiB. By default glibc raises both thresholds (up to 32 MiB) each time a large block is
  *   freed, and a run's buffers then stay in the heap, among smaller blocks still in use.
  * Idle RSS after the start-up run (bench/daemon.mjs, 20,000 files, with the trim of
- * src/daemon/memory.ts): 97-103 MB with glibc's defaults, 81-85 MB with these (docs/DAEMON.md).
+ * src/daemon/memory.ts): 95-101 MiB with glibc's defaults, 79-83 MiB with these (docs/DAEMON.md).
  *
  * Only the daemon: other commands end when their work is done. A value the user set wins; the
  * others are still set (and once all three are set, nothing is exec'd: no loop).

@@ -1,8 +1,9 @@
 /**
  * Gives the memory a finished run left behind back to the system before the daemon idles.
  *
- * After a run, the process holds ~50 MB more than before it (RSS 137 MB idle vs 81 MB for the CLI
- * just loaded, 20,000 files, Node 22): nearly all of it is memory glibc's malloc holds as free.
+ * After a run, the process holds ~50 MiB more than before it (RSS 132-154 MiB idle vs 79 MiB for
+ * the CLI just loaded, 20,000 files, Node 22): V8's heap not yet shrunk, and memory glibc's
+ * malloc holds as free.
  * The run's buffers, SQLite page caches and native objects were freed, but the pages lie between
  * chunks still in use, and glibc's free() only returns the top of a heap to the kernel.
  * malloc_trim(3) returns every free page of every arena (MADV_DONTNEED); nothing in Node.js calls
