@@ -6,7 +6,8 @@
 //
 // Runs the built CLI (`node dist/cli/bin.js backup <config> --daemon --json`) against a local
 // store in a temp dir. CPU is utime+stime of the daemon process (all its threads) from
-// /proc/<pid>/stat, RSS is VmRSS sampled every second. Three phases:
+// /proc/<pid>/stat, RSS is VmRSS sampled every second (`rssMiB.last`: at the end of the idle
+// window, what the daemon holds while it waits for the next run). Three phases:
 //   1. idle, backup_interval 1h: after the start-up run, only the watcher (the pool is released)
 //   2. idle, backup_interval 10s: a tick every 10 s that finds nothing dirty and skips
 //   3. latency, backup_interval 5s: a file changes at a random moment; time until the 'run'
@@ -127,6 +128,7 @@ async function idlePhase(interval) {
   const wall = (performance.now() - t0) / 1000;
   const skips = d.events.filter((e) => e.type === 'skipped').length;
   await d.stop();
+  const last = rss.at(-1);
   rss.sort((a, b) => a - b);
   return {
     interval,
@@ -135,7 +137,7 @@ async function idlePhase(interval) {
     watchSetupMs: watching?.ms,
     cpuPercent: ((cpu / wall) * 100).toFixed(3),
     cpuSeconds: cpu.toFixed(2),
-    rssMiB: { min: rss[0].toFixed(1), median: rss[rss.length >> 1].toFixed(1), max: rss.at(-1).toFixed(1) },
+    rssMiB: { min: rss[0].toFixed(1), median: rss[rss.length >> 1].toFixed(1), max: rss.at(-1).toFixed(1), last: last.toFixed(1) },
     skips,
     ...series,
   };
@@ -178,7 +180,7 @@ async function recursiveWatchRss() {
 }
 
 try {
-  console.log(JSON.stringify({ files: FILES, dirs, idleSeconds: IDLE_S }));
+  console.log(JSON.stringify({ files: FILES, dirs, idleSeconds: IDLE_S, node: process.version }));
   console.log(JSON.stringify({ phase: 'idle, backup_interval 1h', ...(await idlePhase('1h')) }));
   if (ONLY_IDLE) process.exit(0);
   console.log(JSON.stringify({ phase: 'idle, backup_interval 10s (skipping ticks)', ...(await idlePhase('10s')) }));

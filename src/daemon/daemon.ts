@@ -23,7 +23,8 @@
  *   resolves once everything is closed. `reload()` (SIGHUP) reads the config again: an invalid
  *   one is reported and the running config stays; a valid one applies from the next run.
  * - One chunk pool (worker threads) serves every run while runs come close together; it is
- *   released while the next run is more than `poolIdleMs` away (an idle worker costs ~11 MB).
+ *   released while the next run is more than `poolIdleMs` away (an idle worker costs ~11 MB),
+ *   and so is the memory the run left free (memory.ts: glibc keeps it otherwise).
  * - Each run goes through the hooks, pings and metrics of src/monitor (a failing `before` hook
  *   fails the run like any other failure: exit code 9, retried with backoff); a check that finds
  *   nothing changed counts as up to date (metrics, success ping). The status file
@@ -47,6 +48,7 @@ import { SourceMap, diffTree, dirtyScan, recordingScan, type ScanFn } from './sc
 import { fullScanDue, nextDue, retryDelay, startAt } from './schedule.js';
 import { TreeRecordError, TreeWriter, readTreeBatches, removeTree, treeFingerprint, treeMatches, treePathFor, type TreeRecord } from './tree.js';
 import { inotifyWatcher, type Watcher, type WatcherFactory } from './watcher.js';
+import { releaseMemory } from './memory.js';
 
 export interface DaemonOptions {
   config: Config;
@@ -66,6 +68,12 @@ export interface DaemonOptions {
   makePool?: (config: Config) => ChunkPool;
   /** Release the pool while the next run is further away than this (default 10 min). */
   poolIdleMs?: number;
+  /**
+   * Called once after a run (or a check) when the next is further away than `poolIdleMs`, after
+   * the pool was released: gives the memory the run left free back to the system (default
+   * memory.ts releaseMemory).
+   */
+  releaseMemory?: () => void;
   /** Marked paths kept before falling back to a full scan (default 100,000). */
   dirtyLimit?: number;
   /** Passed to every runBackup. */
@@ -116,6 +124,8 @@ export class Daemon {
   private watching = false;
   private pool: ChunkPool | undefined;
   private running = false;
+  /** A run or check ended since memory was last released. */
+  private memoryToRelease = false;
   private started = false;
   private lastFullScan: number | undefined;
   private lastWatchAttempt: number | undefined;
@@ -202,11 +212,16 @@ export class Daemon {
         this.monitor.metrics.nextRun = at / 1000;
         this.status.update(this.config, { state: 'idle', watching: this.watching, nextRunAt: at });
         if (at > this.now()) {
-          if (at - this.now() > (this.options.poolIdleMs ?? DEFAULT_POOL_IDLE_MS)) await this.releasePool();
+          if (at - this.now() > (this.options.poolIdleMs ?? DEFAULT_POOL_IDLE_MS)) {
+            await this.releasePool();
+            if (this.memoryToRelease) (this.options.releaseMemory ?? releaseMemory)();
+            this.memoryToRelease = false;
+          }
           await this.sleepUntil(at);
           continue; // woken early by a reload or a stop: decide again
         }
         const result = await this.cycle();
+        this.memoryToRelease = true;
         if (result === 'stopped') {
           interruptedRun = true;
           break;

@@ -13,7 +13,7 @@ import { openStorage } from '../../src/storage/index.js';
 import { StorageError, type PutBody, type PutOptions, type Storage } from '../../src/storage/types.js';
 import { buildRichTree, compareTrees } from '../helpers/tree.js';
 import { makeWorkspace, type Workspace } from '../backup/helpers.js';
-import { restoreLatest, sleep, snapshotCount, startDaemon, type RunningDaemon } from './kit.js';
+import { restoreLatest, sleep, snapshotCount, startDaemon, waitFor, type RunningDaemon } from './kit.js';
 
 let ws: Workspace | undefined;
 let running: RunningDaemon | undefined;
@@ -115,6 +115,40 @@ describe('daemon', () => {
     await running.next('skipped', running.events.indexOf(run));
     await expectRestoredEqual(ws);
     expect(pools).toBe(1);
+  });
+
+  it('after a run, when the next is more than poolIdleMs away, releases the pool and then the memory, once', async () => {
+    ws = makeWorkspace();
+    writeFileSync(join(ws.src, 'a.txt'), 'a');
+    ws.writeConfig(timing('1h'));
+    const calls: string[] = [];
+    running = startDaemon(ws, {
+      makePool: (c) => {
+        const pool = new ChunkPool({ size: 1, level: c.compressionLevel });
+        const close = pool.close.bind(pool);
+        pool.close = async () => {
+          await close();
+          calls.push('pool closed');
+        };
+        return pool;
+      },
+      releaseMemory: () => calls.push('memory released'),
+    });
+    await running.next('run');
+    await waitFor('the memory released', () => calls.includes('memory released'));
+    await sleep(100);
+    expect(calls).toEqual(['pool closed', 'memory released']);
+  });
+
+  it('does not release the memory between runs that come close together', async () => {
+    ws = makeWorkspace();
+    writeFileSync(join(ws.src, 'a.txt'), 'a');
+    ws.writeConfig(timing('1s'));
+    let released = 0;
+    running = startDaemon(ws, { releaseMemory: () => released++ });
+    await running.next('run');
+    await waitFor('two checks after the run', () => running!.count('skipped') >= 2);
+    expect(released).toBe(0);
   });
 
   it('a change made while a run is in progress is picked up by the following run', async () => {
